@@ -1,0 +1,40 @@
+"""skystate: declarative GPU clusters, jobs and services from checked-in YAML.
+
+``import skystate as sky`` gives the SkyPilot-compatible SDK. Everything is imported
+lazily so that ``import skystate`` (and the CLI's start) stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "exceptions": "skystate.exceptions",
+    "ClusterStatus": "skystate.status",
+    "JobStatus": "skystate.status",
+    "StatusRefreshMode": "skystate.status",
+    "OptimizeTarget": "skystate.status",
+    "Resources": "skystate.spec.resources",
+    "Task": "skystate.spec.task",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'skystate' has no attribute {name!r}")
+    module = importlib.import_module(module_name)
+    value = module if module_name.endswith(name) else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+__all__ = ["__version__", *_EXPORTS]

@@ -1,0 +1,157 @@
+"""Typed errors, rendered once at the edge (CLI/SDK) without a traceback.
+
+Tree::
+
+    SkyStateError                      base of everything skystate raises on purpose
+    ├── SpecError                      bad input files; carries every SpecIssue found
+    ├── PlanError                      the plan is blocked (e.g. protect: true)
+    ├── StalePlanError                 a saved plan no longer matches the state
+    ├── StateLockedError               another writer holds the state lock
+    ├── ProviderError                  a provider call failed; ``transient`` says retry
+    └── the SkyPilot SDK's exceptions, same names and attributes:
+        ClusterDoesNotExist, ClusterNotUpError, NotSupportedError,
+        ResourcesMismatchError, ResourcesUnavailableError(failover_history),
+        InvalidClusterNameError, CommandError, NoCloudAccessError,
+        ClusterOwnerIdentityMismatchError, ClusterOwnerIdentitiesMismatchError,
+        CloudUserIdentityError
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class SkyStateError(Exception):
+    """Base of every error skystate raises on purpose."""
+
+
+@dataclass(frozen=True)
+class SpecIssue:
+    """One problem in a state file: where it is and what is wrong."""
+
+    file: str
+    line: int | None
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        loc = f"{self.file}:{self.line}" if self.line else self.file
+        field = f" {self.field}:" if self.field else ""
+        return f"{loc}:{field} {self.message}"
+
+
+class SpecError(SkyStateError, ValueError):
+    """Every problem found in a set of files, reported at once."""
+
+    def __init__(self, issues: list[SpecIssue]) -> None:
+        self.issues = list(issues)
+        super().__init__("\n".join(str(i) for i in self.issues))
+
+
+class PlanError(SkyStateError):
+    """The plan cannot be applied as is (blocked actions, errored plan)."""
+
+    def __init__(self, message: str, errors: list[str] | None = None) -> None:
+        self.errors = list(errors or [message])
+        super().__init__(message)
+
+
+class StalePlanError(SkyStateError):
+    """The state changed since the saved plan was made."""
+
+
+class StateLockedError(SkyStateError):
+    """Another process holds the state lock past the timeout."""
+
+
+class ProviderError(SkyStateError):
+    """A provider call failed. ``transient`` errors are retried with backoff."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        self.transient = transient
+        super().__init__(message)
+
+
+# --- SkyPilot SDK exceptions (names and attributes as in the seed) ---------------
+
+
+class ClusterDoesNotExist(SkyStateError, ValueError):
+    """The named cluster is not in the state."""
+
+
+class ClusterNotUpError(SkyStateError):
+    def __init__(self, message: str, cluster_status: object = None, handle: object = None):
+        self.cluster_status = cluster_status
+        self.handle = handle
+        super().__init__(message)
+
+
+class NotSupportedError(SkyStateError):
+    pass
+
+
+class ResourcesMismatchError(SkyStateError):
+    pass
+
+
+class InvalidClusterNameError(SkyStateError, ValueError):
+    pass
+
+
+class ResourcesUnavailableError(SkyStateError):
+    """No offer could be provisioned.
+
+    ``failover_history`` is empty iff no feasible offer was found; otherwise it
+    holds one exception per offer tried.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        no_failover: bool = False,
+        failover_history: list[Exception] | None = None,
+    ) -> None:
+        self.no_failover = no_failover
+        self.failover_history: list[Exception] = list(failover_history or [])
+        super().__init__(message)
+
+    def with_failover_history(self, history: list[Exception]) -> ResourcesUnavailableError:
+        self.failover_history = list(history)
+        return self
+
+
+class CommandError(SkyStateError):
+    def __init__(
+        self, returncode: int, command: str, error_msg: str, detailed_reason: str | None = None
+    ) -> None:
+        self.returncode = returncode
+        self.command = command
+        self.error_msg = error_msg
+        self.detailed_reason = detailed_reason
+        super().__init__(f"Command {command!r} failed with return code {returncode}: {error_msg}")
+
+
+class NoCloudAccessError(SkyStateError):
+    pass
+
+
+class ClusterOwnerIdentityMismatchError(SkyStateError):
+    pass
+
+
+ClusterOwnerIdentitiesMismatchError = ClusterOwnerIdentityMismatchError
+
+
+class CloudUserIdentityError(SkyStateError):
+    pass
+
+
+class JobExitCode(enum.IntEnum):
+    """Exit codes of ``tail_logs`` / ``skystate logs``, as SkyPilot's."""
+
+    SUCCEEDED = 0
+    FAILED = 100
+    NOT_FINISHED = 101
+    NOT_FOUND = 102
+    CANCELLED = 103

@@ -1,0 +1,1 @@
+"""Providers: one module per infrastructure behind the ``Provider`` protocol."""

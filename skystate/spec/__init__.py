@@ -1,0 +1,1 @@
+"""skystate.spec"""
