@@ -1,0 +1,206 @@
+"""The documents of a state directory: Project, Cluster, Job, ManagedJob, Service.
+
+Jobs, managed jobs and services are SkyPilot task fields plus a few of our own, so
+they share ``TaskFields``; ``from:`` is resolved by the loader before validation.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from skystate.spec.resources import AutostopSpec, Resources
+
+CLUSTER_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+JOB_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]{0,127}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _env_values(value: Any) -> Any:
+    """SkyPilot accepts numbers/bools as env values; they become strings."""
+    if isinstance(value, dict):
+        return {
+            k: (str(v).lower() if isinstance(v, bool) else ("" if v is None else str(v)))
+            if isinstance(v, (bool, int, float)) or v is None
+            else v
+            for k, v in value.items()
+        }
+    return value
+
+
+class ServiceSpec(_Strict):
+    """SkyPilot's ``service:`` section (validated; reconciled by a later release)."""
+
+    readiness_probe: str | dict[str, Any] | None = None
+    replica_policy: dict[str, Any] | None = None
+    replicas: int | None = Field(default=None, ge=0)
+    load_balancing_policy: str | None = None
+    ports: int | str | None = None
+    tls: dict[str, Any] | None = None
+    pool: bool | None = None
+    workers: int | None = None
+
+
+class TaskFields(_Strict):
+    """Every field of a SkyPilot task YAML."""
+
+    workdir: str | dict[str, Any] | None = None
+    num_nodes: int | None = Field(default=None, ge=1)
+    resources: Resources | None = None
+    envs: dict[str, str] | None = None
+    secrets: dict[str, str] | None = None
+    file_mounts: dict[str, str | dict[str, Any]] | None = None
+    setup: str | None = None
+    run: str | None = None
+    service: ServiceSpec | None = None
+    config: dict[str, Any] | None = None
+    volumes: dict[str, Any] | None = None
+    event_callback: str | None = None
+    inputs: dict[str, Any] | None = None
+    outputs: dict[str, Any] | None = None
+
+    _env = field_validator("envs", "secrets", mode="before")(_env_values)
+
+
+class TaskSpec(TaskFields):
+    """A whole SkyPilot task YAML document (``name`` optional, as in SkyPilot)."""
+
+    name: str | None = None
+
+
+class _Named(_Strict):
+    kind: str
+    name: str
+
+
+class Cluster(_Named):
+    kind: Literal["Cluster"] = "Cluster"
+    resources: Resources = Field(default_factory=Resources)
+    num_nodes: int = Field(default=1, ge=1)
+    power: Literal["up", "stopped"] = "up"
+    autostop: AutostopSpec | None = None
+    protect: bool = False
+    setup: str | None = None
+    workdir: str | None = None
+    file_mounts: dict[str, str] | None = None
+    envs: dict[str, str] | None = None
+
+    _env = field_validator("envs", mode="before")(_env_values)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not CLUSTER_NAME.match(value):
+            raise ValueError(
+                f"invalid cluster name {value!r}: use lowercase letters, digits and '-', "
+                "starting with a letter, at most 63 characters"
+            )
+        return value
+
+    def immutable_view(self) -> dict[str, Any]:
+        """The fields whose change needs a replace (down + create)."""
+        return {"resources": self.resources.canonical(), "num_nodes": self.num_nodes}
+
+    def mutable_view(self) -> dict[str, Any]:
+        """The fields changed in place (setup re-run, autostop re-set)."""
+        return {
+            "setup": self.setup,
+            "workdir": self.workdir,
+            "file_mounts": self.file_mounts,
+            "envs": self.envs,
+        }
+
+
+class Job(TaskFields, _Named):
+    kind: Literal["Job"] = "Job"
+    cluster: str
+    from_: str | None = Field(default=None, alias="from")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not JOB_NAME.match(value):
+            raise ValueError(
+                f"invalid job name {value!r}: use letters, digits, '-', '_' and '.', "
+                "starting with a letter"
+            )
+        return value
+
+
+class ManagedJob(TaskFields, _Named):
+    kind: Literal["ManagedJob"] = "ManagedJob"
+    from_: str | None = Field(default=None, alias="from")
+
+    _name = field_validator("name")(Job._name.__func__)  # type: ignore[attr-defined]
+
+
+class Service(TaskFields, _Named):
+    kind: Literal["Service"] = "Service"
+    from_: str | None = Field(default=None, alias="from")
+
+    _name = field_validator("name")(Cluster._name.__func__)  # type: ignore[attr-defined]
+
+
+# --- Project ---------------------------------------------------------------------------
+
+
+class LocalConfig(_Strict):
+    accelerators: dict[str, int] = Field(default_factory=dict)
+    cpus: float | None = Field(default=None, gt=0)
+    memory: float | None = Field(default=None, gt=0)
+
+
+class SSHPool(_Strict):
+    hosts: list[str] = Field(min_length=1)
+    user: str | None = None
+    identity_file: str | None = None
+    port: int = Field(default=22, ge=1, le=65535)
+
+
+class SSHConfig(_Strict):
+    pools: dict[str, SSHPool] = Field(default_factory=dict)
+
+
+class AWSConfig(_Strict):
+    regions: list[str] | None = None
+    endpoint_url: str | None = None
+
+
+class GCPConfig(_Strict):
+    project: str | None = None
+    regions: list[str] | None = None
+    api_endpoint: str | None = None
+
+
+class ProvidersConfig(_Strict):
+    local: LocalConfig = Field(default_factory=LocalConfig)
+    ssh: SSHConfig = Field(default_factory=SSHConfig)
+    aws: AWSConfig = Field(default_factory=AWSConfig)
+    gcp: GCPConfig = Field(default_factory=GCPConfig)
+
+
+class Defaults(_Strict):
+    resources: Resources | None = None
+    autostop: AutostopSpec | None = None
+
+
+class Project(_Named):
+    kind: Literal["Project"] = "Project"
+    defaults: Defaults = Field(default_factory=Defaults)
+    providers: ProvidersConfig = Field(default_factory=ProvidersConfig)
+
+    _name = field_validator("name")(Cluster._name.__func__)  # type: ignore[attr-defined]
+
+
+DOCUMENT_KINDS: dict[str, type[_Named]] = {
+    "Project": Project,
+    "Cluster": Cluster,
+    "Job": Job,
+    "ManagedJob": ManagedJob,
+    "Service": Service,
+}

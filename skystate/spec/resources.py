@@ -1,0 +1,287 @@
+"""The SkyPilot ``resources`` block: what a cluster or job needs.
+
+Every value is normalised on the way in (``"A100:8"`` → ``{"A100": 8}``, ``8`` →
+``"8"``, ``8080`` → ``["8080"]``) so that two spellings of the same request hash the
+same and the planner never sees a replace where nothing changed.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# Clouds SkyPilot accepts in ``cloud:``/``infra:`` (so its task YAMLs load unchanged),
+# plus the providers only skystate has. Only some have a provider (see providers/).
+KNOWN_CLOUDS = (
+    "local", "ssh", "aws", "gcp", "azure", "kubernetes", "k8s", "lambda", "ibm", "oci",
+    "scp", "runpod", "vast", "fluidstack", "cudo", "paperspace", "do", "nebius",
+    "vsphere", "hyperbolic", "seeweb", "shadeform", "primeintellect", "slurm",
+)
+DISK_TIERS = ("low", "medium", "high", "ultra", "best")
+_QUANTITY = re.compile(r"^(\d+(\.\d+)?)(\+)?$")
+_PORT = re.compile(r"^(\d+)(-(\d+))?$")
+_ACCEL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class AutostopSpec(_Strict):
+    """``autostop: {idle_minutes, down, wait_for}``; also ``autostop: 30`` or ``false``."""
+
+    idle_minutes: int = Field(default=5, ge=0)
+    down: bool = False
+    wait_for: Literal["jobs_and_ssh", "jobs", "none"] = "jobs_and_ssh"
+    enabled: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            return {"enabled": value}
+        if isinstance(value, int):
+            return {"idle_minutes": value}
+        if isinstance(value, str) and value.strip().isdigit():
+            return {"idle_minutes": int(value)}
+        if isinstance(value, dict) and "wait_for" in value and isinstance(value["wait_for"], str):
+            return {**value, "wait_for": value["wait_for"].lower()}
+        return value
+
+
+class JobRecovery(_Strict):
+    strategy: str | None = None
+    max_restarts_on_errors: int = Field(default=0, ge=0)
+    recover_on_exit_codes: list[int] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"strategy": value}
+        if isinstance(value, dict) and isinstance(value.get("recover_on_exit_codes"), int):
+            return {**value, "recover_on_exit_codes": [value["recover_on_exit_codes"]]}
+        return value
+
+    @field_validator("strategy")
+    @classmethod
+    def _upper(cls, value: str | None) -> str | None:
+        return value.upper() if value else value
+
+
+def parse_quantity(value: Any, field: str) -> str | None:
+    """``8`` / ``"8"`` / ``"8+"`` / ``8.5`` → canonical string; errors name the form."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"{field} must be a number or a string like '8' or '8+'")
+    text = str(value).strip()
+    match = _QUANTITY.match(text)
+    if not match:
+        raise ValueError(f"{field} must be a number or a string like '8' or '8+', got {value!r}")
+    number = float(match.group(1))
+    if number <= 0:
+        raise ValueError(f"{field} must be positive, got {value!r}")
+    canonical = str(int(number)) if number.is_integer() else str(number)
+    return canonical + ("+" if match.group(3) else "")
+
+
+def quantity_bounds(value: str | None) -> tuple[float, bool]:
+    """(amount, at_least) of a canonical quantity; (0, True) when unset."""
+    if value is None:
+        return 0.0, True
+    return float(value.rstrip("+")), value.endswith("+")
+
+
+def parse_accelerators(value: Any) -> dict[str, int | float] | None:
+    """``"A100"``, ``"A100:8"`` or ``{"A100": 8}`` → ``{"A100": 8}``."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        name, _, count_text = value.strip().partition(":")
+        try:
+            count: float = float(count_text) if count_text else 1.0
+        except ValueError:
+            raise ValueError(
+                f"accelerators must look like 'A100' or 'A100:8', got {value!r}"
+            ) from None
+        value = {name.strip(): count}
+    if not isinstance(value, dict):
+        raise ValueError(f"accelerators must be a string like 'A100:8' or a mapping, got {value!r}")
+    if len(value) != 1:
+        raise ValueError(f"accelerators must name exactly one accelerator type, got {value!r}")
+    (name, count), = value.items()
+    if not isinstance(name, str) or not _ACCEL_NAME.match(name):
+        raise ValueError(f"accelerators: invalid accelerator name {name!r}")
+    if isinstance(count, bool) or not isinstance(count, (int, float)):
+        raise ValueError(f"accelerators: count of {name} must be a number, got {count!r}")
+    if count <= 0:
+        raise ValueError(f"accelerators: count of {name} must be positive, got {count!r}")
+    return {name: int(count) if float(count).is_integer() else float(count)}
+
+
+def parse_ports(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    items = value if isinstance(value, (list, tuple)) else [value]
+    ports: list[str] = []
+    for item in items:
+        if isinstance(item, bool):
+            raise ValueError(f"ports: invalid port {item!r}")
+        text = str(item).strip()
+        match = _PORT.match(text)
+        if not match:
+            raise ValueError(f"ports: invalid port or range {item!r} (use 8080 or '8000-8010')")
+        low = int(match.group(1))
+        high = int(match.group(3) or low)
+        if not (1 <= low <= high <= 65535):
+            raise ValueError(f"ports: {item!r} is out of range 1-65535")
+        ports.append(text)
+    return ports
+
+
+def parse_infra(infra: str) -> tuple[str, str | None, str | None]:
+    """``aws/us-east-1/us-east-1a`` → (provider, region, zone); ``ssh/lab`` → pool as region."""
+    parts = [p for p in infra.strip().split("/")]
+    if not parts[0] or any(not p for p in parts):
+        raise ValueError(f"infra: {infra!r} must look like 'cloud[/region[/zone]]'")
+    provider = parts[0].lower()
+    if provider == "*":
+        provider = ""
+    elif provider not in KNOWN_CLOUDS:
+        raise ValueError(f"infra: unknown cloud {parts[0]!r} in {infra!r}")
+    if provider in ("kubernetes", "k8s"):
+        return "kubernetes", "/".join(parts[1:]) or None, None
+    if len(parts) > 3:
+        raise ValueError(f"infra: {infra!r} has too many parts (cloud/region/zone)")
+    region = parts[1] if len(parts) > 1 and parts[1] != "*" else None
+    zone = parts[2] if len(parts) > 2 else None
+    return provider, region, zone
+
+
+class Resources(_Strict):
+    """SkyPilot's ``resources`` block (same fields and meaning)."""
+
+    infra: str | None = None
+    cloud: str | None = None
+    region: str | None = None
+    zone: str | None = None
+    instance_type: str | None = None
+    cpus: str | None = None
+    memory: str | None = None
+    accelerators: dict[str, int | float] | None = None
+    accelerator_args: dict[str, Any] | None = None
+    use_spot: bool | None = None
+    job_recovery: JobRecovery | None = None
+    spot_recovery: JobRecovery | None = None
+    disk_size: int | None = Field(default=None, gt=0)
+    disk_tier: Literal["low", "medium", "high", "ultra", "best"] | None = None
+    network_tier: Literal["standard", "best"] | None = None
+    ports: list[str] | None = None
+    image_id: str | dict[str, str] | None = None
+    labels: dict[str, str] | None = None
+    autostop: AutostopSpec | None = None
+    priority: int | None = Field(default=None, ge=0, le=1000)
+    any_of: list[Resources] | None = None
+    ordered: list[Resources] | None = None
+
+    @field_validator("cpus", "memory", mode="before")
+    @classmethod
+    def _quantity(cls, value: Any, info: Any) -> str | None:
+        return parse_quantity(value, info.field_name)
+
+    @field_validator("accelerators", mode="before")
+    @classmethod
+    def _accelerators(cls, value: Any) -> dict[str, int | float] | None:
+        return parse_accelerators(value)
+
+    @field_validator("ports", mode="before")
+    @classmethod
+    def _ports(cls, value: Any) -> list[str] | None:
+        return parse_ports(value)
+
+    @field_validator("cloud")
+    @classmethod
+    def _cloud(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if value.lower() not in KNOWN_CLOUDS:
+            raise ValueError(f"unknown cloud {value!r}")
+        return value.lower()
+
+    @field_validator("infra")
+    @classmethod
+    def _infra(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_infra(value)
+        return value
+
+    @field_validator("disk_tier", "network_tier", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Resources:
+        if self.infra and (self.cloud or self.region or self.zone):
+            raise ValueError("set either infra or cloud/region/zone, not both")
+        if self.any_of and self.ordered:
+            raise ValueError("set either any_of or ordered, not both")
+        return self
+
+    # --- derived views -----------------------------------------------------------------
+
+    def location(self) -> tuple[str | None, str | None, str | None]:
+        """(provider, region, zone) from ``infra`` or the legacy cloud/region/zone."""
+        if self.infra:
+            provider, region, zone = parse_infra(self.infra)
+            return provider or None, region, zone
+        return self.cloud, self.region, self.zone
+
+    def candidates(self) -> list[Resources]:
+        """Concrete requests: each ``any_of``/``ordered`` entry merged over the base."""
+        options = self.any_of or self.ordered
+        base = self.model_dump(exclude_none=True, exclude={"any_of", "ordered"})
+        if not options:
+            return [self]
+        merged = []
+        for option in options:
+            data = {**base, **option.model_dump(exclude_none=True)}
+            if option.infra:
+                for key in ("cloud", "region", "zone"):
+                    data.pop(key, None)
+            elif option.cloud or option.region or option.zone:
+                data.pop("infra", None)
+            merged.append(Resources.model_validate(data))
+        return merged
+
+    def canonical(self) -> dict[str, Any]:
+        """A dict that is equal for equal requests (used for hashing and diffs)."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+    def copy(self, **changes: Any) -> Resources:  # type: ignore[override]
+        """SkyPilot's ``Resources.copy(**new_properties)``."""
+        return Resources.model_validate({**self.model_dump(exclude_none=True), **changes})
+
+    def accelerator_str(self) -> str:
+        if not self.accelerators:
+            return "-"
+        ((name, count),) = self.accelerators.items()
+        return f"{name}:{count}"
+
+
+def merge_resources(defaults: Resources | None, resources: Resources | None) -> Resources:
+    """Project defaults under a resources block (the block wins field by field)."""
+    if defaults is None:
+        return resources or Resources()
+    if resources is None:
+        return defaults
+    data = defaults.model_dump(exclude_none=True)
+    own = resources.model_dump(exclude_none=True)
+    if "infra" in own or any(k in own for k in ("cloud", "region", "zone")):
+        for key in ("infra", "cloud", "region", "zone"):
+            data.pop(key, None)
+    data.update(own)
+    return Resources.model_validate(data)
