@@ -167,6 +167,9 @@ class JobRequest:
     cpus: float = 0.0
     accelerators: Mapping[str, int] = field(default_factory=dict)
     username: str = ""
+    # Idempotency key: submitting the same id twice returns the first job's id, so an
+    # apply killed between submit and record never runs a job twice.
+    submission_id: str | None = None
 
 
 @runtime_checkable

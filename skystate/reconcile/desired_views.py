@@ -1,0 +1,60 @@
+"""The recorded form of desired documents: what the store keeps and the planner compares.
+
+A view is plain JSON data. The planner compares views of the files with the views
+recorded at the last apply; the executor records exactly the view it applied.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from skystate.spec.desired import spec_hash
+from skystate.spec.documents import Cluster, Job
+from skystate.spec.resources import AutostopSpec
+
+MANAGED_BY_STATE = "state"
+MANAGED_BY_SDK = "sdk"
+
+
+def autostop_view(autostop: AutostopSpec | None) -> dict[str, Any] | None:
+    if autostop is None or not autostop.enabled:
+        return None
+    return {"idle_minutes": autostop.idle_minutes, "down": autostop.down,
+            "wait_for": autostop.wait_for}
+
+
+def cluster_view(cluster: Cluster, owner: str) -> dict[str, Any]:
+    immutable = cluster.immutable_view()
+    mutable = cluster.mutable_view()
+    return {
+        "name": cluster.name,
+        "owner": owner,
+        "managed_by": MANAGED_BY_STATE,
+        "resources": immutable["resources"],
+        "num_nodes": cluster.num_nodes,
+        "power": cluster.power,
+        "autostop": autostop_view(cluster.autostop),
+        "protect": cluster.protect,
+        **mutable,
+        "immutable_hash": spec_hash(immutable),
+        "mutable_hash": spec_hash(mutable),
+    }
+
+
+def job_task_view(job: Job) -> dict[str, Any]:
+    """The task a job runs (resolved ``from:``); its hash decides re-runs."""
+    return job.model_dump(
+        mode="json", exclude_none=True, exclude={"kind", "name", "cluster", "from_"}
+    )
+
+
+def job_view(job: Job, owner: str) -> dict[str, Any]:
+    task = job_task_view(job)
+    return {
+        "cluster": job.cluster,
+        "name": job.name,
+        "owner": owner,
+        "managed_by": MANAGED_BY_STATE,
+        "task": task,
+        "spec_hash": spec_hash(task),
+    }

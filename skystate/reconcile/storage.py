@@ -1,0 +1,84 @@
+"""A TinyDB storage that survives ``kill -9``: memory between flushes, atomic flushes.
+
+TinyDB's own JSONStorage rewrites the file in place (a kill mid-write leaves it torn)
+and re-serialises the whole file on every insert (O(n²) for n inserts). This storage
+keeps the data in memory in the one writer and writes it only on ``flush()``: to a
+temp file in the same folder, fsync, ``os.replace``, fsync of the folder. A reader
+therefore always sees either the old file or the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from tinydb.storages import Storage
+
+
+def read_json_file(path: Path) -> dict[str, Any] | None:
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except FileNotFoundError:
+        return None
+    if not raw.strip():
+        return None
+    return json.loads(raw)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(json.dumps(data, separators=(",", ":")).encode())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class AtomicJSONStorage(Storage):
+    """Memory-backed TinyDB storage; ``flush()`` writes it atomically."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._data: dict[str, dict[str, Any]] | None = read_json_file(self.path)
+        self._dirty = False
+
+    def read(self) -> dict[str, dict[str, Any]] | None:
+        return self._data
+
+    def write(self, data: dict[str, dict[str, Any]]) -> None:
+        self._data = data
+        self._dirty = True
+
+    @property
+    def dirty(self) -> bool:
+        return self._dirty
+
+    def flush(self) -> None:
+        if self._dirty and self._data is not None:
+            write_json_atomic(self.path, self._data)
+        self._dirty = False
+
+    def discard(self) -> None:
+        """Forget unflushed changes (a failed transaction) by re-reading the file."""
+        self._data = read_json_file(self.path)
+        self._dirty = False
+
+    def close(self) -> None:
+        """Closing never flushes: only a finished transaction reaches the disk."""

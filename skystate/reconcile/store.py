@@ -1,0 +1,189 @@
+"""The actual-state store: TinyDB tables under ``SKYSTATE_HOME/state.json``.
+
+Tables: ``clusters`` (one record per cluster), ``nodes`` (one per node), ``jobs``
+(declarative jobs, keyed by cluster and name), ``requests`` and ``events`` (an audit
+log of every action and its outcome), and ``meta`` (the state version).
+
+Writes happen inside ``transaction()``: the changes of one logical step are made in
+memory and flushed once, atomically, with the state version bumped. A saved plan
+remembers the version it was made at; a different version means the state moved.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from tinydb import TinyDB
+
+from skystate.home import state_db_path
+from skystate.reconcile.storage import AtomicJSONStorage, read_json_file
+
+EVENTS_KEPT = 5000
+
+Record = dict[str, Any]
+
+
+class Store:
+    """One open view of the database; the writer holds the state lock while it writes."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = Path(path) if path else state_db_path()
+        self._db = TinyDB(self.path, storage=AtomicJSONStorage)
+        self._storage: AtomicJSONStorage = self._db.storage  # type: ignore[assignment]
+        self._depth = 0
+        self._cache: dict[str, dict[Any, tuple[int, Record]]] = {}
+
+    # --- transactions -------------------------------------------------------------
+
+    @property
+    def version(self) -> int:
+        meta = self._db.table("meta").get(doc_id=1)
+        return int(meta["version"]) if meta else 0
+
+    @contextmanager
+    def transaction(self) -> Iterator[Store]:
+        """Group writes: one atomic flush and one version bump at the outermost exit."""
+        self._depth += 1
+        try:
+            yield self
+        except BaseException:
+            if self._depth == 1:
+                self._storage.discard()
+                self._db.clear_cache()
+                self._cache.clear()
+            raise
+        finally:
+            self._depth -= 1
+        if self._depth == 0 and self._storage.dirty:
+            self._bump_version()
+            self._storage.flush()
+
+    def _bump_version(self) -> None:
+        meta = self._db.table("meta")
+        version = self.version + 1
+        if meta.get(doc_id=1):
+            meta.update({"version": version, "updated_at": time.time()}, doc_ids=[1])
+        else:
+            meta.insert({"version": version, "updated_at": time.time()})
+
+    def _require_transaction(self) -> None:
+        if self._depth == 0:
+            raise RuntimeError("store writes must happen inside Store.transaction()")
+
+    # --- keyed tables (an in-memory index keeps lookups O(1)) ------------------------
+
+    def _index(self, table: str, key_fields: tuple[str, ...]) -> dict[Any, tuple[int, Record]]:
+        index = self._cache.get(table)
+        if index is None:
+            index = {}
+            for doc in self._db.table(table).all():
+                index[tuple(doc.get(k) for k in key_fields)] = (doc.doc_id, dict(doc))
+            self._cache[table] = index
+        return index
+
+    def _get(self, table: str, key_fields: tuple[str, ...], key: tuple[Any, ...]) -> Record | None:
+        entry = self._index(table, key_fields).get(key)
+        return dict(entry[1]) if entry else None
+
+    def _put(self, table: str, key_fields: tuple[str, ...], record: Record) -> None:
+        self._require_transaction()
+        key = tuple(record.get(k) for k in key_fields)
+        index = self._index(table, key_fields)
+        entry = index.get(key)
+        tbl = self._db.table(table)
+        if entry:
+            doc_id = entry[0]
+            tbl.remove(doc_ids=[doc_id])
+            tbl.insert(_with_id(record, doc_id))
+        else:
+            doc_id = tbl.insert(record)
+        index[key] = (doc_id, dict(record))
+
+    def _delete(self, table: str, key_fields: tuple[str, ...], key: tuple[Any, ...]) -> None:
+        self._require_transaction()
+        index = self._index(table, key_fields)
+        entry = index.pop(key, None)
+        if entry:
+            self._db.table(table).remove(doc_ids=[entry[0]])
+
+    def _all(self, table: str, key_fields: tuple[str, ...]) -> list[Record]:
+        return [dict(rec) for _, rec in self._index(table, key_fields).values()]
+
+    # --- clusters and nodes --------------------------------------------------------
+
+    def cluster(self, name: str) -> Record | None:
+        return self._get("clusters", ("name",), (name,))
+
+    def clusters(self) -> list[Record]:
+        return self._all("clusters", ("name",))
+
+    def put_cluster(self, record: Record) -> None:
+        self._put("clusters", ("name",), record)
+
+    def delete_cluster(self, name: str) -> None:
+        for node in self.nodes(name):
+            self._delete("nodes", ("cluster", "rank"), (name, node["rank"]))
+        self._delete("clusters", ("name",), (name,))
+
+    def nodes(self, cluster: str) -> list[Record]:
+        return sorted(
+            (n for n in self._all("nodes", ("cluster", "rank")) if n["cluster"] == cluster),
+            key=lambda n: n["rank"],
+        )
+
+    def set_nodes(self, cluster: str, nodes: list[Record]) -> None:
+        for node in self.nodes(cluster):
+            self._delete("nodes", ("cluster", "rank"), (cluster, node["rank"]))
+        for node in nodes:
+            self._put("nodes", ("cluster", "rank"), {**node, "cluster": cluster})
+
+    # --- jobs (declarative: one record per (cluster, name)) --------------------------
+
+    def job(self, cluster: str, name: str) -> Record | None:
+        return self._get("jobs", ("cluster", "name"), (cluster, name))
+
+    def jobs(self, cluster: str | None = None) -> list[Record]:
+        records = self._all("jobs", ("cluster", "name"))
+        return [j for j in records if cluster is None or j["cluster"] == cluster]
+
+    def put_job(self, record: Record) -> None:
+        self._put("jobs", ("cluster", "name"), record)
+
+    def delete_job(self, cluster: str, name: str) -> None:
+        self._delete("jobs", ("cluster", "name"), (cluster, name))
+
+    # --- events (audit log) ----------------------------------------------------------
+
+    def add_event(self, address: str, action: str, outcome: str, message: str = "") -> None:
+        self._require_transaction()
+        table = self._db.table("events")
+        table.insert(
+            {"time": time.time(), "address": address, "action": action,
+             "outcome": outcome, "message": message}
+        )
+        if len(table) > EVENTS_KEPT * 1.2:
+            oldest = sorted(doc.doc_id for doc in table.all())[: len(table) - EVENTS_KEPT]
+            table.remove(doc_ids=oldest)
+
+    def events(self, address: str | None = None) -> list[Record]:
+        docs = self._db.table("events").all()
+        return [dict(d) for d in docs if address is None or d["address"] == address]
+
+
+def _with_id(record: Record, doc_id: int) -> Any:
+    from tinydb.table import Document
+
+    return Document(record, doc_id=doc_id)
+
+
+def read_snapshot(path: Path | None = None) -> dict[str, Any]:
+    """The raw tables, read without TinyDB (fast path for read-only commands)."""
+    data = read_json_file(Path(path) if path else state_db_path()) or {}
+    return {
+        name: list(table.values()) if isinstance(table, dict) else []
+        for name, table in data.items()
+    }
