@@ -1,0 +1,276 @@
+"""What each action does: provider calls, and a store record of every step.
+
+Every handler records intent before it acts and the outcome after, so a crash at any
+point leaves a record the next plan continues from (an INIT cluster is provisioned
+again; providers are idempotent by tags, so that never makes a second cluster).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from skystate.exceptions import NotSupportedError, ProviderError, ResourcesUnavailableError
+from skystate.providers.base import ClusterAgent, JobRequest, NodeState, Offer, ProvisionRequest
+from skystate.providers.registry import Providers
+from skystate.reconcile.handles import node_records, observation_of
+from skystate.reconcile.plan import Action, ActionType
+from skystate.reconcile.store import Store
+from skystate.spec.resources import quantity_bounds
+
+Record = dict[str, Any]
+
+
+@dataclass
+class HandlerContext:
+    store: Store
+    providers: Providers
+    lock: threading.Lock
+
+    def write(self, change: Callable[[Store], None]) -> None:
+        with self.lock, self.store.transaction():
+            change(self.store)
+
+    def cluster(self, name: str) -> Record | None:
+        with self.lock:
+            return self.store.cluster(name)
+
+    def agent(self, name: str) -> ClusterAgent:
+        with self.lock:
+            record = self.store.cluster(name)
+            nodes = self.store.nodes(name)
+        if record is None:
+            raise ProviderError(f"cluster {name!r} is not recorded")
+        observation = observation_of(record, nodes)
+        return self.providers.get(observation.provider).agent(observation)
+
+
+def run_action(ctx: HandlerContext, action: Action) -> str:
+    """Do one action; returns a short past-tense outcome for people."""
+    handler = _HANDLERS.get(action.type)
+    if handler is None:
+        raise NotSupportedError(f"{action.type.value} is not supported by this version")
+    return handler(ctx, action)
+
+
+# --- clusters ----------------------------------------------------------------------
+
+
+def _create(ctx: HandlerContext, action: Action) -> str:
+    spec = dict(action.after or {})
+    if not action.offer:
+        raise ResourcesUnavailableError(f"{action.address}: the plan chose no offer")
+    offer = Offer.from_dict(action.offer)
+    now = time.time()
+    ctx.write(lambda s: s.put_cluster({
+        **spec, "status": "INIT", "provider": offer.provider, "offer": action.offer,
+        "launched_at": now, "status_updated_at": now, "stopped_by_autostop": False,
+        "last_error": None,
+    }))
+    provider = ctx.providers.get(offer.provider)
+    resources = spec.get("resources") or {}
+    observation = provider.provision(ProvisionRequest(
+        cluster_name=spec["name"], owner=spec["owner"], offer=offer,
+        num_nodes=spec["num_nodes"], disk_size=resources.get("disk_size"),
+        ports=tuple(resources.get("ports") or ()), labels=resources.get("labels") or {},
+        image_id=resources.get("image_id") if isinstance(resources.get("image_id"), str)
+        else None,
+    ))
+    ctx.write(lambda s: s.set_nodes(spec["name"], node_records(observation)))
+    agent = provider.agent(observation)
+    _apply_autostop(agent, spec.get("autostop"))
+    _run_cluster_setup(ctx, agent, spec)
+    status = "UP"
+    if spec.get("power") == "stopped":
+        observation = provider.stop(spec["name"], spec["owner"])
+        status = "STOPPED"
+    _record_status(ctx, spec["name"], status, observation_nodes=node_records(observation))
+    return f"created on {offer.infra} ({status})"
+
+
+def _replace(ctx: HandlerContext, action: Action) -> str:
+    _down(ctx, action)
+    return "replaced: " + _create(ctx, action)
+
+
+def _start(ctx: HandlerContext, action: Action) -> str:
+    record = ctx.cluster(action.name) or action.before or {}
+    provider = ctx.providers.get(record.get("provider") or "local")
+    observation = provider.start(action.name, record["owner"])
+    _record_status(ctx, action.name, "UP", observation_nodes=node_records(observation))
+    if action.after:
+        _record_spec(ctx, action.name, action.after)
+    return "started"
+
+
+def _stop(ctx: HandlerContext, action: Action) -> str:
+    record = ctx.cluster(action.name) or action.before or {}
+    provider = ctx.providers.get(record.get("provider") or "local")
+    observation = provider.stop(action.name, record["owner"])
+    _record_status(ctx, action.name, "STOPPED", observation_nodes=node_records(observation))
+    if action.after:
+        _record_spec(ctx, action.name, action.after)
+    return "stopped"
+
+
+def _down(ctx: HandlerContext, action: Action) -> str:
+    record = ctx.cluster(action.name) or action.before
+    if record is None:
+        return "already gone"
+    provider = ctx.providers.get(record.get("provider") or "local")
+    provider.terminate(action.name, record["owner"])
+
+    def forget(store: Store) -> None:
+        for job in store.jobs(action.name):
+            store.delete_job(action.name, job["name"])
+        store.delete_cluster(action.name)
+
+    ctx.write(forget)
+    return "torn down"
+
+
+def _update(ctx: HandlerContext, action: Action) -> str:
+    spec = dict(action.after or {})
+    record = ctx.cluster(action.name) or {}
+    done = []
+    if record.get("status") == "UP":
+        agent = ctx.agent(action.name)
+        if record.get("autostop") != spec.get("autostop"):
+            _apply_autostop(agent, spec.get("autostop"))
+            done.append("autostop set")
+        if record.get("mutable_hash") != spec.get("mutable_hash") and spec.get("setup"):
+            _run_cluster_setup(ctx, agent, spec)
+            done.append("setup re-run")
+    _record_spec(ctx, action.name, spec)
+    return "updated in place" + (f" ({', '.join(done)})" if done else "")
+
+
+def _set_autostop(ctx: HandlerContext, action: Action) -> str:
+    spec = dict(action.after or {})
+    record = ctx.cluster(action.name) or {}
+    if record.get("status") == "UP":
+        _apply_autostop(ctx.agent(action.name), spec.get("autostop"))
+    _record_spec(ctx, action.name, spec)
+    autostop = spec.get("autostop")
+    return f"autostop {autostop['idle_minutes']} min" if autostop else "autostop cancelled"
+
+
+def _apply_autostop(agent: ClusterAgent, autostop: Record | None) -> None:
+    if autostop:
+        agent.set_autostop(autostop["idle_minutes"], autostop["down"], autostop["wait_for"])
+    else:
+        agent.set_autostop(-1, False, "jobs_and_ssh")
+
+
+def _run_cluster_setup(ctx: HandlerContext, agent: ClusterAgent, spec: Record) -> None:
+    if not spec.get("setup"):
+        return
+    code = agent.run_setup(spec["setup"], spec.get("envs") or {}, spec.get("workdir"))
+    if code != 0:
+        ctx.write(lambda s: s.put_cluster({**(s.cluster(spec["name"]) or spec),
+                                           "last_error": f"setup exited with {code}"}))
+        raise ProviderError(f"Cluster/{spec['name']}: setup exited with code {code}")
+
+
+def _record_status(ctx: HandlerContext, name: str, status: str,
+                   observation_nodes: list[Record] | None = None) -> None:
+    def change(store: Store) -> None:
+        record = store.cluster(name)
+        if record is None:
+            return
+        store.put_cluster({**record, "status": status, "status_updated_at": time.time(),
+                           "stopped_by_autostop": False, "last_error": None})
+        if observation_nodes is not None:
+            store.set_nodes(name, observation_nodes)
+
+    ctx.write(change)
+
+
+def _record_spec(ctx: HandlerContext, name: str, spec: Record) -> None:
+    def change(store: Store) -> None:
+        record = store.cluster(name) or {}
+        store.put_cluster({**record, **spec})
+
+    ctx.write(change)
+
+
+# --- jobs --------------------------------------------------------------------------
+
+
+def _submit_job(ctx: HandlerContext, action: Action) -> str:
+    spec = dict(action.after or {})
+    cluster = action.cluster or spec["cluster"]
+    _ensure_cluster_running(ctx, cluster)
+    ctx.write(lambda s: s.put_job({**spec, "status": "INIT", "job_id": None,
+                                   "submitted_at": time.time()}))
+    agent = ctx.agent(cluster)
+    job_id = agent.submit(job_request(spec))
+    log_path = agent.log_path(job_id)
+    ctx.write(lambda s: s.put_job({**spec, "status": "PENDING", "job_id": job_id,
+                                   "submitted_at": time.time(), "log_path": log_path}))
+    return f"submitted as job {job_id} on {cluster}"
+
+
+def _cancel_job(ctx: HandlerContext, action: Action) -> str:
+    record = action.before or {}
+    cluster = action.cluster or record.get("cluster", "")
+    cluster_record = ctx.cluster(cluster)
+    cancelled: list[int] = []
+    if cluster_record and cluster_record.get("status") == "UP" and record.get("job_id"):
+        cancelled = ctx.agent(cluster).cancel([int(record["job_id"])])
+    ctx.write(lambda s: s.delete_job(cluster, action.name))
+    return f"cancelled job {record.get('job_id')}" if cancelled else "record dropped"
+
+
+def _ensure_cluster_running(ctx: HandlerContext, name: str) -> None:
+    """A cluster stopped by its autostop behind our back starts again for a job."""
+    record = ctx.cluster(name)
+    if record is None:
+        raise ProviderError(f"cluster {name!r} is not recorded")
+    provider = ctx.providers.get(record.get("provider") or "local")
+    seen = provider.observe([name])
+    state = seen[0].state if seen else NodeState.TERMINATED
+    if state is NodeState.RUNNING:
+        return
+    if state is NodeState.TERMINATED:
+        raise ProviderError(f"cluster {name!r} no longer exists; run `skystate plan --refresh`")
+    observation = provider.start(name, record["owner"])
+    _record_status(ctx, name, "UP", observation_nodes=node_records(observation))
+
+
+def job_request(spec: Record) -> JobRequest:
+    task = spec.get("task") or {}
+    resources = task.get("resources") or {}
+    cpus, _ = quantity_bounds(resources.get("cpus"))
+    envs = {**(task.get("envs") or {}), **(task.get("secrets") or {})}
+    workdir = task.get("workdir") if isinstance(task.get("workdir"), str) else None
+    mounts = {k: v for k, v in (task.get("file_mounts") or {}).items() if isinstance(v, str)}
+    return JobRequest(
+        name=spec["name"], run=task.get("run"), setup=task.get("setup"), envs=envs,
+        workdir=workdir, file_mounts=mounts, num_nodes=int(task.get("num_nodes") or 1),
+        cpus=cpus, accelerators={k: int(v) for k, v in (resources.get("accelerators") or {})
+                                 .items()},
+        username=spec.get("owner", ""),
+        submission_id=f"{spec.get('owner')}:{spec['name']}:{spec.get('spec_hash')}",
+    )
+
+
+def _noop(ctx: HandlerContext, action: Action) -> str:
+    return "unchanged"
+
+
+_HANDLERS: dict[ActionType, Callable[[HandlerContext, Action], str]] = {
+    ActionType.CREATE: _create,
+    ActionType.REPLACE: _replace,
+    ActionType.START: _start,
+    ActionType.STOP: _stop,
+    ActionType.DOWN: _down,
+    ActionType.UPDATE: _update,
+    ActionType.SET_AUTOSTOP: _set_autostop,
+    ActionType.SUBMIT_JOB: _submit_job,
+    ActionType.CANCEL_JOB: _cancel_job,
+    ActionType.NOOP: _noop,
+}
