@@ -1,0 +1,271 @@
+"""The ``skystate`` command: parse, call the library, render. No logic of its own.
+
+Imports are lazy so that ``skystate --help`` and ``skystate status`` start fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+app = typer.Typer(
+    name="skystate",
+    help="Declarative GPU clusters and jobs from YAML: plan, apply, watch.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+_DEBUG = {"on": False}
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def _fail(message: str) -> None:
+    _console(stderr=True).print(f"[red]Error:[/red] {message}", markup=True)
+    raise typer.Exit(1)
+
+
+@app.callback()
+def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks.")) -> None:
+    _DEBUG["on"] = debug
+
+
+# --- files -----------------------------------------------------------------------
+
+
+@app.command()
+def init(directory: Path = typer.Argument(Path("."), help="Where to write the example.")) -> None:
+    """Scaffold a state directory with a working local example."""
+    from skystate.scaffold import scaffold
+
+    written = scaffold(directory)
+    out = _console()
+    for path in written:
+        out.print(f"wrote {path}")
+    out.print(f"Next: skystate plan {directory} && skystate apply {directory} --yes")
+
+
+@app.command()
+def validate(directory: Path = typer.Argument(Path("."))) -> None:
+    """Parse and check a state directory; every error with file:line."""
+    from skystate.reconcile.engine import load_desired
+
+    desired = load_desired(directory)
+    _console().print(
+        f"Valid: {len(desired.clusters)} cluster(s), {len(desired.jobs)} job(s), "
+        f"{len(desired.managed_jobs)} managed job(s), {len(desired.services)} service(s) "
+        f"(owner {desired.owner!r})."
+    )
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the state-file format (for editors)."""
+    from skystate.spec.schema import state_file_schema
+
+    print(json.dumps(state_file_schema(), indent=2))
+
+
+# --- plan / apply ----------------------------------------------------------------
+
+
+@app.command()
+def plan(
+    directory: Path = typer.Argument(Path(".")),
+    out: Path | None = typer.Option(None, "-o", "--out", help="Save the plan as JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
+    refresh: bool = typer.Option(False, "--refresh/--no-refresh",
+                                 help="Ask providers for real state first."),
+    target: list[str] = typer.Option([], "--target", help="Only KIND/NAME (repeatable)."),
+    no_prune: bool = typer.Option(False, "--no-prune", help="Never plan deletes."),
+    detailed_exitcode: bool = typer.Option(False, "--detailed-exitcode",
+                                           help="Exit 0: no changes, 2: changes, 1: error."),
+) -> None:
+    """Show what apply would change."""
+    from skystate.reconcile.engine import plan_state_dir
+    from skystate.reconcile.render import render_plan
+
+    the_plan = plan_state_dir(directory, targets=target, prune=not no_prune, refresh=refresh)
+    if out:
+        out.write_text(the_plan.to_json())
+    if as_json:
+        print(the_plan.to_json())
+    else:
+        _console().print(render_plan(the_plan))
+        if out:
+            _console().print(f"Saved the plan to {out}; apply it with: skystate apply {out}")
+    if the_plan.errors:
+        raise typer.Exit(1)
+    if detailed_exitcode and the_plan.has_changes:
+        raise typer.Exit(2)
+
+
+def _progress(out: Any) -> Any:
+    def report(action: Any, outcome: Any) -> None:
+        if outcome is None:
+            out.print(f"{action.address}: {action.type.value}...")
+        elif outcome.status == "succeeded":
+            out.print(f"[green]{action.address}: {outcome.message}[/green] "
+                      f"({outcome.seconds:.1f}s)")
+        else:
+            out.print(f"[red]{action.address}: {outcome.message}[/red]")
+    return report
+
+
+@app.command()
+def apply(
+    source: Path = typer.Argument(Path("."), help="A state directory or a saved PLAN.json."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    target: list[str] = typer.Option([], "--target", help="Only KIND/NAME (repeatable)."),
+    no_prune: bool = typer.Option(False, "--no-prune", help="Never delete."),
+    refresh: bool = typer.Option(False, "--refresh/--no-refresh"),
+    wait: bool = typer.Option(False, "--wait", help="Wait for submitted jobs to finish."),
+) -> None:
+    """Make the infrastructure match the files (or apply a saved plan exactly)."""
+    from skystate.reconcile import engine
+    from skystate.reconcile.plan import Plan
+    from skystate.reconcile.render import render_plan
+
+    out = _console()
+    if source.is_file() and source.suffix == ".json":
+        result = engine.apply_saved_plan(Plan.from_json(source.read_text()),
+                                         progress=_progress(out))
+        the_plan = None
+    else:
+        def confirm(p: Plan) -> bool:
+            out.print(render_plan(p))
+            if yes:
+                return True
+            if not sys.stdin.isatty():
+                _fail("apply needs confirmation: pass --yes (stdin is not a terminal)")
+            return typer.confirm("Apply these changes?", default=False)
+
+        the_plan, result = engine.apply_state_dir(
+            source, targets=target, prune=not no_prune, refresh=refresh, confirm=confirm,
+            progress=_progress(out))
+        if result is None:
+            out.print(render_plan(the_plan) if not the_plan.has_changes else "Cancelled.")
+            return
+    failed = result.failed()
+    out.print(f"Apply finished: {len(result.outcomes) - len(failed)} succeeded, "
+              f"{len(failed)} failed or skipped.")
+    if wait:
+        _wait_for_jobs(out, [o.action for o in result.outcomes
+                             if o.status == "succeeded" and o.action.type.value == "submit-job"])
+    if failed:
+        raise typer.Exit(1)
+
+
+def _wait_for_jobs(out: Any, actions: list[Any]) -> None:
+    from skystate.status import JobStatus
+    from skystate.status_view import cluster_rows
+
+    wanted = {(a.cluster, a.name) for a in actions}
+    while wanted:
+        _, jobs = cluster_rows()
+        done = {(j["cluster"], j["name"]): j for j in jobs
+                if (j["cluster"], j["name"]) in wanted and j["status"] in JobStatus.__members__
+                and JobStatus(j["status"]).is_terminal()}
+        for key, job in done.items():
+            out.print(f"Job/{key[0]}/{key[1]}: {job['status']} (log: {job['log_path']})")
+        wanted -= set(done)
+        if wanted:
+            time.sleep(0.2)
+
+
+# --- clusters --------------------------------------------------------------------
+
+
+@app.command()
+def status(
+    clusters: list[str] = typer.Argument(None),
+    as_json: bool = typer.Option(False, "--json"),
+    refresh: bool = typer.Option(False, "--refresh/--no-refresh"),
+) -> None:
+    """Clusters and their jobs."""
+    from skystate.status_view import cluster_rows, render_tables
+
+    if refresh:
+        from skystate.providers.registry import Providers
+        from skystate.reconcile.lock import state_lock
+        from skystate.reconcile.refresh import refresh_clusters
+        from skystate.reconcile.store import Store
+        from skystate.spec.home_config import home_providers_config
+
+        with state_lock(purpose="skystate status --refresh"):
+            refresh_clusters(Store(), Providers(home_providers_config()))
+    rows, jobs = cluster_rows(clusters or None)
+    if as_json:
+        print(json.dumps({"clusters": rows, "jobs": jobs}, indent=2, default=str))
+    else:
+        _console().print(render_tables(rows, jobs))
+
+
+def _cluster_op(name: str, op: str) -> None:
+    from skystate.reconcile.engine import cluster_operation
+    from skystate.reconcile.plan import ActionType
+    from skystate.spec.home_config import home_providers_config
+
+    out = _console()
+    result = cluster_operation(name, ActionType(op), providers_config=home_providers_config(),
+                               progress=_progress(out))
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def stop(cluster: str) -> None:
+    """Stop a cluster (keeps its disks/folders)."""
+    _cluster_op(cluster, "stop")
+
+
+@app.command()
+def start(cluster: str) -> None:
+    """Start a stopped cluster."""
+    _cluster_op(cluster, "start")
+
+
+@app.command()
+def down(cluster: str) -> None:
+    """Tear a cluster down."""
+    _cluster_op(cluster, "down")
+
+
+@app.command()
+def logs(
+    cluster: str,
+    job_id: int | None = typer.Argument(None, help="Job id (default: the latest)."),
+    follow: bool = typer.Option(True, "--follow/--no-follow"),
+) -> None:
+    """Print a job's log; exit 0 if it succeeded, 100 if it failed."""
+    from skystate.job_logs import tail_job_log
+
+    raise typer.Exit(tail_job_log(cluster, job_id, follow=follow, out=sys.stdout))
+
+
+def main() -> None:
+    from skystate.exceptions import SkyStateError
+
+    try:
+        app()
+    except SkyStateError as exc:
+        if _DEBUG["on"]:
+            raise
+        _console(stderr=True).print(f"[red]Error:[/red] {exc}", markup=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""The library calls behind ``plan``/``apply`` and the imperative cluster commands.
+
+Front ends (CLI, SDK, later the API server) call these and render the results.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from skystate.exceptions import ClusterDoesNotExist, PlanError
+from skystate.providers.registry import Providers
+from skystate.reconcile.actual import ActualState
+from skystate.reconcile.executor import ApplyResult, Progress, apply_plan
+from skystate.reconcile.lock import state_lock
+from skystate.reconcile.plan import Action, ActionType, Plan
+from skystate.reconcile.planner import make_plan
+from skystate.reconcile.refresh import refresh_clusters, with_live_job_statuses
+from skystate.reconcile.store import Store, read_snapshot
+from skystate.spec.desired import DesiredState, address
+
+Confirm = Callable[[Plan], bool]
+
+
+def load_desired(state_dir: str | Path) -> DesiredState:
+    from skystate.spec.loader import load_state_dir
+
+    return load_state_dir(Path(state_dir))
+
+
+def providers_for(desired: DesiredState) -> Providers:
+    return Providers(desired.project.providers.model_dump(mode="json"))
+
+
+def _plan_against(desired: DesiredState, actual: ActualState, providers: Providers,
+                  nodes: dict[str, list[dict[str, Any]]], *, targets: Iterable[str],
+                  prune: bool, refreshed: bool, state_dir: str) -> Plan:
+    from skystate.providers.optimizer import explain_infeasible, rank_offers
+
+    actual = with_live_job_statuses(actual, providers, nodes)
+    return make_plan(
+        desired, actual,
+        rank_offers=lambda res, n: rank_offers(res, n, providers),
+        explain_infeasible=lambda res: explain_infeasible(res, providers),
+        now=time.time(), targets=list(targets), prune=prune, refreshed=refreshed,
+        state_dir=state_dir,
+    )
+
+
+def plan_state_dir(state_dir: str | Path, *, targets: Iterable[str] = (), prune: bool = True,
+                   refresh: bool = False) -> Plan:
+    """Plan without taking the lock (reads the atomically written state file)."""
+    desired = load_desired(state_dir)
+    providers = providers_for(desired)
+    if refresh:
+        with state_lock(purpose="skystate plan --refresh"):
+            refresh_clusters(Store(), providers)
+    tables = read_snapshot()
+    nodes = _nodes_by_cluster(tables.get("nodes", []))
+    return _plan_against(desired, ActualState.from_tables(tables), providers, nodes,
+                         targets=targets, prune=prune, refreshed=refresh,
+                         state_dir=str(state_dir))
+
+
+def apply_state_dir(state_dir: str | Path, *, targets: Iterable[str] = (), prune: bool = True,
+                    refresh: bool = False, confirm: Confirm | None = None,
+                    progress: Progress | None = None,
+                    lock_timeout: float = 30.0) -> tuple[Plan, ApplyResult | None]:
+    """Plan and apply under the lock; ``confirm`` may decline (result None)."""
+    desired = load_desired(state_dir)
+    providers = providers_for(desired)
+    with state_lock(timeout=lock_timeout):
+        store = Store()
+        if refresh:
+            refresh_clusters(store, providers)
+        nodes = {c["name"]: store.nodes(c["name"]) for c in store.clusters()}
+        plan = _plan_against(desired, ActualState.from_store(store), providers, nodes,
+                             targets=targets, prune=prune, refreshed=refresh,
+                             state_dir=str(state_dir))
+        if plan.errors:
+            raise PlanError("the plan has errors", plan.errors)
+        if not plan.has_changes or (confirm is not None and not confirm(plan)):
+            return plan, None
+        return plan, apply_plan(plan, store, providers=providers, progress=progress)
+
+
+def apply_saved_plan(plan: Plan, *, progress: Progress | None = None,
+                     lock_timeout: float = 30.0) -> ApplyResult:
+    with state_lock(timeout=lock_timeout):
+        return apply_plan(plan, Store(), progress=progress)
+
+
+def cluster_operation(name: str, operation: ActionType, *, providers_config: dict[str, Any]
+                      | None = None, progress: Progress | None = None) -> ApplyResult:
+    """``stop``/``start``/``down`` of a recorded cluster, as a one-action plan."""
+    with state_lock():
+        store = Store()
+        record = store.cluster(name)
+        if record is None:
+            raise ClusterDoesNotExist(f"cluster {name!r} does not exist")
+        action = Action(type=operation, kind="Cluster", address=address("Cluster", name),
+                        name=name, before=record, reason=f"requested: {operation.value}")
+        plan = Plan(owner=str(record.get("owner")), state_version=store.version,
+                    providers=providers_config or {}, actions=[action])
+        return apply_plan(plan, store, progress=progress)
+
+
+def _nodes_by_cluster(nodes: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for node in nodes:
+        grouped.setdefault(node["cluster"], []).append(node)
+    for items in grouped.values():
+        items.sort(key=lambda n: n["rank"])
+    return grouped
