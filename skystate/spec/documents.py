@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from skystate.spec.resources import AutostopSpec, Resources
 
@@ -42,8 +42,9 @@ class ServiceSpec(_Strict):
     load_balancing_policy: str | None = None
     ports: int | str | None = None
     tls: dict[str, Any] | None = None
-    pool: bool | None = None
+    pool: bool | dict[str, Any] | None = None
     workers: int | None = None
+    load_balancer: dict[str, Any] | None = None
 
 
 class TaskFields(_Strict):
@@ -63,8 +64,25 @@ class TaskFields(_Strict):
     event_callback: str | None = None
     inputs: dict[str, Any] | None = None
     outputs: dict[str, Any] | None = None
+    # Less common SkyPilot task fields, accepted so that its task YAMLs load unchanged.
+    pool: dict[str, Any] | None = None
+    managed_secrets: list[str | dict[str, Any]] | None = None
+    volume_mounts: list[dict[str, Any]] | None = None
+    file_mounts_mapping: dict[str, Any] | None = None
+    api_server_access: bool | None = None
+    metadata: dict[str, Any] | None = Field(default=None, alias="_metadata")
 
     _env = field_validator("envs", "secrets", mode="before")(_env_values)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secret_refs(cls, value: Any) -> Any:
+        """SkyPilot's ``secrets: [name, ...]`` form only names managed secrets."""
+        if isinstance(value, dict) and isinstance(value.get("secrets"), list):
+            refs = [*(value.get("managed_secrets") or []), *value["secrets"]]
+            value = {k: v for k, v in value.items() if k != "secrets"}
+            value["managed_secrets"] = refs
+        return value
 
 
 class TaskSpec(TaskFields):

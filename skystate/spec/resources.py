@@ -7,10 +7,12 @@ same and the planner never sees a replace where nothing changed.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic._internal._model_construction import ModelMetaclass
 
 # Clouds SkyPilot accepts in ``cloud:``/``infra:`` (so its task YAMLs load unchanged),
 # plus the providers only skystate has. Only some have a provider (see providers/).
@@ -20,9 +22,13 @@ KNOWN_CLOUDS = (
     "vsphere", "hyperbolic", "seeweb", "shadeform", "primeintellect", "slurm",
 )
 DISK_TIERS = ("low", "medium", "high", "ultra", "best")
-_QUANTITY = re.compile(r"^(\d+(\.\d+)?)(\+)?$")
+_QUANTITY = re.compile(r"^(-?\d+(\.\d+)?)(\+)?$")
 _PORT = re.compile(r"^(\d+)(-(\d+))?$")
 _ACCEL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]*$")
+_TIME = re.compile(r"^(\d+)\s*([smhdw]?)$", re.IGNORECASE)
+_TIME_MINUTES = {"": 1, "m": 1, "s": 1 / 60, "h": 60, "d": 1440, "w": 10080}
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b)?$", re.IGNORECASE)
+_SIZE_GB = {"k": 1 / 1024**2, "m": 1 / 1024, "g": 1, "": 1, "t": 1024, "p": 1024**2}
 
 
 class _Strict(BaseModel):
@@ -36,6 +42,8 @@ class AutostopSpec(_Strict):
     down: bool = False
     wait_for: Literal["jobs_and_ssh", "jobs", "none"] = "jobs_and_ssh"
     enabled: bool = True
+    hook: str | None = None  # SkyPilot (deprecated there): command run before stopping
+    hook_timeout: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="before")
     @classmethod
@@ -44,8 +52,11 @@ class AutostopSpec(_Strict):
             return {"enabled": value}
         if isinstance(value, int):
             return {"idle_minutes": value}
-        if isinstance(value, str) and value.strip().isdigit():
-            return {"idle_minutes": int(value)}
+        if isinstance(value, str) and _TIME.match(value.strip()):
+            return {"idle_minutes": parse_minutes(value)}
+        if isinstance(value, dict) and isinstance(value.get("idle_minutes"), str):
+            if _TIME.match(value["idle_minutes"].strip()):
+                value = {**value, "idle_minutes": parse_minutes(value["idle_minutes"])}
         if isinstance(value, dict) and "wait_for" in value and isinstance(value["wait_for"], str):
             return {**value, "wait_for": value["wait_for"].lower()}
         return value
@@ -69,6 +80,25 @@ class JobRecovery(_Strict):
     @classmethod
     def _upper(cls, value: str | None) -> str | None:
         return value.upper() if value else value
+
+
+def parse_minutes(value: str) -> int:
+    """SkyPilot's autostop time: ``30`` / ``"30m"`` / ``"2h"`` / ``"1d"`` → minutes."""
+    match = _TIME.match(value.strip())
+    if not match:
+        raise ValueError(f"invalid time {value!r}: use minutes or a unit like '30m', '2h', '1d'")
+    return max(0, round(int(match.group(1)) * _TIME_MINUTES[match.group(2).lower()]))
+
+
+def parse_disk_size(value: Any) -> Any:
+    """``256`` / ``"256"`` / ``"256GB"`` / ``"1TB"`` → GiB as an int (others left to pydantic)."""
+    if isinstance(value, str):
+        match = _SIZE.match(value.strip())
+        if not match:
+            raise ValueError(f"disk_size must be a size in GB like 256 or '1TB', got {value!r}")
+        size = float(match.group(1)) * _SIZE_GB[match.group(2).lower()]
+        return int(size) if size >= 1 or size == 0 else 1
+    return value
 
 
 def parse_quantity(value: Any, field: str) -> str | None:
@@ -161,8 +191,37 @@ def parse_infra(infra: str) -> tuple[str, str | None, str | None]:
     return provider, region, zone
 
 
-class Resources(_Strict):
-    """SkyPilot's ``resources`` block (same fields and meaning)."""
+# SkyPilot's positional order: ``sky.Resources(sky.AWS(), 'p3.2xlarge')``.
+_POSITIONAL = (
+    "cloud", "instance_type", "cpus", "memory", "accelerators", "accelerator_args",
+    "use_spot", "job_recovery", "region", "zone", "image_id", "disk_size", "disk_tier",
+    "ports", "labels",
+)
+
+
+class _ResourcesMeta(ModelMetaclass):
+    """Lets ``Resources(...)`` take SkyPilot's positional arguments.
+
+    Only direct calls go through here; validation from dicts (``model_validate``,
+    nested fields) is untouched.
+    """
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        if len(args) > len(_POSITIONAL):
+            raise TypeError(f"Resources() takes at most {len(_POSITIONAL)} positional arguments")
+        for name, value in zip(_POSITIONAL, args, strict=False):
+            if name in kwargs:
+                raise TypeError(f"Resources() got multiple values for argument {name!r}")
+            kwargs[name] = value
+        return super().__call__(**{k: v for k, v in kwargs.items() if v is not None})
+
+
+class Resources(_Strict, metaclass=_ResourcesMeta):
+    """SkyPilot's ``resources`` block (same fields and meaning).
+
+    Also SkyPilot's ``sky.Resources``: positional arguments in SkyPilot's order,
+    ``cloud=sky.AWS()``, immutable, ``.copy(**changes)``, hashable (usable in sets).
+    """
 
     infra: str | None = None
     cloud: str | None = None
@@ -186,6 +245,61 @@ class Resources(_Strict):
     priority: int | None = Field(default=None, ge=0, le=1000)
     any_of: list[Resources] | None = None
     ordered: list[Resources] | None = None
+    # Less common SkyPilot fields, accepted so that its task YAMLs load unchanged.
+    volumes: list[dict[str, Any]] | None = None
+    ephemeral_storage: int | str | None = None
+    local_disk: str | None = None
+    max_hourly_cost: float | None = Field(default=None, gt=0)
+    priority_class: str | None = None
+    no_missing_accel_warnings: bool | None = Field(
+        default=None, alias="_no_missing_accel_warnings"
+    )
+    docker_login_config: dict[str, str] | None = Field(default=None, alias="_docker_login_config")
+    docker_username_for_runpod: str | None = Field(
+        default=None, alias="_docker_username_for_runpod"
+    )
+    is_image_managed: bool | None = Field(default=None, alias="_is_image_managed")
+    requires_fuse: bool | None = Field(default=None, alias="_requires_fuse")
+    cluster_config_overrides: dict[str, Any] | None = Field(
+        default=None, alias="_cluster_config_overrides"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accelerator_choices(cls, value: Any) -> Any:
+        """SkyPilot shorthands: a list of resources is ``any_of``; several accelerators
+        (``[A100, H100]`` in order of preference, ``{A100: 8, H100: 8}`` any of them)
+        become ``ordered``/``any_of`` entries."""
+        if isinstance(value, list):
+            return {"any_of": value}
+        if not isinstance(value, dict):
+            return value
+        accels = value.get("accelerators")
+        if isinstance(accels, list) and len(accels) == 1:
+            return {**value, "accelerators": accels[0]}
+        if isinstance(accels, dict) and len(accels) == 1:
+            ((name, count),) = accels.items()
+            return {**value, "accelerators": {name: 1 if count is None else count}}
+        several = (isinstance(accels, list) and len(accels) > 1) or (
+            isinstance(accels, dict) and len(accels) > 1
+        )
+        if not several:
+            return value
+        if isinstance(accels, dict):
+            options, key = [{n: 1 if c is None else c} for n, c in accels.items()], "any_of"
+        else:
+            options, key = list(accels), "ordered"
+        if value.get("any_of") or value.get("ordered"):
+            raise ValueError(
+                "accelerators: several accelerators cannot be combined with any_of/ordered"
+            )
+        rest = {k: v for k, v in value.items() if k != "accelerators"}
+        return {**rest, key: [{"accelerators": option} for option in options]}
+
+    @field_validator("disk_size", mode="before")
+    @classmethod
+    def _disk_size(cls, value: Any) -> Any:
+        return parse_disk_size(value)
 
     @field_validator("cpus", "memory", mode="before")
     @classmethod
@@ -201,6 +315,16 @@ class Resources(_Strict):
     @classmethod
     def _ports(cls, value: Any) -> list[str] | None:
         return parse_ports(value)
+
+    @field_validator("cloud", mode="before")
+    @classmethod
+    def _cloud_object(cls, value: Any) -> Any:
+        """``cloud=sky.AWS()`` (any object whose ``str()`` is the cloud name)."""
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, (int, float, bool, list, dict)):
+            return value  # a type error, reported as such
+        return str(value)
 
     @field_validator("cloud")
     @classmethod
@@ -265,6 +389,12 @@ class Resources(_Strict):
         """SkyPilot's ``Resources.copy(**new_properties)``."""
         return Resources.model_validate({**self.model_dump(exclude_none=True), **changes})
 
+    def __repr_args__(self) -> Any:
+        return [(k, v) for k, v in super().__repr_args__() if v is not None]
+
+    def __hash__(self) -> int:
+        return hash(json.dumps(self.canonical(), sort_keys=True))
+
     def accelerator_str(self) -> str:
         if not self.accelerators:
             return "-"
@@ -283,5 +413,8 @@ def merge_resources(defaults: Resources | None, resources: Resources | None) -> 
     if "infra" in own or any(k in own for k in ("cloud", "region", "zone")):
         for key in ("infra", "cloud", "region", "zone"):
             data.pop(key, None)
+    if "any_of" in own or "ordered" in own:
+        data.pop("any_of", None)
+        data.pop("ordered", None)
     data.update(own)
     return Resources.model_validate(data)
