@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,17 @@ def write_json_atomic(path: Path, data: Any) -> None:
         os.close(dir_fd)
 
 
+def sweep_stale_temp_files(path: Path, older_than: float = 60.0) -> None:
+    """Temp files of writers killed mid-flush are never read; remove old ones."""
+    cutoff = time.time() - older_than
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        try:
+            if tmp.stat().st_mtime < cutoff:
+                tmp.unlink()
+        except FileNotFoundError:
+            pass
+
+
 class AtomicJSONStorage(Storage):
     """Memory-backed TinyDB storage; ``flush()`` writes it atomically."""
 
@@ -58,6 +70,7 @@ class AtomicJSONStorage(Storage):
         self.path = Path(path)
         self._data: dict[str, dict[str, Any]] | None = read_json_file(self.path)
         self._dirty = False
+        self._swept = False
 
     def read(self) -> dict[str, dict[str, Any]] | None:
         return self._data
@@ -72,6 +85,9 @@ class AtomicJSONStorage(Storage):
 
     def flush(self) -> None:
         if self._dirty and self._data is not None:
+            if not self._swept:
+                sweep_stale_temp_files(self.path)
+                self._swept = True
             write_json_atomic(self.path, self._data)
         self._dirty = False
 
