@@ -323,11 +323,20 @@ class _Loader:
 
     # cross-document checks ---------------------------------------------------------------
 
-    def check_references(self, state: DesiredState, docs: dict[str, YamlDoc]) -> None:
+    def check_references(
+        self, state: DesiredState, docs: dict[str, YamlDoc], declared: set[str]
+    ) -> None:
+        """Jobs name a cluster of the directory and fit in it.
+
+        ``declared`` holds every cluster name written, valid or not: a job on an
+        invalid cluster gets no second, misleading "not defined" issue.
+        """
         clusters = state.clusters
         for (cluster, name), job in state.jobs.items():
             doc = docs[address("Job", name, cluster)]
             target = clusters.get(cluster)
+            if target is None and cluster in declared:
+                continue
             if target is None:
                 hint = did_you_mean(cluster, clusters)
                 self.issues.append(SpecIssue(
@@ -342,19 +351,47 @@ class _Loader:
                 ))
 
 
-def _register(state: DesiredState, docs: dict[str, YamlDoc], result: Any, doc: YamlDoc,
-              issues: list[SpecIssue]) -> None:
-    cluster = result.cluster if isinstance(result, Job) else None
-    addr = address(result.kind, result.name, cluster)
-    if addr in docs:
-        first = docs[addr]
-        what = f"job {result.name!r} on cluster {cluster!r}" if cluster else \
-            f"{result.kind} {result.name!r}"
+def _raw_address(item: _Doc) -> str | None:
+    name = item.data.get("name")
+    if not isinstance(name, str):
+        return None
+    cluster = item.data.get("cluster") if item.kind == "Job" else None
+    return address(item.kind, name, cluster if isinstance(cluster, str) else None)
+
+
+def _duplicates(docs: list[_Doc], issues: list[SpecIssue]) -> set[int]:
+    """Ids of documents that repeat an earlier (kind, name), each reported once.
+
+    Checked on the raw documents, so a duplicate is found even when one copy is
+    otherwise invalid. A job's identity is (cluster, name).
+    """
+    first: dict[str, YamlDoc] = {}
+    repeated: set[int] = set()
+    for item in docs:
+        addr = _raw_address(item)
+        if addr is None or item.kind == "Project":
+            continue
+        if addr not in first:
+            first[addr] = item.doc
+            continue
+        prior, doc = first[addr], item.doc
+        name = item.data["name"]
+        what = (
+            f"job {name!r} on cluster {item.data['cluster']!r}"
+            if item.kind == "Job"
+            else f"{item.kind} {name!r}"
+        )
         issues.append(SpecIssue(
             doc.file, doc.line_of(("name",)), "name",
-            f"duplicate {what}: also defined at {first.file}:{first.line_of(('name',))}",
+            f"duplicate {what}: also defined at {prior.file}:{prior.line_of(('name',))}",
         ))
-        return
+        repeated.add(id(item))
+    return repeated
+
+
+def _register(state: DesiredState, docs: dict[str, YamlDoc], result: Any, doc: YamlDoc) -> None:
+    cluster = result.cluster if isinstance(result, Job) else None
+    addr = address(result.kind, result.name, cluster)
     docs[addr] = doc
     state.sources[addr] = Source(doc.file, doc.start_line)
     if isinstance(result, Cluster):
@@ -384,13 +421,15 @@ def load_state_files(files: Iterable[str | Path], root: str | Path | None = None
         state.sources[address("Project", project.name)] = Source(
             project_doc.doc.file, project_doc.doc.start_line
         )
+    repeated = _duplicates(docs, loader.issues)
     for item in docs:
         if item.kind == "Project":
             continue
         result = loader.document(item, project)
-        if result is not None:
-            _register(state, where, result, item.doc, loader.issues)
-    loader.check_references(state, where)
+        if result is not None and id(item) not in repeated:
+            _register(state, where, result, item.doc)
+    declared = {d.data.get("name") for d in docs if d.kind == "Cluster"}
+    loader.check_references(state, where, {n for n in declared if isinstance(n, str)})
     if loader.issues:
         raise SpecError(_ordered(loader.issues))
     return state
