@@ -338,7 +338,7 @@ class _Loader:
             if target is None and cluster in declared:
                 continue
             if target is None:
-                hint = did_you_mean(cluster, clusters)
+                hint = did_you_mean(cluster, sorted(declared | set(clusters)))
                 self.issues.append(SpecIssue(
                     doc.file, doc.line_of(("cluster",)), "cluster",
                     f"cluster {cluster!r} is not defined in this directory{hint}",
