@@ -50,10 +50,12 @@ from skystate.spec.yaml_lines import YamlDoc, load_yaml_file
 
 __all__ = [
     "PROJECT_FILE",
+    "display_path",
     "find_state_files",
     "load_state_dir",
     "load_state_files",
     "load_task_yaml",
+    "overlay_task",
     "owner_from_dir",
 ]
 
