@@ -29,7 +29,7 @@ from skystate.status import JobStatus
 
 JOB_KEYS = (
     "name", "run", "setup", "envs", "workdir", "num_nodes", "cpus", "accelerators",
-    "username", "user_hash",
+    "username", "user_hash", "submission_id",
 )  # fmt: skip
 
 
@@ -60,7 +60,10 @@ def wake(node_dir: Path | str) -> bool:
 
 
 def submit(node_dir: Path | str, job: Mapping[str, Any]) -> int:
-    """Queue a job (keys: JOB_KEYS); returns its id. Rejects a job that can never fit."""
+    """Queue a job (keys: JOB_KEYS); returns its id. Rejects a job that can never fit.
+
+    ``submission_id`` is an idempotency key: submitting it again returns the first id.
+    """
     unknown = set(job) - set(JOB_KEYS)
     if unknown:
         raise ValueError(f"unknown job fields: {', '.join(sorted(unknown))}")
@@ -73,8 +76,13 @@ def submit(node_dir: Path | str, job: Mapping[str, Any]) -> int:
     )
     username = str(job.get("username") or getpass.getuser())
     db = JobDB(paths.db)
+    submission_id = job.get("submission_id") or None
     db.conn.execute("BEGIN IMMEDIATE")
     try:
+        existing = db.by_submission(submission_id) if submission_id else None
+        if existing is not None:  # idempotent: a retried submit returns the first job
+            db.conn.execute("COMMIT")
+            return existing
         job_id = db.insert(
             {
                 "job_name": job.get("name"),
@@ -89,6 +97,7 @@ def submit(node_dir: Path | str, job: Mapping[str, Any]) -> int:
                 "workdir": job.get("workdir") or None,
                 "num_nodes": num_nodes,
                 "demand": demand.to_dict(),
+                "submission_id": submission_id,
             }
         )
         db.set_log_path(job_id, str(paths.job_log(job_id)))

@@ -55,35 +55,51 @@ CREATE TABLE IF NOT EXISTS jobs (
     demand TEXT NOT NULL DEFAULT '{}',
     pid INTEGER,
     exit_code INTEGER,
-    devices TEXT NOT NULL DEFAULT '{}'
+    devices TEXT NOT NULL DEFAULT '{}',
+    submission_id TEXT UNIQUE
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status);
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 _JSON_COLUMNS = ("envs", "demand", "devices")
-_connections: dict[tuple[str, int], sqlite3.Connection] = {}
+_connections: dict[tuple[str, int], tuple[sqlite3.Connection, int]] = {}
+
+
+def _inode(db_path: Path) -> int:
+    try:
+        return db_path.stat().st_ino
+    except OSError:
+        return -1
 
 
 def connect(db_path: Path) -> sqlite3.Connection:
-    """One cached connection per (db, process): opening costs more than a submit."""
+    """One cached connection per (db, process): opening costs more than a submit.
+
+    The cache is checked against the file's inode, so a cluster torn down and created
+    again under the same folder gets a fresh connection, not one to the deleted file.
+    """
     key = (str(db_path), os.getpid())
-    conn = _connections.get(key)
-    if conn is None:
-        db_path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(db_path), timeout=30, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA busy_timeout = 30000")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.executescript(_SCHEMA)
-        _connections[key] = conn
+    cached = _connections.get(key)
+    if cached is not None and cached[1] != _inode(db_path):
+        cached[0].close()
+        cached = None
+    if cached is not None:
+        return cached[0]
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(db_path), timeout=30, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA busy_timeout = 30000")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.executescript(_SCHEMA)
+    _connections[key] = (conn, _inode(db_path))
     return conn
 
 
 def close_all() -> None:
     """Close cached connections (tests and folder removal)."""
-    for key, conn in list(_connections.items()):
+    for key, (conn, _) in list(_connections.items()):
         if key[1] == os.getpid():
             conn.close()
         del _connections[key]
@@ -114,6 +130,13 @@ class JobDB:
 
     def set_log_path(self, job_id: int, log_path: str) -> None:
         self.conn.execute("UPDATE jobs SET log_path = ? WHERE job_id = ?", (log_path, job_id))
+
+    def by_submission(self, submission_id: str) -> int | None:
+        """The job already submitted under this idempotency key, if any."""
+        row = self.conn.execute(
+            "SELECT job_id FROM jobs WHERE submission_id = ?", (submission_id,)
+        ).fetchone()
+        return int(row[0]) if row else None
 
     def get(self, job_id: int) -> dict[str, Any] | None:
         row = self.conn.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()

@@ -64,16 +64,9 @@ def phase_wrapper(node_shells: Sequence[str], log: Path, exit_file: Path) -> str
     for rank, text in enumerate(node_shells):
         prefix = shlex.quote(f"s/^/(rank {rank}) /")
         lines.append(
-            f"( ( {text} ) 2>&1 </dev/null | sed -u {prefix} >>{qlog}; exit ${{PIPESTATUS[0]}} ) &"
+            f"( ( {text} ) 2>&1 </dev/null | sed -u {prefix} >>{qlog}; s=${{PIPESTATUS[0]}}; "
+            f'if [ "$s" -ne 0 ]; then echo "$s" >{qexit}; '
+            "trap '' TERM; kill -TERM 0; sleep 1; kill -KILL 0; fi ) &"
         )
-    lines += [
-        "rc=0",
-        f"for _ in {' '.join(str(i) for i in range(len(node_shells)))}; do",
-        "  wait -n; s=$?",
-        '  if [ "$s" -ne 0 ]; then',
-        f'    echo "$s" >{qexit}; trap "" TERM; kill -TERM 0; sleep 1; kill -KILL 0',
-        "  fi",
-        "done",
-        f"echo 0 >{qexit}",
-    ]
+    lines += ["wait", f"[ -s {qexit} ] || echo 0 >{qexit}"]
     return "\n".join(lines) + "\n"
