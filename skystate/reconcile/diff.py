@@ -18,6 +18,10 @@ def _dotted(path: str) -> str:
 def field_changes(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[FieldChange]:
     if before == after:
         return []
+    if not before or not after:  # a whole resource appears or goes: list its fields
+        side = "after" if after else "before"
+        return [FieldChange(path=key, **{side: value})
+                for key, value in sorted((after or before or {}).items()) if value is not None]
     from deepdiff import DeepDiff
 
     diff = DeepDiff(before or {}, after or {}, verbose_level=2)
