@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -63,7 +64,7 @@ CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 _JSON_COLUMNS = ("envs", "demand", "devices")
-_connections: dict[tuple[str, int], tuple[sqlite3.Connection, int]] = {}
+_connections: dict[tuple[str, int, int], tuple[sqlite3.Connection, int]] = {}
 
 
 def _inode(db_path: Path) -> int:
@@ -74,12 +75,15 @@ def _inode(db_path: Path) -> int:
 
 
 def connect(db_path: Path) -> sqlite3.Connection:
-    """One cached connection per (db, process): opening costs more than a submit.
+    """One cached connection per (db, process, thread): opening costs more than a submit.
+
+    Per thread because sqlite3 connections refuse use from another thread (the
+    executor submits from worker threads; ``status`` reads from the main one).
 
     The cache is checked against the file's inode, so a cluster torn down and created
     again under the same folder gets a fresh connection, not one to the deleted file.
     """
-    key = (str(db_path), os.getpid())
+    key = (str(db_path), os.getpid(), threading.get_ident())
     cached = _connections.get(key)
     if cached is not None and cached[1] != _inode(db_path):
         cached[0].close()
@@ -100,9 +104,11 @@ def connect(db_path: Path) -> sqlite3.Connection:
 def close_all() -> None:
     """Close cached connections (tests and folder removal)."""
     for key, (conn, _) in list(_connections.items()):
-        if key[1] == os.getpid():
+        if key[1] == os.getpid() and key[2] == threading.get_ident():
             conn.close()
-        del _connections[key]
+            del _connections[key]
+        elif key[1] != os.getpid():
+            del _connections[key]
 
 
 def _row(row: sqlite3.Row) -> dict[str, Any]:
