@@ -31,7 +31,9 @@ def _console(stderr: bool = False) -> Any:
 
 
 def _fail(message: str) -> None:
-    _console(stderr=True).print(f"[red]Error:[/red] {message}", markup=True)
+    from rich.markup import escape
+
+    _console(stderr=True).print(f"[red]Error:[/red] {escape(message)}")
     raise typer.Exit(1)
 
 
@@ -254,14 +256,25 @@ def logs(
 
 
 def main() -> None:
-    from skystate.exceptions import SkyStateError
+    from skystate.exceptions import SkyStateError, SpecError
 
     try:
         app()
+    except SpecError as exc:
+        if _DEBUG["on"]:
+            raise
+        err = _console(stderr=True)
+        err.print(f"[red]Error:[/red] {len(exc.issues)} problem(s) in the state files; "
+                  "nothing was changed:", markup=True)
+        for issue in exc.issues:
+            err.print(f"  {issue}", markup=False, highlight=False)
+        sys.exit(1)
     except SkyStateError as exc:
         if _DEBUG["on"]:
             raise
-        _console(stderr=True).print(f"[red]Error:[/red] {exc}", markup=True)
+        from rich.markup import escape
+
+        _console(stderr=True).print(f"[red]Error:[/red] {escape(str(exc))}")
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -53,8 +53,9 @@ class PlanError(SkyStateError):
     """The plan cannot be applied as is (blocked actions, errored plan)."""
 
     def __init__(self, message: str, errors: list[str] | None = None) -> None:
-        self.errors = list(errors or [message])
-        super().__init__(message)
+        self.errors = list(errors or [])
+        detail = "".join(f"\n  - {e}" for e in self.errors)
+        super().__init__(f"{message}:{detail}" if detail else message)
 
 
 class StalePlanError(SkyStateError):
