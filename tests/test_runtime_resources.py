@@ -59,3 +59,17 @@ def test_remote_paths_map_into_the_node_folder(tmp_path) -> None:
         NodeRef(0, "127.0.0.1", str(tmp_path)), "echo hi", {"A": "b c"}, "~/w"
     )
     assert "export A='b c';" in text and f"cd {tmp_path}/home/w" in text
+
+
+def test_the_runtime_imports_nothing_of_the_controller() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, skystate.runtime.agent, skystate.runtime.__main__; "
+        "bad = ('skystate.reconcile', 'skystate.spec', 'skystate.providers', 'fabric', "
+        "'boto3', 'google', 'pydantic', 'typer'); "
+        "print([m for m in sys.modules if m.startswith(bad)])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

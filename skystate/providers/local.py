@@ -191,6 +191,7 @@ class LocalProvider:
                     write_tags(cluster_dir, rank, self._tags(request, rank))
             nodes = read_nodes(cluster_dir)
             write_node_configs(cluster_dir, nodes)
+        nodes[0].paths.autostop_marker.unlink(missing_ok=True)
         for node in nodes:
             start_agent(node)
         wait_ready(nodes)

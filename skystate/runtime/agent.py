@@ -77,8 +77,7 @@ class Agent:
         log(f"agent up: cluster {self.config.cluster} rank {self.config.rank} pid {os.getpid()}")
         try:
             while not self.stopping:
-                timeout = self.step() if self.db is not None else POLL_SECONDS
-                self._wait(timeout)
+                self._wait(self._safe_step())
         finally:
             self._cleanup()
         log("agent exiting")
@@ -127,6 +126,16 @@ class Agent:
             pass
 
     # --- one step --------------------------------------------------------------------
+
+    def _safe_step(self) -> float:
+        """A failing step (e.g. a locked database) is logged and retried, never fatal."""
+        if self.db is None:
+            return POLL_SECONDS
+        try:
+            return self.step()
+        except Exception as exc:  # the daemon must outlive one bad pass
+            log(f"step failed, retrying: {type(exc).__name__}: {exc}")
+            return POLL_SECONDS
 
     def step(self) -> float:
         """One pass over the queue; returns how long the loop may sleep."""
