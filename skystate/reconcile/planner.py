@@ -100,7 +100,7 @@ class _PlanBuilder:
     warnings: list[str] = field(default_factory=list)
     cluster_actions: dict[str, Action] = field(default_factory=dict)
     job_cancels: dict[str, list[str]] = field(default_factory=dict)  # cluster -> action ids
-    _offer_cache: dict[str, Offer | None] = field(default_factory=dict)
+    _offer_cache: dict[str, tuple[Offer, dict[str, Any]] | None] = field(default_factory=dict)
 
     # --- helpers -------------------------------------------------------------------
 
@@ -108,11 +108,12 @@ class _PlanBuilder:
         source = self.desired.source_of(addr)
         return f"{source}: " if source else ""
 
-    def offer_for(self, cluster: Cluster) -> Offer | None:
+    def offer_for(self, cluster: Cluster) -> tuple[Offer, dict[str, Any]] | None:
+        """The best offer and its JSON form, computed once per distinct request."""
         key = json.dumps([cluster.resources.canonical(), cluster.num_nodes], sort_keys=True)
         if key not in self._offer_cache:
             offers = self.rank_offers(cluster.resources, cluster.num_nodes)
-            self._offer_cache[key] = offers[0] if offers else None
+            self._offer_cache[key] = (offers[0], offers[0].to_dict()) if offers else None
         return self._offer_cache[key]
 
     def add(self, action: Action) -> Action:
@@ -132,7 +133,8 @@ class _PlanBuilder:
                 f"{record.get('managed_by', 'unknown')}); rename it or down the other one"
             )
             return
-        offer = self.offer_for(cluster)
+        chosen = self.offer_for(cluster)
+        offer, offer_dict = chosen if chosen else (None, None)
         needs_offer = record is None or record["immutable_hash"] != after["immutable_hash"]
         if offer is None and needs_offer:
             reason = self.explain(cluster.resources) if self.explain else "no feasible offer"
@@ -143,12 +145,12 @@ class _PlanBuilder:
         price = (offer.hourly_price * cluster.num_nodes) if offer else 0.0
         after_cost = price if cluster.power == "up" else 0.0
         if record is None or record.get("status") is None:
-            action = self._create(addr, cluster, after, offer, after_cost, "not yet created")
+            action = self._create(addr, cluster, after, offer_dict, after_cost, "not yet created")
         elif record.get("status") == "INIT":
-            action = self._create(addr, cluster, after, offer, after_cost,
+            action = self._create(addr, cluster, after, offer_dict, after_cost,
                                   "an earlier provisioning did not finish", record)
         elif record["immutable_hash"] != after["immutable_hash"]:
-            action = self._replace(addr, cluster, record, after, offer, after_cost)
+            action = self._replace(addr, cluster, record, after, offer_dict, after_cost)
         else:
             action = self._update_in_place(addr, cluster, record, after)
         self.cluster_actions[cluster.name] = action
@@ -165,17 +167,16 @@ class _PlanBuilder:
                 "(set autostop: {idle_minutes: N})"
             )
 
-    def _create(self, addr: str, cluster: Cluster, after: Record, offer: Offer | None,
+    def _create(self, addr: str, cluster: Cluster, after: Record, offer: Record | None,
                 cost: float, reason: str, record: Record | None = None) -> Action:
         return self.add(Action(
             type=ActionType.CREATE, kind="Cluster", address=addr, name=cluster.name,
             reason=reason, before=record, after=after,
-            changes=field_changes(None, _compared(after)),
-            offer=offer.to_dict() if offer else None, hourly_after=cost,
+            changes=field_changes(None, _compared(after)), offer=offer, hourly_after=cost,
         ))
 
     def _replace(self, addr: str, cluster: Cluster, record: Record, after: Record,
-                 offer: Offer | None, cost: float) -> Action:
+                 offer: Record | None, cost: float) -> Action:
         changes = field_changes(
             {"resources": record.get("resources"), "num_nodes": record.get("num_nodes")},
             {"resources": after["resources"], "num_nodes": after["num_nodes"]},
@@ -189,7 +190,7 @@ class _PlanBuilder:
         return self.add(Action(
             type=ActionType.REPLACE, kind="Cluster", address=addr, name=cluster.name,
             reason="resources/num_nodes cannot change in place", before=record, after=after,
-            changes=changes, offer=offer.to_dict() if offer else None,
+            changes=changes, offer=offer,
             hourly_before=_record_cost(record), hourly_after=cost,
         ))
 

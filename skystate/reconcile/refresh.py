@@ -13,7 +13,7 @@ from typing import Any
 
 from skystate.providers.base import NodeState
 from skystate.providers.registry import Providers
-from skystate.reconcile.actual import ActualState
+from skystate.reconcile.actual import ActualState, job_is_active
 from skystate.reconcile.handles import node_records, observation_of
 from skystate.reconcile.store import Store
 
@@ -73,8 +73,8 @@ def with_live_job_statuses(actual: ActualState, providers: Providers,
     """Job statuses read from the clusters' agents (recorded ones go stale fast)."""
     jobs = dict(actual.jobs)
     by_cluster: dict[str, list[tuple[str, str]]] = {}
-    for key, job in jobs.items():
-        if job.get("job_id") is not None:
+    for key, job in jobs.items():  # a finished job's recorded status is final
+        if job.get("job_id") is not None and job_is_active(job):
             by_cluster.setdefault(key[0], []).append(key)
     for cluster, keys in by_cluster.items():
         record = actual.clusters.get(cluster)

@@ -79,6 +79,10 @@ class AtomicJSONStorage(Storage):
         self._data = data
         self._dirty = True
 
+    def mark_dirty(self) -> None:
+        """The data was changed in place (by the store's keyed tables)."""
+        self._dirty = True
+
     @property
     def dirty(self) -> bool:
         return self._dirty

@@ -36,6 +36,7 @@ class Store:
         self._storage: AtomicJSONStorage = self._db.storage  # type: ignore[assignment]
         self._depth = 0
         self._cache: dict[str, dict[Any, tuple[int, Record]]] = {}
+        self._next_ids: dict[str, int] = {}
 
     # --- transactions -------------------------------------------------------------
 
@@ -55,6 +56,7 @@ class Store:
                 self._storage.discard()
                 self._db.clear_cache()
                 self._cache.clear()
+                self._next_ids.clear()
             raise
         finally:
             self._depth -= 1
@@ -74,14 +76,25 @@ class Store:
         if self._depth == 0:
             raise RuntimeError("store writes must happen inside Store.transaction()")
 
-    # --- keyed tables (an in-memory index keeps lookups O(1)) ------------------------
+    # --- keyed tables --------------------------------------------------------------
+    # Records live in TinyDB's own layout ({table: {doc_id: record}}) inside the
+    # memory-backed storage, changed in place with an index by key: O(1) per write.
+    # (TinyDB's Table API rebuilds the whole table on every write: O(n) each.)
+
+    def _raw(self, table: str) -> dict[str, Record]:
+        data = self._storage.read()
+        if data is None:
+            data = {}
+            self._storage.write(data)
+        return data.setdefault(table, {})
 
     def _index(self, table: str, key_fields: tuple[str, ...]) -> dict[Any, tuple[int, Record]]:
         index = self._cache.get(table)
         if index is None:
-            index = {}
-            for doc in self._db.table(table).all():
-                index[tuple(doc.get(k) for k in key_fields)] = (doc.doc_id, dict(doc))
+            index = {
+                tuple(doc.get(k) for k in key_fields): (int(doc_id), doc)
+                for doc_id, doc in self._raw(table).items()
+            }
             self._cache[table] = index
         return index
 
@@ -94,21 +107,25 @@ class Store:
         key = tuple(record.get(k) for k in key_fields)
         index = self._index(table, key_fields)
         entry = index.get(key)
-        tbl = self._db.table(table)
+        raw = self._raw(table)
         if entry:
             doc_id = entry[0]
-            tbl.remove(doc_ids=[doc_id])
-            tbl.insert(_with_id(record, doc_id))
         else:
-            doc_id = tbl.insert(record)
-        index[key] = (doc_id, dict(record))
+            if table not in self._next_ids:
+                self._next_ids[table] = max((int(i) for i in raw), default=0) + 1
+            doc_id = self._next_ids[table]
+            self._next_ids[table] += 1
+        stored = dict(record)
+        raw[str(doc_id)] = stored
+        index[key] = (doc_id, stored)
+        self._storage.mark_dirty()
 
     def _delete(self, table: str, key_fields: tuple[str, ...], key: tuple[Any, ...]) -> None:
         self._require_transaction()
-        index = self._index(table, key_fields)
-        entry = index.pop(key, None)
+        entry = self._index(table, key_fields).pop(key, None)
         if entry:
-            self._db.table(table).remove(doc_ids=[entry[0]])
+            self._raw(table).pop(str(entry[0]), None)
+            self._storage.mark_dirty()
 
     def _all(self, table: str, key_fields: tuple[str, ...]) -> list[Record]:
         return [dict(rec) for _, rec in self._index(table, key_fields).values()]
@@ -172,12 +189,6 @@ class Store:
     def events(self, address: str | None = None) -> list[Record]:
         docs = self._db.table("events").all()
         return [dict(d) for d in docs if address is None or d["address"] == address]
-
-
-def _with_id(record: Record, doc_id: int) -> Any:
-    from tinydb.table import Document
-
-    return Document(record, doc_id=doc_id)
 
 
 def read_snapshot(path: Path | None = None) -> dict[str, Any]:
