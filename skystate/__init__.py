@@ -14,12 +14,25 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
     "exceptions": "skystate.exceptions",
-    "ClusterStatus": "skystate.status",
-    "JobStatus": "skystate.status",
-    "StatusRefreshMode": "skystate.status",
-    "OptimizeTarget": "skystate.status",
+    "ClusterStatus": "skystate.enums",
+    "JobStatus": "skystate.enums",
+    "StatusRefreshMode": "skystate.enums",
+    "OptimizeTarget": "skystate.enums",
     "Resources": "skystate.spec.resources",
     "Task": "skystate.spec.task",
+    "AWS": "skystate.spec.clouds",
+    "GCP": "skystate.spec.clouds",
+    "Local": "skystate.spec.clouds",
+    "SSH": "skystate.spec.clouds",
+    "Kubernetes": "skystate.spec.clouds",
+    "JobExitCode": "skystate.exceptions",
+    **{
+        name: "skystate.sdk"
+        for name in (
+            "launch", "exec", "queue", "job_status", "tail_logs", "download_logs", "cancel",
+            "autostop", "stop", "start", "down", "status",
+        )
+    },
 }
 
 

@@ -169,7 +169,7 @@ def apply(
 
 
 def _wait_for_jobs(out: Any, actions: list[Any]) -> None:
-    from skystate.status import JobStatus
+    from skystate.enums import JobStatus
     from skystate.status_view import cluster_rows
 
     wanted = {(a.cluster, a.name) for a in actions}

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from typing import TextIO
 
-from skystate.exceptions import ClusterDoesNotExist, ClusterNotUpError, JobExitCode
-from skystate.status import JobStatus
+from skystate.enums import JobStatus
+from skystate.exceptions import JobExitCode
 
 
-def _exit_code(status: str | None) -> int:
+def exit_code_of(status: str | None) -> int:
     if status == JobStatus.SUCCEEDED.value:
         return JobExitCode.SUCCEEDED
     if status == JobStatus.CANCELLED.value:
@@ -19,34 +19,29 @@ def _exit_code(status: str | None) -> int:
     return JobExitCode.FAILED if JobStatus(status).is_terminal() else JobExitCode.NOT_FINISHED
 
 
-def tail_job_log(cluster: str, job_id: int | None, *, follow: bool, out: TextIO) -> int:
-    from skystate.providers.registry import Providers
-    from skystate.reconcile.handles import observation_of
-    from skystate.reconcile.store import read_snapshot
+def tail_job_log(cluster: str, job_id: int | None, *, follow: bool, out: TextIO,
+                 tail: int = 0) -> int:
+    """SkyPilot's ``tail_logs``: 0 if the job succeeded, 100 if it failed."""
+    from skystate.reconcile.imperative import up_cluster_agent
 
-    tables = read_snapshot()
-    record = next((c for c in tables.get("clusters", []) if c["name"] == cluster), None)
-    if record is None:
-        raise ClusterDoesNotExist(f"cluster {cluster!r} does not exist")
-    if record.get("status") != "UP":
-        raise ClusterNotUpError(f"cluster {cluster!r} is {record.get('status')}, not UP",
-                                cluster_status=record.get("status"))
-    nodes = sorted((n for n in tables.get("nodes", []) if n["cluster"] == cluster),
-                   key=lambda n: n["rank"])
-    observation = observation_of(record, nodes)
-    agent = Providers().get(observation.provider).agent(observation)
-    jobs = agent.queue()
+    _, agent = up_cluster_agent(cluster)
     if job_id is None:
+        jobs = agent.queue()
         if not jobs:
             return JobExitCode.NOT_FOUND
         job_id = max(int(j["job_id"]) for j in jobs)
     offset = 0
+    first = True
     while True:
         status = next((str(j["status"]) for j in agent.queue([job_id])), None)
         text = agent.read_log(job_id)
-        out.write(text[offset:])
+        chunk = text[offset:]
+        if first and tail > 0:
+            chunk = "".join(chunk.splitlines(keepends=True)[-tail:])
+        first = False
+        out.write(chunk)
         out.flush()
         offset = len(text)
         if not follow or status is None or JobStatus(status).is_terminal():
-            return _exit_code(status)
+            return exit_code_of(status)
         time.sleep(0.2)

@@ -6,7 +6,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from cli_helpers import REPO, kill_everything_under, run_cli, status_json, wait_for_job
 
 pytestmark = pytest.mark.slow
@@ -69,7 +68,8 @@ def test_editing_run_resubmits_only_that_job(home: Path, state_dir: Path) -> Non
 def test_accelerator_change_replaces_and_protect_blocks_it(home: Path, state_dir: Path) -> None:
     run_cli(home, "apply", str(state_dir), "--yes")
     cluster_yaml = state_dir / "cluster.yaml"
-    _write(cluster_yaml, cluster_yaml.read_text().replace("cpus: 1+", "cpus: 1+\n  accelerators: A100:2"))
+    gpus = cluster_yaml.read_text().replace("cpus: 1+", "cpus: 1+\n  accelerators: A100:2")
+    _write(cluster_yaml, gpus)
     plan = run_cli(home, "plan", str(state_dir), check=0).stdout
     assert "-/+ Cluster/quickstart" in plan and "replace" in plan
     assert "resources.accelerators" in plan
@@ -150,7 +150,8 @@ def test_malformed_directory_lists_every_error_and_changes_nothing(home: Path,
         assert "Traceback" not in err
         for expected in ("a.yaml:3: num_nodes:", "a.yaml:5: resources.acelerators:",
                          "did you mean 'accelerators'", "b.yaml:4: resources.accelerators:",
-                         "duplicate Cluster 'train'", "b.yaml:8: cluster:", "c.yaml:3: invalid YAML"):
+                         "duplicate Cluster 'train'", "b.yaml:8: cluster:",
+                         "c.yaml:3: invalid YAML"):
             assert expected in err, f"{command}: {expected!r} missing from:\n{err}"
     after = sorted(p.name for p in home.glob("*")) if home.exists() else []
     assert "state.json" not in after and after == before

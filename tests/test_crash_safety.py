@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from cli_helpers import kill_everything_under, run_cli
 
 pytestmark = pytest.mark.slow

@@ -23,7 +23,7 @@ from skystate.providers.base import (
 from skystate.providers.local import LocalProvider
 from skystate.providers.local_nodes import write_tags
 from skystate.runtime.procs import cmdline, group_members
-from skystate.status import JobStatus
+from skystate.enums import JobStatus
 
 
 def _kill_everything_under(folder: Path) -> None:

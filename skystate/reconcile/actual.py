@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from skystate.status import JobStatus
+from skystate.enums import JobStatus
 
 Record = dict[str, Any]
 

@@ -7,6 +7,7 @@ again; providers are idempotent by tags, so that never makes a second cluster).
 
 from __future__ import annotations
 
+import getpass
 import threading
 import time
 from collections.abc import Callable
@@ -68,7 +69,7 @@ def _create(ctx: HandlerContext, action: Action) -> str:
     ctx.write(lambda s: s.put_cluster({
         **spec, "status": "INIT", "provider": offer.provider, "offer": action.offer,
         "launched_at": now, "status_updated_at": now, "stopped_by_autostop": False,
-        "last_error": None,
+        "last_error": None, "user_name": getpass.getuser(),
     }))
     provider = ctx.providers.get(offer.provider)
     resources = spec.get("resources") or {}

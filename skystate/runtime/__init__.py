@@ -1,7 +1,7 @@
 """The head-node runtime: job queue, scheduling by resources, logs, autostop.
 
 It runs on cluster nodes (``python -m skystate.runtime agent --node-dir D``), so it
-imports only the stdlib plus ``skystate.status`` and ``skystate.exceptions`` — never the
+imports only the stdlib plus ``skystate.enums`` and ``skystate.exceptions`` — never the
 reconciler, the specs, the providers, cloud SDKs or fabric.
 
 Layout of a node folder ``D`` (one per node; the head is rank 0)::

@@ -25,13 +25,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from skystate.enums import JobStatus
 from skystate.runtime import autostop
 from skystate.runtime.jobdb import ACTIVE, STARTED, JobDB
 from skystate.runtime.layout import NodePaths, read_node_config, time_scale, write_json_atomic
 from skystate.runtime.procs import group_members, kill_groups, signal_group
 from skystate.runtime.resources import Capacity, Demand, Usage
 from skystate.runtime.runners import phase_wrapper, runner_for
-from skystate.status import JobStatus
 
 POLL_SECONDS = 1.0
 AUTOSTOP_CHECK_SECONDS = 0.2

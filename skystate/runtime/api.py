@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from skystate.enums import JobStatus
 from skystate.runtime import autostop
 from skystate.runtime.jobdb import ACTIVE, QUEUE_FIELDS, JobDB
 from skystate.runtime.layout import NodePaths, read_node_config
@@ -25,7 +26,6 @@ from skystate.runtime.procs import agent_pid as _agent_pid
 from skystate.runtime.procs import kill_groups
 from skystate.runtime.resources import Capacity, Demand
 from skystate.runtime.runners import phase_wrapper, runner_for
-from skystate.status import JobStatus
 
 JOB_KEYS = (
     "name", "run", "setup", "envs", "workdir", "num_nodes", "cpus", "accelerators",

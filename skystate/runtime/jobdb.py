@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from skystate.status import JobStatus
+from skystate.enums import JobStatus
 
 ACTIVE = (JobStatus.PENDING, JobStatus.SETTING_UP, JobStatus.RUNNING)
 STARTED = (JobStatus.SETTING_UP, JobStatus.RUNNING)

@@ -1,0 +1,250 @@
+"""The SkyPilot-style imperative calls (launch, exec, queue, cancel, autostop, ...).
+
+Cluster changes still go through plan actions and the executor, under the state lock,
+so an SDK launch is recorded and crash-safe exactly like an apply. Clusters launched
+here are recorded ``managed_by: sdk`` and are never pruned by a state directory.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import re
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from skystate.exceptions import (
+    ClusterDoesNotExist,
+    ClusterNotUpError,
+    InvalidClusterNameError,
+    NotSupportedError,
+    ProviderError,
+    ResourcesMismatchError,
+    ResourcesUnavailableError,
+)
+from skystate.providers.base import ClusterAgent, JobRequest, Offer
+from skystate.providers.registry import Providers
+from skystate.reconcile.desired_views import MANAGED_BY_SDK
+from skystate.reconcile.executor import apply_plan
+from skystate.reconcile.handles import ResourceHandle, observation_of
+from skystate.reconcile.lock import state_lock
+from skystate.reconcile.plan import Action, ActionType, Plan
+from skystate.reconcile.store import Store, read_snapshot
+from skystate.spec.desired import address, spec_hash
+from skystate.spec.documents import CLUSTER_NAME
+from skystate.spec.resources import Resources, quantity_bounds
+from skystate.spec.task import Task
+
+Record = dict[str, Any]
+
+
+def current_user() -> str:
+    return getpass.getuser()
+
+
+def user_hash(user: str | None = None) -> str:
+    return hashlib.md5((user or current_user()).encode()).hexdigest()[:8]
+
+
+def check_cluster_name(name: str) -> None:
+    if not CLUSTER_NAME.match(name):
+        raise InvalidClusterNameError(
+            f"cluster name {name!r} is invalid: use lowercase letters, digits and '-', "
+            "starting with a letter, at most 63 characters")
+
+
+def generate_cluster_name() -> str:
+    user = re.sub(r"[^a-z0-9-]", "", current_user().lower())[:20] or "user"
+    return f"sky-{hashlib.md5(str(time.time_ns()).encode()).hexdigest()[:4]}-{user}"
+
+
+def task_resources(task: Task) -> Resources:
+    """A task's resources as one request (several become ``any_of``/``ordered``)."""
+    items = list(task.resources)
+    if len(items) == 1:
+        return items[0]
+    key = "ordered" if isinstance(task.resources, list) else "any_of"
+    return Resources.model_validate({key: [r.model_dump(exclude_none=True) for r in items]})
+
+
+# --- reading the recorded state ---------------------------------------------------
+
+
+def cluster_record(name: str) -> tuple[Record, list[Record]]:
+    tables = read_snapshot()
+    record = next((c for c in tables.get("clusters", []) if c["name"] == name), None)
+    if record is None:
+        raise ClusterDoesNotExist(f"cluster {name!r} does not exist")
+    nodes = sorted((n for n in tables.get("nodes", []) if n["cluster"] == name),
+                   key=lambda n: n["rank"])
+    return record, nodes
+
+
+def up_cluster_agent(name: str, providers: Providers | None = None) -> tuple[Record, ClusterAgent]:
+    record, nodes = cluster_record(name)
+    if record.get("status") != "UP":
+        raise ClusterNotUpError(f"cluster {name!r} is {record.get('status')}, not UP",
+                                cluster_status=record.get("status"))
+    observation = observation_of(record, nodes)
+    return record, (providers or Providers()).get(observation.provider).agent(observation)
+
+
+def handle_of(name: str) -> ResourceHandle:
+    record, nodes = cluster_record(name)
+    return ResourceHandle.from_records(record, nodes)
+
+
+# --- launch -----------------------------------------------------------------------
+
+
+def sdk_cluster_spec(name: str, resources: Resources, num_nodes: int,
+                     autostop: Record | None) -> Record:
+    immutable = {"resources": resources.canonical(), "num_nodes": num_nodes}
+    mutable = {"setup": None, "workdir": None, "file_mounts": None, "envs": None}
+    return {"name": name, "owner": current_user(), "managed_by": MANAGED_BY_SDK,
+            "resources": immutable["resources"], "num_nodes": num_nodes, "power": "up",
+            "autostop": autostop, "protect": False, **mutable,
+            "immutable_hash": spec_hash(immutable), "mutable_hash": spec_hash(mutable)}
+
+
+def _run_one(store: Store, action: Action, providers: Providers) -> None:
+    """Apply a one-action plan and re-raise the action's own exception on failure."""
+    plan = Plan(owner=str((action.after or action.before or {}).get("owner")),
+                state_version=store.version, providers=providers.config, actions=[action])
+    result = apply_plan(plan, store, providers=providers)
+    for outcome in result.outcomes:
+        if outcome.error is not None:
+            raise outcome.error
+
+
+def provision_with_failover(store: Store, spec: Record, resources: Resources,
+                            providers: Providers, retry_until_up: bool) -> Record:
+    from skystate.providers.optimizer import rank_offers
+
+    offers = rank_offers(resources, spec["num_nodes"], providers)
+    if not offers:
+        raise ResourcesUnavailableError(
+            f"no offer satisfies {resources.canonical()} x{spec['num_nodes']}",
+            failover_history=[])
+    delay = 1.0
+    while True:
+        history: list[Exception] = []
+        for offer in offers:
+            try:
+                _create(store, spec, offer, providers)
+                return store.cluster(spec["name"]) or spec
+            except (ResourcesUnavailableError, ProviderError) as exc:  # next offer
+                history.append(exc)
+        if not retry_until_up:
+            _forget_failed(store, spec["name"], providers)
+            raise ResourcesUnavailableError(
+                f"failed to provision {spec['name']!r} on any of {len(offers)} offer(s): "
+                f"{history[-1]}", failover_history=history)
+        time.sleep(delay)
+        delay = min(delay * 2, 60.0)
+
+
+def _create(store: Store, spec: Record, offer: Offer, providers: Providers) -> None:
+    action = Action(type=ActionType.CREATE, kind="Cluster", address=address("Cluster",
+                    spec["name"]), name=spec["name"], after=spec, offer=offer.to_dict(),
+                    reason="sdk launch")
+    _run_one(store, action, providers)
+
+
+def _forget_failed(store: Store, name: str, providers: Providers) -> None:
+    """A launch that failed everywhere leaves nothing behind (no INIT record, no nodes)."""
+    record = store.cluster(name)
+    if record is None or record.get("status") != "INIT":
+        return
+    try:
+        providers.get(record.get("provider") or "local").terminate(name, record["owner"])
+    except Exception:  # keep the INIT record: a later plan/launch retries the cleanup
+        return
+    with store.transaction():
+        store.delete_cluster(name)
+
+
+def ensure_cluster(name: str, resources: Resources, num_nodes: int, *, retry_until_up: bool,
+                   autostop: Record | None, providers: Providers) -> None:
+    """Create the cluster, start it if stopped, or check an UP one fits the task."""
+    with state_lock(purpose=f"launch {name}"):
+        store = Store()
+        record = store.cluster(name)
+        if record is not None and record.get("status") in ("UP", "STOPPED"):
+            check_fits(record, resources, num_nodes)
+            if record["status"] == "STOPPED":
+                _run_one(store, Action(type=ActionType.START, kind="Cluster",
+                                       address=address("Cluster", name), name=name,
+                                       before=record, reason="sdk launch"), providers)
+            if autostop is not None:
+                set_autostop_locked(store, name, autostop, providers)
+            return
+        spec = sdk_cluster_spec(name, resources, num_nodes, autostop)
+        if record is not None:  # INIT: an earlier launch did not finish; keep its owner
+            spec = {**spec, "owner": record.get("owner"), "managed_by": record.get(
+                "managed_by", MANAGED_BY_SDK)}
+        provision_with_failover(store, spec, resources, providers, retry_until_up)
+
+
+def check_fits(record: Record, resources: Resources, num_nodes: int) -> None:
+    """Launching onto an existing cluster: the task must fit what it has."""
+    have = (record.get("offer") or {}).get("accelerators") or {}
+    nodes = int(record.get("num_nodes", 1))
+    for candidate in resources.candidates():
+        wanted = candidate.accelerators or {}
+        cpus, _ = quantity_bounds(candidate.cpus)
+        have_cpus = float((record.get("offer") or {}).get("cpus") or 0)
+        if (num_nodes <= nodes and all(have.get(k, 0) >= v for k, v in wanted.items())
+                and (not cpus or cpus <= have_cpus)):
+            return
+    raise ResourcesMismatchError(
+        f"cluster {record['name']!r} has {nodes}x{have or 'CPU'} "
+        f"(cpus {(record.get('offer') or {}).get('cpus')}); the task asks "
+        f"{num_nodes}x{resources.canonical()}. Launch it on a new cluster instead.")
+
+
+def set_autostop_locked(store: Store, name: str, autostop: Record | None,
+                        providers: Providers) -> None:
+    record = store.cluster(name) or {}
+    spec = {**record, "autostop": autostop}
+    _run_one(store, Action(type=ActionType.SET_AUTOSTOP, kind="Cluster",
+                           address=address("Cluster", name), name=name, before=record,
+                           after=spec, reason="sdk autostop"), providers)
+
+
+def autostop_spec(idle_minutes: int | None, down: bool) -> Record | None:
+    if idle_minutes is None or idle_minutes < 0:
+        return None
+    return {"idle_minutes": int(idle_minutes), "down": bool(down), "wait_for": "jobs_and_ssh"}
+
+
+# --- jobs -------------------------------------------------------------------------
+
+
+def job_request_for(task: Task, *, with_setup: bool, head_ips: Sequence[str]) -> JobRequest:
+    run = task.run
+    if callable(run):
+        if task.num_nodes > 1:
+            raise NotSupportedError("a callable run with num_nodes > 1 is not supported yet; "
+                                    "use a shell command and $SKYPILOT_NODE_RANK")
+        run = run(0, list(head_ips))
+    resources = list(task.resources)[0] if task.resources else Resources()
+    cpus, _ = quantity_bounds(resources.cpus)
+    workdir = task.workdir if isinstance(task.workdir, str) else None
+    mounts = {k: v for k, v in (task.file_mounts or {}).items() if isinstance(v, str)}
+    return JobRequest(
+        name=task.name, run=run, setup=task.setup if with_setup else None,
+        envs=task.envs_and_secrets, workdir=workdir, file_mounts=mounts,
+        num_nodes=task.num_nodes, cpus=cpus,
+        accelerators={k: int(v) for k, v in (resources.accelerators or {}).items()},
+        username=current_user(),
+    )
+
+
+def submit(name: str, task: Task, *, with_setup: bool) -> int | None:
+    if task.run is None and not (with_setup and task.setup):
+        return None
+    record, agent = up_cluster_agent(name)
+    head_ips = [n.get("ip", "127.0.0.1") for n in cluster_record(name)[1]]
+    return agent.submit(job_request_for(task, with_setup=with_setup, head_ips=head_ips))

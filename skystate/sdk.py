@@ -1,0 +1,284 @@
+"""The SkyPilot cluster and job SDK, as plain functions (same names, arguments, returns).
+
+The API-server release wraps each of these as a request with an ID; the functions
+themselves stay the library calls the server runs.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from skystate.enums import ClusterStatus, JobStatus, OptimizeTarget, StatusRefreshMode
+from skystate.exceptions import NotSupportedError
+from skystate.reconcile.handles import ResourceHandle
+
+__all__ = [
+    "autostop", "cancel", "down", "download_logs", "exec", "job_status", "launch", "queue",
+    "start", "status", "stop", "tail_logs",
+]
+
+
+def launch(task: Any, cluster_name: str | None = None, retry_until_up: bool = False,
+           idle_minutes_to_autostop: int | None = None, dryrun: bool = False,
+           down: bool = False, backend: Any = None,
+           optimize_target: OptimizeTarget = OptimizeTarget.COST, no_setup: bool = False,
+           clone_disk_from: str | None = None, fast: bool = False,
+           _need_confirmation: bool = False, _is_launched_by_jobs_controller: bool = False,
+           _is_launched_by_sky_serve_controller: bool = False,
+           _disable_controller_check: bool = False) -> tuple[int | None, ResourceHandle | None]:
+    """Launch a cluster (or reuse it) and run the task on it: ``(job_id, handle)``."""
+    from skystate.providers.registry import Providers
+    from skystate.reconcile import imperative as imp
+    from skystate.spec.home_config import home_providers_config
+
+    task = _single_task(task)
+    name = cluster_name or imp.generate_cluster_name()
+    imp.check_cluster_name(name)
+    if clone_disk_from is not None:
+        raise NotSupportedError("clone_disk_from is not supported by skystate's providers")
+    resources = imp.task_resources(task)
+    autostop = imp.autostop_spec(0 if down and idle_minutes_to_autostop is None
+                                 else idle_minutes_to_autostop, down)
+    if dryrun:
+        from skystate.providers.optimizer import rank_offers
+
+        rank_offers(resources, task.num_nodes, Providers(home_providers_config()))
+        return None, None
+    providers = Providers(home_providers_config())
+    imp.ensure_cluster(name, resources, task.num_nodes, retry_until_up=retry_until_up,
+                       autostop=autostop, providers=providers)
+    job_id = imp.submit(name, task, with_setup=not no_setup)
+    return job_id, imp.handle_of(name)
+
+
+def exec(task: Any, cluster_name: str | None = None, dryrun: bool = False,  # noqa: A001
+         down: bool = False, backend: Any = None) -> tuple[int | None, ResourceHandle | None]:
+    """Run the task's ``run`` on an UP cluster (no provisioning, no setup)."""
+    from skystate.reconcile import imperative as imp
+
+    task = _single_task(task)
+    if cluster_name is None:
+        raise ValueError("exec needs cluster_name")
+    record, _ = imp.cluster_record(cluster_name)
+    if record.get("status") != "UP":
+        raise ValueError(f"cluster {cluster_name!r} is {record.get('status')}, not UP; "
+                         "use sky.launch or sky.start first")
+    if dryrun:
+        return None, None
+    if down:
+        autostop(cluster_name, 0, down=True)
+    return imp.submit(cluster_name, task, with_setup=False), imp.handle_of(cluster_name)
+
+
+def queue(cluster_name: str, skip_finished: bool = False,
+          all_users: bool = False) -> list[dict[str, Any]]:
+    from skystate.reconcile import imperative as imp
+
+    _, agent = imp.up_cluster_agent(cluster_name)
+    user = imp.current_user()
+    records = []
+    for job in agent.queue():
+        status = JobStatus(str(job["status"]))
+        if skip_finished and status.is_terminal():
+            continue
+        if not all_users and job.get("username") not in (user, None, ""):
+            continue
+        records.append({**job, "status": status})
+    return records
+
+
+def job_status(cluster_name: str, job_ids: Sequence[int] | None = None,
+               ) -> dict[int | None, JobStatus | None]:
+    from skystate.reconcile import imperative as imp
+
+    _, agent = imp.up_cluster_agent(cluster_name)
+    jobs = {int(j["job_id"]): JobStatus(str(j["status"])) for j in agent.queue()}
+    if job_ids is None:
+        if not jobs:
+            return {None: None}
+        latest = max(jobs)
+        return {latest: jobs[latest]}
+    return {int(i): jobs.get(int(i)) for i in job_ids}
+
+
+def tail_logs(cluster_name: str, job_id: int | None, follow: bool, tail: int = 0,
+              output_stream: TextIO | None = None) -> int:
+    """Exit code: 0 if the job succeeded, 100 if it failed (``JobExitCode``)."""
+    from skystate.job_logs import tail_job_log
+
+    if tail < 0:
+        raise ValueError("tail must be >= 0")
+    return tail_job_log(cluster_name, job_id, follow=follow, tail=tail,
+                        out=output_stream or sys.stdout)
+
+
+def download_logs(cluster_name: str, job_ids: Sequence[int] | None) -> dict[str, str]:
+    """Copy job logs under ``$SKYSTATE_HOME/logs/<cluster>/``: ``{job_id: path}``."""
+    from skystate.home import home
+    from skystate.reconcile import imperative as imp
+
+    _, agent = imp.up_cluster_agent(cluster_name)
+    ids = [int(i) for i in job_ids] if job_ids else [int(j["job_id"]) for j in agent.queue()]
+    target = home() / "logs" / cluster_name
+    target.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for job_id in ids:
+        path = target / f"job-{job_id}.log"
+        path.write_text(agent.read_log(job_id))
+        paths[str(job_id)] = str(path)
+    return paths
+
+
+def cancel(cluster_name: str, all: bool = False, all_users: bool = False,  # noqa: A002
+           job_ids: Sequence[int] | None = None,
+           _try_cancel_if_cluster_is_init: bool = False) -> None:
+    from skystate.reconcile import imperative as imp
+
+    if job_ids and (all or all_users):
+        raise ValueError("give either job_ids or all/all_users, not both")
+    if not job_ids and not (all or all_users):
+        raise ValueError("give job_ids, or all=True to cancel every job")
+    _, agent = imp.up_cluster_agent(cluster_name)
+    if job_ids:
+        agent.cancel([int(i) for i in job_ids])
+        return
+    user = imp.current_user()
+    mine = [int(j["job_id"]) for j in agent.queue()
+            if all_users or j.get("username") in (user, None, "")]
+    agent.cancel(mine)
+
+
+def autostop(cluster_name: str, idle_minutes: int, down: bool = False) -> None:
+    from skystate.providers.registry import Providers
+    from skystate.reconcile import imperative as imp
+    from skystate.reconcile.lock import state_lock
+    from skystate.reconcile.store import Store
+    from skystate.spec.home_config import home_providers_config
+
+    imp.up_cluster_agent(cluster_name)  # ClusterDoesNotExist / ClusterNotUpError
+    with state_lock(purpose=f"autostop {cluster_name}"):
+        imp.set_autostop_locked(Store(), cluster_name, imp.autostop_spec(idle_minutes, down),
+                                Providers(home_providers_config()))
+
+
+def stop(cluster_name: str, purge: bool = False) -> None:
+    _cluster_op(cluster_name, "stop", purge)
+
+
+def start(cluster_name: str, idle_minutes_to_autostop: int | None = None,
+          retry_until_up: bool = False, down: bool = False, force: bool = False) -> None:
+    if down and idle_minutes_to_autostop is None:
+        raise ValueError("down=True requires idle_minutes_to_autostop to be set")
+    from skystate.reconcile import imperative as imp
+
+    record, _ = imp.cluster_record(cluster_name)
+    if record.get("status") != "UP" or force:
+        _cluster_op(cluster_name, "start", False)
+    if idle_minutes_to_autostop is not None:
+        autostop(cluster_name, idle_minutes_to_autostop, down)
+
+
+def down(cluster_name: str, purge: bool = False) -> None:
+    _cluster_op(cluster_name, "down", purge)
+
+
+def _cluster_op(cluster_name: str, op: str, purge: bool) -> None:
+    from skystate.reconcile.engine import cluster_operation
+    from skystate.reconcile.plan import ActionType
+    from skystate.spec.home_config import home_providers_config
+
+    result = cluster_operation(cluster_name, ActionType(op),
+                               providers_config=home_providers_config())
+    for outcome in result.outcomes:
+        if outcome.error is not None and not purge:
+            raise RuntimeError(f"failed to {op} cluster {cluster_name!r}: {outcome.message}"
+                               ) from outcome.error
+    if purge and not result.ok:
+        _purge_record(cluster_name, op)
+
+
+def _purge_record(cluster_name: str, op: str) -> None:
+    """``purge=True``: record the outcome even though the provider call failed."""
+    from skystate.reconcile.lock import state_lock
+    from skystate.reconcile.store import Store
+
+    with state_lock(purpose=f"{op} --purge {cluster_name}"):
+        store = Store()
+        with store.transaction():
+            if op == "down":
+                for job in store.jobs(cluster_name):
+                    store.delete_job(cluster_name, job["name"])
+                store.delete_cluster(cluster_name)
+            elif (record := store.cluster(cluster_name)) is not None:
+                store.put_cluster({**record, "status": "STOPPED"})
+
+
+def status(cluster_names: str | Sequence[str] | None = None,
+           refresh: StatusRefreshMode | bool = StatusRefreshMode.NONE,
+           all_users: bool = False) -> list[dict[str, Any]]:
+    """Cluster records with the seed's fields (``handle`` is a ResourceHandle)."""
+    from skystate.reconcile import imperative as imp
+    from skystate.reconcile.store import read_snapshot
+
+    if refresh not in (False, StatusRefreshMode.NONE):
+        _refresh_all()
+    names = [cluster_names] if isinstance(cluster_names, str) else cluster_names
+    tables = read_snapshot()
+    nodes: dict[str, list[dict[str, Any]]] = {}
+    for node in tables.get("nodes", []):
+        nodes.setdefault(node["cluster"], []).append(node)
+    user = imp.current_user()
+    records = []
+    for record in sorted(tables.get("clusters", []), key=lambda c: c["name"]):
+        if names and record["name"] not in names:
+            continue
+        if not all_users and record.get("user_name", user) != user:
+            continue
+        records.append(_status_record(record, sorted(nodes.get(record["name"], []),
+                                                     key=lambda n: n["rank"])))
+    return records
+
+
+def _status_record(record: dict[str, Any], nodes: list[dict[str, Any]]) -> dict[str, Any]:
+    from skystate.reconcile import imperative as imp
+    from skystate.status_view import _resources_str
+
+    autostop_cfg = record.get("autostop")
+    user = record.get("user_name") or imp.current_user()
+    return {
+        "name": record["name"],
+        "launched_at": int(record.get("launched_at") or 0),
+        "handle": ResourceHandle.from_records(record, nodes),
+        "last_use": record.get("last_use", ""),
+        "status": ClusterStatus(record.get("status") or "INIT"),
+        "autostop": int(autostop_cfg["idle_minutes"]) if autostop_cfg else -1,
+        "to_down": bool(autostop_cfg and autostop_cfg.get("down")),
+        "metadata": {"owner": record.get("owner"), "managed_by": record.get("managed_by")},
+        "user_hash": imp.user_hash(user),
+        "user_name": user,
+        "resources_str": _resources_str(record),
+    }
+
+
+def _refresh_all() -> None:
+    from skystate.providers.registry import Providers
+    from skystate.reconcile.lock import state_lock
+    from skystate.reconcile.refresh import refresh_clusters
+    from skystate.reconcile.store import Store
+    from skystate.spec.home_config import home_providers_config
+
+    with state_lock(purpose="status --refresh"):
+        refresh_clusters(Store(), Providers(home_providers_config()))
+
+
+def _single_task(task: Any) -> Any:
+    from skystate.spec.task import Task
+
+    if isinstance(task, (str, Path)):
+        return Task.from_yaml(task)
+    if not isinstance(task, Task):
+        raise ValueError(f"expected a sky.Task, got {type(task).__name__}")
+    return task
