@@ -255,6 +255,115 @@ def logs(
     raise typer.Exit(tail_job_log(cluster, job_id, follow=follow, out=sys.stdout))
 
 
+# --- imperative (SkyPilot-style) ------------------------------------------------
+
+
+@app.command()
+def launch(
+    task_yaml: Path = typer.Argument(..., help="A SkyPilot task YAML."),
+    cluster: str | None = typer.Option(None, "-c", "--cluster", help="Cluster name."),
+    detach_run: bool = typer.Option(False, "-d", "--detach-run", help="Do not stream logs."),
+    idle_minutes: int | None = typer.Option(None, "-i", "--idle-minutes-to-autostop"),
+    down_after: bool = typer.Option(False, "--down", help="Tear down when idle."),
+    retry_until_up: bool = typer.Option(False, "--retry-until-up"),
+    no_setup: bool = typer.Option(False, "--no-setup"),
+) -> None:
+    """Launch a cluster (or reuse one) and run a task on it."""
+    from skystate import sdk
+
+    job_id, handle = sdk.launch(str(task_yaml), cluster_name=cluster,
+                                retry_until_up=retry_until_up,
+                                idle_minutes_to_autostop=idle_minutes, down=down_after,
+                                no_setup=no_setup)
+    _after_submit(handle.cluster_name if handle else cluster, job_id, detach_run)
+
+
+@app.command(name="exec")
+def exec_(
+    cluster: str = typer.Argument(...),
+    task_yaml: Path = typer.Argument(..., help="A SkyPilot task YAML."),
+    detach_run: bool = typer.Option(False, "-d", "--detach-run"),
+) -> None:
+    """Run a task on an UP cluster (no provisioning, no setup)."""
+    from skystate import sdk
+
+    job_id, _ = sdk.exec(str(task_yaml), cluster_name=cluster)
+    _after_submit(cluster, job_id, detach_run)
+
+
+def _after_submit(cluster: str | None, job_id: int | None, detach: bool) -> None:
+    out = _console()
+    if job_id is None or cluster is None:
+        out.print(f"Cluster {cluster} is UP (no job to run).")
+        return
+    out.print(f"Job {job_id} submitted on {cluster}.")
+    if not detach:
+        from skystate.job_logs import tail_job_log
+
+        raise typer.Exit(tail_job_log(cluster, job_id, follow=True, out=sys.stdout))
+
+
+@app.command(name="queue")
+def queue_(
+    cluster: str,
+    as_json: bool = typer.Option(False, "--json"),
+    skip_finished: bool = typer.Option(False, "--skip-finished", "-s"),
+    all_users: bool = typer.Option(False, "--all-users", "-u"),
+) -> None:
+    """A cluster's job queue."""
+    from skystate import sdk
+
+    jobs = sdk.queue(cluster, skip_finished=skip_finished, all_users=all_users)
+    if as_json:
+        print(json.dumps([{**j, "status": str(j["status"])} for j in jobs], indent=2,
+                         default=str))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"Jobs on {cluster}", title_justify="left")
+    for column in ("ID", "NAME", "USER", "SUBMITTED", "RESOURCES", "STATUS", "LOG"):
+        table.add_column(column)
+    for job in jobs:
+        submitted = time.strftime("%H:%M:%S", time.localtime(job.get("submitted_at") or 0))
+        table.add_row(str(job["job_id"]), str(job.get("job_name") or "-"),
+                      str(job.get("username")), submitted, str(job.get("resources")),
+                      str(job["status"]), str(job.get("log_path")))
+    _console().print(table)
+
+
+@app.command()
+def cancel(
+    cluster: str,
+    job_ids: list[int] = typer.Argument(None),
+    all_jobs: bool = typer.Option(False, "--all", "-a"),
+) -> None:
+    """Cancel jobs on a cluster."""
+    from skystate import sdk
+
+    try:
+        sdk.cancel(cluster, all=all_jobs, job_ids=job_ids or None)
+    except ValueError as exc:
+        _fail(str(exc))
+    _console().print(f"Cancelled {'all jobs' if all_jobs else 'job(s) ' + str(job_ids)} "
+                     f"on {cluster}.")
+
+
+@app.command()
+def autostop(
+    cluster: str,
+    idle_minutes: int = typer.Option(5, "-i", "--idle-minutes"),
+    down_after: bool = typer.Option(False, "--down"),
+    cancel_it: bool = typer.Option(False, "--cancel"),
+) -> None:
+    """Stop (or tear down) a cluster after it has been idle for a while."""
+    from skystate import sdk
+
+    sdk.autostop(cluster, -1 if cancel_it else idle_minutes, down=down_after)
+    _console().print(f"Autostop of {cluster}: " + (
+        "cancelled" if cancel_it else f"{idle_minutes} idle minute(s), "
+        f"then {'down' if down_after else 'stop'}"))
+
+
 def main() -> None:
     from skystate.exceptions import SkyStateError, SpecError
 

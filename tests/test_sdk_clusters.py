@@ -119,3 +119,27 @@ def test_sdk_autostop_stops_the_cluster(home: Path, monkeypatch: pytest.MonkeyPa
             sky.ClusterStatus.STOPPED):
         assert time.time() < deadline, "autostop did not stop the cluster"
         time.sleep(0.3)
+
+
+def test_cli_launch_exec_queue_cancel_autostop(home: Path, tmp_path: Path) -> None:
+    ok, bad, slow = (tmp_path / n for n in ("ok.yaml", "bad.yaml", "slow.yaml"))
+    ok.write_text("name: hi\nrun: echo from launch\n")
+    bad.write_text("run: exit 2\n")
+    slow.write_text("run: sleep 60\n")
+    assert "from launch" in run_cli(home, "launch", str(ok), "-c", "dev").stdout
+    run_cli(home, "exec", "dev", str(bad), check=100)
+    run_cli(home, "exec", "dev", str(slow), "-d")
+    queue = run_cli(home, "queue", "dev", "--json").stdout
+    import json
+
+    jobs = {j["job_id"]: j for j in json.loads(queue)}
+    assert jobs[1]["status"] == "SUCCEEDED" and jobs[1]["job_name"] == "hi"
+    assert jobs[2]["status"] == "FAILED"
+    run_cli(home, "cancel", "dev", check=1)
+    run_cli(home, "cancel", "dev", "3")
+    assert sky.job_status("dev", [3])[3] is sky.JobStatus.CANCELLED
+    run_cli(home, "autostop", "dev", "-i", "10", "--down")
+    record = sky.status(["dev"])[0]
+    assert (record["autostop"], record["to_down"]) == (10, True)
+    run_cli(home, "autostop", "dev", "--cancel")
+    assert sky.status(["dev"])[0]["autostop"] == -1
