@@ -9,7 +9,7 @@ from skystate.exceptions import NotSupportedError
 from skystate.providers.base import Provider
 
 DEFAULT_PROVIDER = "local"
-IMPLEMENTED = ("local",)
+IMPLEMENTED = ("local", "ssh")
 
 
 class Providers:
@@ -36,6 +36,10 @@ class Providers:
                 cpus_per_node=section.get("cpus"),
                 memory_gib_per_node=section.get("memory"),
             )
+        if name == "ssh":
+            from skystate.providers.ssh import SSHProvider
+
+            return SSHProvider(pools=section.get("pools") or {})
         raise NotSupportedError(
             f"provider {name!r} is not available in this version of skystate "
             f"(available: {', '.join(IMPLEMENTED)})"

@@ -27,6 +27,7 @@ def _parser() -> argparse.ArgumentParser:
         ("autostop", "set (or cancel with a negative -i) autostop"),
         ("status", "print the agent's status"),
         ("log", "print a job's log"),
+        ("setup", "run {script, envs, workdir} (JSON on stdin) on every node now"),
     ):
         cmd = sub.add_parser(name, help=help_text)
         cmd.add_argument("--node-dir", required=True, type=Path)
@@ -59,6 +60,10 @@ def _run(args: argparse.Namespace) -> Any:
         return api.status(node_dir)
     if args.command == "log":
         return {"log": api.read_log(node_dir, args.job_id)}
+    if args.command == "setup":
+        spec = json.loads(sys.stdin.read())
+        code = api.run_on_nodes(node_dir, spec["script"], spec.get("envs"), spec.get("workdir"))
+        return {"exit_code": code}
     raise ValueError(f"unknown command {args.command}")
 
 

@@ -113,6 +113,9 @@ class NodeConfig:
     self_stop: Mapping[str, list[str]] = field(default_factory=dict)
     runner: str = "local"
     count_ssh_sessions: bool = False
+    # ssh runner: identity_file, known_hosts (absolute paths on the head),
+    # insecure_host_keys, isolate_home (see ``runners.SSHRunner``)
+    runner_options: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def ips(self) -> list[str]:
@@ -131,6 +134,7 @@ class NodeConfig:
             "self_stop": {k: list(v) for k, v in self.self_stop.items()},
             "runner": self.runner,
             "count_ssh_sessions": self.count_ssh_sessions,
+            "runner_options": dict(self.runner_options),
         }
 
     @classmethod

@@ -3,10 +3,10 @@
 The head agent runs each job phase (setup, then run) as *one* detached bash process on
 the head, in its own session, so cancelling is a single ``killpg``. That wrapper starts
 the phase on every node of the job through a ``NodeRunner`` (the seam: ``LocalRunner``
-runs in a node folder on this machine; an SSH runner would return ``ssh host -- ...``
-text instead), collects the output into the job log (prefixed ``(rank N)`` for
-multi-node jobs), and writes the phase's exit code to a file. The exit file, not the
-agent's memory, is the record of the outcome, so an agent restart loses nothing.
+runs in a node folder on this machine; ``SSHRunner`` returns ``ssh host -- ...`` text
+for the other hosts of an SSH cluster), collects the output into the job log (prefixed
+``(rank N)`` for multi-node jobs), and writes the phase's exit code to a file. The exit
+file, not the agent's memory, is the record of the outcome, so an agent restart loses nothing.
 """
 
 from __future__ import annotations
@@ -45,9 +45,77 @@ class LocalRunner:
         )
 
 
+def _cd(cwd: str | None) -> str:
+    """``cd`` to a path as a job on a real host sees it (``~/x`` is under ``$HOME``)."""
+    if not cwd:
+        return 'cd "$HOME"'
+    if cwd == "~" or cwd.startswith("~/"):
+        target = '"$HOME"/' + shlex.quote(cwd[2:]) if cwd[2:] else '"$HOME"'
+    elif cwd.startswith("/"):
+        target = shlex.quote(cwd)
+    else:
+        target = '"$HOME"/' + shlex.quote(cwd)
+    return f'cd {target} 2>/dev/null || cd "$HOME"'
+
+
+# Runs on a worker host around a phase: the phase gets its own session (one killpg ends
+# it), and when the connection's stdin hits EOF — the head's ssh client was killed
+# (cancel, a failing rank) or the connection dropped — the session is killed too.
+_REMOTE_WATCHDOG = (
+    "setsid bash -c {inner} </dev/null & p=$!\n"
+    "( cat >/dev/null; kill -TERM -- -$p; sleep 2; kill -KILL -- -$p ) >/dev/null 2>&1 &\n"
+    "w=$!\n"
+    "wait $p; s=$?\n"
+    "kill $w 2>/dev/null\n"
+    "exit $s\n"
+)
+
+
+class SSHRunner:
+    """Nodes are SSH hosts; the head (this host) runs its own rank directly.
+
+    Other ranks run through the ``ssh`` binary (``-o BatchMode=yes``, the pool's key
+    copied to the head with mode 0600, the host-key policy from ``runner_options``;
+    argv built by ``hostctl.ssh_argv``). The ssh client's stdin is a pipe held open by
+    ``tail --pid`` of the client itself, so it never ends while the client lives; when
+    the client is killed, the remote watchdog sees EOF and kills the remote session.
+
+    Paths: by default jobs see the host's real home and file system; with
+    ``isolate_home`` (pool option) HOME and absolute mounts live in the node folder, as
+    on local nodes (``LocalRunner``) — for hosts shared with other work, and tests.
+    """
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.options = dict(config.runner_options or {})
+
+    def _on_node(self, node: NodeRef, script: str, env: Mapping[str, str], cwd: str | None) -> str:
+        if self.options.get("isolate_home"):
+            return LocalRunner().shell(node, script, env, cwd)
+        exports = "".join(f"export {k}={shlex.quote(str(v))}; " for k, v in env.items())
+        return f"{exports}{_cd(cwd)}; exec bash -c {shlex.quote(script)}"
+
+    def shell(self, node: NodeRef, script: str, env: Mapping[str, str], cwd: str | None) -> str:
+        inner = self._on_node(node, script, env, cwd)
+        if node.rank == self.config.rank:
+            return inner
+        from skystate.runtime.hostctl import ssh_argv
+
+        head = next((n for n in self.config.nodes if n.rank == self.config.rank), None)
+        head_dir = Path(head.dir if head is not None and head.dir else ".")
+        argv = ssh_argv(head_dir, self.options, node.__dict__)
+        remote = "bash -c " + shlex.quote(_REMOTE_WATCHDOG.format(inner=shlex.quote(inner)))
+        ssh = " ".join(shlex.quote(a) for a in argv) + " " + shlex.quote(remote)
+        return (
+            "p=$BASHPID; exec " + ssh + " < <(exec tail --pid=$p -s 0.2 -f /dev/null 2>/dev/null)"
+        )
+
+
 def runner_for(config: NodeConfig) -> NodeRunner:
     if config.runner == "local":
         return LocalRunner()
+    if config.runner == "ssh":
+        return SSHRunner(config)
     raise ValueError(f"unknown node runner {config.runner!r} in node.json")
 
 

@@ -174,10 +174,18 @@ class LocalConfig(_Strict):
 
 
 class SSHPool(_Strict):
-    hosts: list[str] = Field(min_length=1)
+    """A pool of existing hosts (``infra: ssh/<pool>``); see ``skystate.providers.ssh``."""
+
+    hosts: list[str] = Field(min_length=1)  # "addr" or "addr:port"
     user: str | None = None
     identity_file: str | None = None
     port: int = Field(default=22, ge=1, le=65535)
+    accelerators: dict[str, int] = Field(default_factory=dict)  # what each host has
+    cpus: float | None = Field(default=None, gt=0)  # per host, for job scheduling
+    memory: float | None = Field(default=None, gt=0)  # GiB per host (informational)
+    remote_dir: str = "~/.skystate-node"  # node folders; "{host}" expands (shared homes)
+    isolate_home: bool = False  # jobs' HOME (and / mounts) inside the node folder
+    insecure_host_keys: bool = False  # true: skip host-key checks (test rigs only)
 
 
 class SSHConfig(_Strict):
