@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import shlex
 import tarfile
@@ -99,6 +100,14 @@ def _fit(asked: str | None, have: float) -> float | None:
     if value > have:
         return None
     return have if at_least else value
+
+
+# Forwarded from the controller's environment to the agents it starts (tests use it).
+FORWARDED_ENV = ("SKYSTATE_TIME_SCALE",)
+
+
+def _agent_env() -> dict[str, str]:
+    return {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
 
 
 _PACKAGE: list[bytes] = []
@@ -367,7 +376,7 @@ class SSHProvider:
                 "self_stop": {"stop": [*base, "stop", node_dir], "down": [*base, "down", node_dir]},
                 "runner": "ssh", "count_ssh_sessions": True, "runner_options": options,
             }  # fmt: skip
-            self._hostctl(pool, host, "start", {
+            self._hostctl(pool, host, "start", {"env": _agent_env(),
                 "dir": node_dir, "package": pkg, "node": config,
                 "files": files if rank == 0 else {}})  # fmt: skip
 

@@ -61,7 +61,12 @@ def store(
 
 
 def ssh_sessions(user: str | None = None) -> int:
-    """Count ``sshd: <user>`` session processes (remote hosts; a pluggable activity check)."""
+    """Count interactive SSH sessions of ``user`` (``sshd: <user>@pts/N`` processes).
+
+    Only sessions with a terminal count: the controller's own connections (fabric ``run``,
+    ``sshd: <user>@notty``) and the head's ``ssh`` to its workers must not keep a cluster
+    up, while a person logged in with a shell does (SkyPilot's ``jobs_and_ssh``).
+    """
     user = user or getpass.getuser()
     count = 0
     for entry in os.scandir("/proc"):
@@ -71,7 +76,8 @@ def ssh_sessions(user: str | None = None) -> int:
             line = Path(entry.path, "cmdline").read_bytes().split(b"\0")[0].decode()
         except OSError:
             continue
-        if line.startswith(f"sshd: {user}") and "[priv]" not in line:
+        name, _, rest = line.partition(" ")
+        if name in ("sshd:", "sshd-session:") and rest.startswith(f"{user}@pts/"):
             count += 1
     return count
 

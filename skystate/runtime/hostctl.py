@@ -159,13 +159,13 @@ def op_start(args: dict[str, Any]) -> dict[str, Any]:
     (node_dir / "runtime" / "autostopped").unlink(missing_ok=True)
     pid = agent_pid(node_dir)
     if pid is None:
-        pid = _start_agent(node_dir)
+        pid = _start_agent(node_dir, args.get("env") or {})
     return {"agent": pid}
 
 
-def _start_agent(node_dir: Path) -> int:
+def _start_agent(node_dir: Path, extra_env: dict[str, str]) -> int:
     (node_dir / "runtime" / "agent.pid").unlink(missing_ok=True)
-    env = dict(os.environ, PYTHONPATH=str(node_dir / "pkg"))
+    env = dict(os.environ, **extra_env, PYTHONPATH=str(node_dir / "pkg"))
     argv = [sys.executable, "-m", "skystate.runtime", "agent", "--node-dir", str(node_dir)]
     with open(node_dir / "logs" / "agent.log", "ab") as log:
         subprocess.Popen(

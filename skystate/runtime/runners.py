@@ -61,9 +61,11 @@ def _cd(cwd: str | None) -> str:
 # Runs on a worker host around a phase: the phase gets its own session (one killpg ends
 # it), and when the connection's stdin hits EOF — the head's ssh client was killed
 # (cancel, a failing rank) or the connection dropped — the session is killed too.
+# (Background jobs of a non-interactive bash read /dev/null, hence stdin saved as fd 3.)
 _REMOTE_WATCHDOG = (
-    "setsid bash -c {inner} </dev/null & p=$!\n"
-    "( cat >/dev/null; kill -TERM -- -$p; sleep 2; kill -KILL -- -$p ) >/dev/null 2>&1 &\n"
+    "exec 3<&0\n"
+    "setsid bash -c {inner} </dev/null 3<&- & p=$!\n"
+    "( cat <&3 >/dev/null; kill -TERM -- -$p; sleep 2; kill -KILL -- -$p ) >/dev/null 2>&1 &\n"
     "w=$!\n"
     "wait $p; s=$?\n"
     "kill $w 2>/dev/null\n"
