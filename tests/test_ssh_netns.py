@@ -1,0 +1,119 @@
+"""A 2-node SSH cluster on two "hosts" with their own addresses (network namespaces).
+
+Two namespaces joined by a bridge (10.200.0.1/24 in the root namespace, veth pairs),
+an sshd in each on 10.200.0.11:22 and 10.200.0.12:22 with the test sshd's keys. The file
+system is shared, so the pool's ``remote_dir`` has ``{host}`` (as for NFS homes).
+Everything is torn down in a finalizer; skipped where ``ip netns add`` is not permitted.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sshd_fixture
+from sshd_fixture import SCRIPT, SSHD, kill_everything_under
+
+from skystate.enums import JobStatus
+from skystate.providers.base import JobRequest, NodeState, OfferQuery, ProvisionRequest
+from skystate.providers.ssh import SSHProvider
+
+sshd = sshd_fixture.sshd
+ADDRESSES = ("10.200.0.11", "10.200.0.12")
+BRIDGE = "sstbr0"
+
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
+
+
+@pytest.fixture
+def two_hosts(sshd: SSHD, tmp_path: Path) -> Iterator[list[str]]:
+    if shutil.which("ip") is None:
+        pytest.skip("no 'ip' command (iproute2) here")
+    tag = f"{os.getpid() % 10000}"
+    namespaces = [f"sst{tag}a", f"sst{tag}b"]
+    probe = _ip("netns", "add", namespaces[0], check=False)
+    if probe.returncode != 0:
+        pytest.skip(f"'ip netns add' is not permitted here: {probe.stderr.strip()}")
+    dirs: list[Path] = []
+    try:
+        _ip("link", "add", BRIDGE, "type", "bridge")
+        _ip("addr", "add", "10.200.0.1/24", "dev", BRIDGE)
+        _ip("link", "set", BRIDGE, "up")
+        for i, (ns, address) in enumerate(zip(namespaces, ADDRESSES, strict=True)):
+            if i:
+                _ip("netns", "add", ns)
+            outer, inner = f"sst{tag}v{i}", f"sst{tag}p{i}"
+            _ip("link", "add", outer, "type", "veth", "peer", "name", inner)
+            _ip("link", "set", inner, "netns", ns)
+            _ip("link", "set", outer, "master", BRIDGE)
+            _ip("link", "set", outer, "up")
+            _ip("-n", ns, "addr", "add", f"{address}/24", "dev", inner)
+            _ip("-n", ns, "link", "set", inner, "up")
+            _ip("-n", ns, "link", "set", "lo", "up")
+            folder = tmp_path / f"sshd-{i}"
+            folder.mkdir()
+            for name in ("ssh_host_ed25519_key", "id_ed25519", "id_ed25519.pub"):
+                shutil.copy2(sshd.dir / name, folder / name)
+            dirs.append(folder)
+            subprocess.run(
+                ["ip", "netns", "exec", ns, "bash", str(SCRIPT), "start", str(folder), "22",
+                 address],  # fmt: skip
+                check=True, capture_output=True, timeout=60,
+            )  # fmt: skip
+        yield list(ADDRESSES)
+    finally:
+        kill_everything_under(tmp_path)
+        for folder in dirs:
+            subprocess.run(["bash", str(SCRIPT), "stop", str(folder)], check=False)
+        for ns in namespaces:
+            _ip("netns", "del", ns, check=False)  # takes its veth ends (and pairs) along
+        _ip("link", "del", BRIDGE, check=False)
+
+
+@pytest.mark.slow
+def test_two_node_job_across_namespaced_hosts(
+    two_hosts: list[str], sshd: SSHD, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SKYSTATE_HOME", str(tmp_path / "home"))
+    pool = {
+        "hosts": two_hosts,
+        "user": sshd.user,
+        "identity_file": str(sshd.key),
+        "remote_dir": str(tmp_path / "remote" / "{host}"),
+        "isolate_home": True,
+    }
+    provider = SSHProvider({"net": pool})
+    try:
+        (offer,) = provider.offers(OfferQuery(num_nodes=2))
+        started = time.monotonic()
+        obs = provider.provision(ProvisionRequest("mn", "me", offer, 2))
+        print(f"2-node provision over the bridge: {time.monotonic() - started:.2f}s")
+        assert obs.state is NodeState.RUNNING
+        assert [(n.rank, n.ip, n.ssh_port) for n in obs.nodes] == [
+            (0, "10.200.0.11", 22),
+            (1, "10.200.0.12", 22),
+        ]
+        agent = provider.agent(obs)
+        run = (
+            'echo "rank $SKYPILOT_NODE_RANK of $SKYPILOT_NUM_NODES ips $(echo $SKYPILOT_NODE_IPS)"'
+        )
+        job_id = agent.submit(JobRequest(name="mn", num_nodes=2, run=run))
+        deadline = time.monotonic() + 20
+        while not agent.queue([job_id])[0]["status"].is_terminal():
+            assert time.monotonic() < deadline, "2-node job did not finish"
+            time.sleep(0.1)
+        assert agent.queue([job_id])[0]["status"] is JobStatus.SUCCEEDED
+        log = agent.read_log(job_id)
+        assert "(rank 0) rank 0 of 2 ips 10.200.0.11 10.200.0.12" in log
+        assert "(rank 1) rank 1 of 2 ips 10.200.0.11 10.200.0.12" in log
+        provider.terminate("mn", "me")
+        assert provider.observe() == []
+    finally:
+        provider.close()
