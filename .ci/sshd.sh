@@ -22,7 +22,11 @@ stop() {
     local pid
     pid=$(cat "$dir/sshd.pid" 2>/dev/null || true)
     if [[ -n "$pid" ]] && kill "$pid" 2>/dev/null; then
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        for _ in $(seq 50); do  # gone, or a zombie nobody reaps (no init in containers)
+            state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || true)
+            [[ -z "$state" || "$state" == Z ]] && break
+            sleep 0.1
+        done
     fi
     rm -f "$dir/sshd.pid"
 }

@@ -270,7 +270,6 @@ class SSHProvider:
                     f"or its own" + (f" (unreachable: {'; '.join(down)})" if down else "")
                 )
             hosts += free[:missing]
-        hosts = hosts[: max(request.num_nodes, 1)]
         tags = {
             "provider": "ssh",
             "cluster": request.cluster_name,
@@ -557,8 +556,7 @@ class SSHAgent:
         if data is None:
             raise ProviderError(
                 f"ssh {self.head.host.label}: runtime {command} failed "
-                f"(exit {result.return_code}): {(result.stderr or result.stdout).strip()[-2000:]}",
-                transient=True,
+                f"(exit {result.return_code}): {(result.stderr or result.stdout).strip()[-2000:]}"
             )
         if isinstance(data, dict) and set(data) == {"error", "type"}:
             cls = getattr(_exceptions, str(data["type"]), None)

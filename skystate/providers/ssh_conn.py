@@ -104,9 +104,6 @@ class Pool:
             insecure_host_keys=bool(data.get("insecure_host_keys", False)),
         )
 
-    def base_for(self, host: Host) -> str:
-        return self.remote_dir
-
 
 def known_hosts_path() -> Path:
     return home() / "ssh" / "known_hosts"
