@@ -43,6 +43,13 @@ def _records(home: Path) -> dict[str, dict]:
     return {c["name"]: c for c in data.get("clusters", {}).values()}
 
 
+def _wait_for_lock_holder(home: Path, timeout: float = 20.0) -> None:
+    holder = home / "state.lock.holder.json"
+    deadline = time.time() + timeout
+    while not holder.exists() and time.time() < deadline:
+        time.sleep(0.005)
+
+
 @pytest.fixture
 def home(tmp_path: Path):
     yield tmp_path / "home"
@@ -63,7 +70,8 @@ def test_sigkill_during_apply_never_duplicates_or_forgets(home: Path, tmp_path: 
         with subprocess.Popen([sys.executable, "-m", "skystate.cli", "apply", str(state),
                                "--yes"], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL) as proc:
-            time.sleep(rng.uniform(0.3, 1.2))  # interpreter start is ~0.3 s
+            _wait_for_lock_holder(home)  # the apply is under way (lock taken)
+            time.sleep(rng.uniform(0.0, 0.5))
             proc.send_signal(signal.SIGKILL)
             proc.wait()
         records = _records(home)

@@ -20,7 +20,7 @@ from skystate.home import state_lock_path
 
 
 def _holder_path(lock_path: Path) -> Path:
-    return lock_path.with_suffix(".holder.json")
+    return lock_path.with_name(lock_path.name + ".holder.json")
 
 
 def describe_holder(lock_path: Path | None = None) -> str:
