@@ -48,9 +48,11 @@ def launch(task: Any, cluster_name: str | None = None, retry_until_up: bool = Fa
         rank_offers(resources, task.num_nodes, Providers(home_providers_config()))
         return None, None
     providers = Providers(home_providers_config())
+    was_up = fast and imp.is_up(name)
     imp.ensure_cluster(name, resources, task.num_nodes, retry_until_up=retry_until_up,
                        autostop=autostop, providers=providers)
-    job_id = imp.submit(name, task, with_setup=not no_setup)
+    # fast: an already-UP cluster skips setup as well as provisioning (as SkyPilot's)
+    job_id = imp.submit(name, task, with_setup=not (no_setup or was_up))
     return job_id, imp.handle_of(name)
 
 

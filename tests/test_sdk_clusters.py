@@ -143,3 +143,14 @@ def test_cli_launch_exec_queue_cancel_autostop(home: Path, tmp_path: Path) -> No
     assert (record["autostop"], record["to_down"]) == (10, True)
     run_cli(home, "autostop", "dev", "--cancel")
     assert sky.status(["dev"])[0]["autostop"] == -1
+
+
+def test_fast_launch_skips_setup_on_an_up_cluster(home: Path) -> None:
+    task = sky.Task(setup="echo SETUP-RAN", run="echo RUN")
+    first, _ = sky.launch(task, cluster_name="c5", fast=True)
+    assert _wait("c5", first) is sky.JobStatus.SUCCEEDED
+    second, _ = sky.launch(task, cluster_name="c5", fast=True)
+    assert _wait("c5", second) is sky.JobStatus.SUCCEEDED
+    logs = sky.download_logs("c5", [first, second])
+    assert "SETUP-RAN" in Path(logs[str(first)]).read_text()
+    assert "SETUP-RAN" not in Path(logs[str(second)]).read_text()

@@ -90,6 +90,13 @@ def up_cluster_agent(name: str, providers: Providers | None = None) -> tuple[Rec
     return record, (providers or Providers()).get(observation.provider).agent(observation)
 
 
+def is_up(name: str) -> bool:
+    try:
+        return cluster_record(name)[0].get("status") == "UP"
+    except ClusterDoesNotExist:
+        return False
+
+
 def handle_of(name: str) -> ResourceHandle:
     record, nodes = cluster_record(name)
     return ResourceHandle.from_records(record, nodes)
