@@ -80,7 +80,7 @@ from skystate.providers.base import (
     OfferQuery,
     ProvisionRequest,
 )
-from skystate.providers.ssh_conn import Connections, Host, Pool, parallel
+from skystate.providers.ssh_conn import Connections, Host, Pool, parallel, read_json_reply
 
 WORKDIR = "~/sky_workdir"
 INSTANCE_TYPE = "ssh-host"
@@ -548,16 +548,7 @@ class SSHAgent:
         result = self.conns.run(
             self.pool, self.head.host, prefix + self._runtime_command(command, *args, stdin=stdin)
         )
-        lines = [line for line in (result.stdout or "").splitlines() if line.strip()]
-        try:
-            data = json.loads(lines[-1]) if lines else None
-        except ValueError:
-            data = None
-        if data is None:
-            raise ProviderError(
-                f"ssh {self.head.host.label}: runtime {command} failed "
-                f"(exit {result.return_code}): {(result.stderr or result.stdout).strip()[-2000:]}"
-            )
+        data = read_json_reply(self.head.host.label, f"runtime {command}", result)
         if isinstance(data, dict) and set(data) == {"error", "type"}:
             cls = getattr(_exceptions, str(data["type"]), None)
             if isinstance(cls, type) and issubclass(cls, Exception):

@@ -270,8 +270,8 @@ def _hostctl_source() -> str:
     return _SOURCE[0]
 
 
-def parse_json_reply(host: Host, what: str, result: Any) -> Any:
-    """The last stdout line as JSON; ``{"error": ...}`` or garbage → ProviderError."""
+def read_json_reply(label: str, what: str, result: Any) -> Any:
+    """The last stdout line as JSON; no reply or garbage → ProviderError."""
     lines = [line for line in (result.stdout or "").splitlines() if line.strip()]
     try:
         data = json.loads(lines[-1]) if lines else None
@@ -279,9 +279,15 @@ def parse_json_reply(host: Host, what: str, result: Any) -> Any:
         data = None
     if data is None:
         raise ProviderError(
-            f"ssh {host.label}: {what} failed (exit {result.return_code}): "
+            f"ssh {label}: {what} failed (exit {result.return_code}): "
             f"{(result.stderr or result.stdout or '').strip()[-2000:]}"
         )
+    return data
+
+
+def parse_json_reply(host: Host, what: str, result: Any) -> Any:
+    """Like ``read_json_reply``, and an ``{"error": ...}`` reply → ProviderError."""
+    data = read_json_reply(host.label, what, result)
     if isinstance(data, dict) and "error" in data and len(data) <= 2:
         raise ProviderError(f"ssh {host.label}: {what}: {data['error']}")
     return data
