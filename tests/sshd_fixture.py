@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import getpass
 import os
-import signal
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -69,20 +68,3 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHD]:
     finally:
         subprocess.run(["bash", str(SCRIPT), "stop", str(folder)], check=False, timeout=30)
 
-
-def kill_everything_under(folder: Path) -> None:
-    """SIGKILL every process whose command line or cwd mentions the folder."""
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        pid = int(entry.name)
-        try:
-            cwd = os.readlink(f"/proc/{pid}/cwd")
-            line = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if str(folder) in line or cwd.startswith(str(folder)):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from cli_helpers import REPO, kill_everything_under, run_cli, status_json, wait_for_job
+from helpers import REPO, kill_everything_under, run_cli, status_json, wait_for_job
 
 pytestmark = pytest.mark.slow
 

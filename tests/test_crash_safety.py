@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cli_helpers import kill_everything_under, run_cli
+from helpers import kill_everything_under, run_cli
 
 pytestmark = pytest.mark.slow
 

@@ -6,11 +6,13 @@ import json
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import job_status, kill_everything_under, wait_job, wait_until
 
+from skystate.enums import JobStatus
 from skystate.exceptions import ProviderError, ResourcesMismatchError, ResourcesUnavailableError
 from skystate.providers.base import (
     ClusterAgent,
@@ -22,32 +24,14 @@ from skystate.providers.base import (
 )
 from skystate.providers.local import LocalProvider
 from skystate.providers.local_nodes import write_tags
-from skystate.runtime.procs import cmdline, group_members
-from skystate.enums import JobStatus
-
-
-def _kill_everything_under(folder: Path) -> None:
-    """Finalizer: SIGKILL every process whose command line or cwd mentions the folder."""
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        pid = int(entry.name)
-        try:
-            cwd = os.readlink(f"/proc/{pid}/cwd")
-        except OSError:
-            cwd = ""
-        if str(folder) in (cmdline(pid) or "") or cwd.startswith(str(folder)):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+from skystate.runtime.procs import group_members
 
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("SKYSTATE_HOME", str(tmp_path / "home"))
     yield tmp_path / "home"
-    _kill_everything_under(tmp_path)
+    kill_everything_under(tmp_path)
 
 
 @pytest.fixture
@@ -69,21 +53,10 @@ def _provision(
     return prov.provision(ProvisionRequest(name, owner, offer, num_nodes))
 
 
-def _wait(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
-def _job_status(agent: ClusterAgent, job_id: int) -> JobStatus:
-    return agent.queue([job_id])[0]["status"]
 
 
-def _wait_job(agent: ClusterAgent, job_id: int, timeout: float = 10.0) -> JobStatus:
-    _wait(lambda: _job_status(agent, job_id).is_terminal(), timeout, f"job {job_id}")
-    return _job_status(agent, job_id)
 
 
 def _state(prov: LocalProvider, name: str) -> NodeState:
@@ -194,7 +167,7 @@ def test_job_with_setup_run_envs_workdir_succeeds(provider: LocalProvider, tmp_p
         accelerators={"A100": 2},
     )
     job_id = agent.submit(job)
-    assert _wait_job(agent, job_id) is JobStatus.SUCCEEDED
+    assert wait_job(agent, job_id) is JobStatus.SUCCEEDED
     log = agent.read_log(job_id)
     assert "setting up" in log
     assert "run hi there from-workdir mounted gpus=0,1 rank=0/1" in log
@@ -208,8 +181,8 @@ def test_failing_run_and_failing_setup(provider: LocalProvider) -> None:
     agent = provider.agent(_provision(provider, "c1"))
     bad_run = agent.submit(JobRequest(name="r", run="echo oops; exit 3"))
     bad_setup = agent.submit(JobRequest(name="s", setup="exit 4", run="echo never"))
-    assert _wait_job(agent, bad_run) is JobStatus.FAILED
-    assert _wait_job(agent, bad_setup) is JobStatus.FAILED_SETUP
+    assert wait_job(agent, bad_run) is JobStatus.FAILED
+    assert wait_job(agent, bad_setup) is JobStatus.FAILED_SETUP
     assert "never" not in agent.read_log(bad_setup)
     with pytest.raises(ResourcesMismatchError, match="can never fit"):
         agent.submit(JobRequest(name="big", run="true", accelerators={"A100": 1}))
@@ -253,14 +226,14 @@ def test_two_node_job_logs_both_ranks(provider: LocalProvider) -> None:
     job_id = agent.submit(
         JobRequest(name="mn", num_nodes=2, run='echo "hello from $SKYPILOT_NODE_RANK $HOME"')
     )
-    assert _wait_job(agent, job_id) is JobStatus.SUCCEEDED
+    assert wait_job(agent, job_id) is JobStatus.SUCCEEDED
     log = agent.read_log(job_id)
     assert "(rank 0) hello from 0 " in log and "c1/node-0/home" in log
     assert "(rank 1) hello from 1 " in log and "c1/node-1/home" in log
     failing = agent.submit(
         JobRequest(name="mnf", num_nodes=2, run='[ "$SKYPILOT_NODE_RANK" = 1 ] && exit 5; sleep 30')
     )
-    assert _wait_job(agent, failing, timeout=10) is JobStatus.FAILED
+    assert wait_job(agent, failing, timeout=10) is JobStatus.FAILED
     assert agent.run_setup("echo setup on $SKYPILOT_NODE_RANK", {}, None) == 0
     assert agent.run_setup("exit 7", {}, None) == 7
 
@@ -269,12 +242,12 @@ def test_two_node_job_logs_both_ranks(provider: LocalProvider) -> None:
 def test_cancel_kills_every_process_of_the_job(provider: LocalProvider) -> None:
     agent = provider.agent(_provision(provider, "c1"))
     job_id = agent.submit(JobRequest(name="long", run="sleep 60 & sleep 60; wait"))
-    _wait(lambda: _job_status(agent, job_id) is JobStatus.RUNNING, what="RUNNING")
+    wait_until(lambda: job_status(agent, job_id) is JobStatus.RUNNING, what="RUNNING")
     pgid = int(_detailed(provider, job_id)["pid"])
-    _wait(lambda: len(group_members(pgid)) >= 3, what="job processes")
+    wait_until(lambda: len(group_members(pgid)) >= 3, what="job processes")
     assert agent.cancel([job_id]) == [job_id]
     assert group_members(pgid) == []
-    assert _job_status(agent, job_id) is JobStatus.CANCELLED
+    assert job_status(agent, job_id) is JobStatus.CANCELLED
     assert agent.cancel([job_id]) == []  # finished: a no-op
 
 
@@ -288,15 +261,15 @@ def _detailed(provider: LocalProvider, job_id: int, cluster: str = "c1") -> dict
 def test_job_killed_while_agent_down_is_failed_driver(provider: LocalProvider) -> None:
     agent = provider.agent(_provision(provider, "c1"))
     job_id = agent.submit(JobRequest(name="victim", run="sleep 60"))
-    _wait(lambda: _job_status(agent, job_id) is JobStatus.RUNNING, what="RUNNING")
+    wait_until(lambda: job_status(agent, job_id) is JobStatus.RUNNING, what="RUNNING")
     head = provider.root / "c1" / "node-0"
     from skystate import runtime
 
     os.kill(runtime.agent_pid(head) or 0, signal.SIGKILL)
-    _wait(lambda: runtime.agent_pid(head) is None, what="agent death")
+    wait_until(lambda: runtime.agent_pid(head) is None, what="agent death")
     os.killpg(int(_detailed(provider, job_id)["pid"]), signal.SIGKILL)
     provider.start("c1", "me")
-    assert _wait_job(agent, job_id) is JobStatus.FAILED_DRIVER
+    assert wait_job(agent, job_id) is JobStatus.FAILED_DRIVER
 
 
 # --- autostop --------------------------------------------------------------------------
@@ -312,10 +285,10 @@ def test_autostop_stops_soon_after_the_last_job(provider: LocalProvider, fast_ti
     agent = provider.agent(_provision(provider, "c1"))
     agent.set_autostop(1, False, "jobs_and_ssh")
     job_id = agent.submit(JobRequest(name="work", run="sleep 1.5"))
-    assert _wait_job(agent, job_id) is JobStatus.SUCCEEDED
+    assert wait_job(agent, job_id) is JobStatus.SUCCEEDED
     ended = time.monotonic()
     assert _state(provider, "c1") is NodeState.RUNNING  # busy until now: timer restarted
-    _wait(lambda: _state(provider, "c1") is NodeState.STOPPED, timeout=5, what="autostop")
+    wait_until(lambda: _state(provider, "c1") is NodeState.STOPPED, timeout=5, what="autostop")
     assert 0.5 < time.monotonic() - ended < 4
     assert provider.observe(["c1"])[0].stopped_by_autostop
     restarted = provider.start("c1", "me")
@@ -333,7 +306,7 @@ def test_autostop_timer_reset_by_submit_and_cancelled_by_negative(
     agent.submit(JobRequest(name="tick", run="true"))  # resets the 2 s timer
     time.sleep(max(0.0, 2.6 - (time.monotonic() - t0)))
     assert _state(provider, "c1") is NodeState.RUNNING
-    _wait(lambda: _state(provider, "c1") is NodeState.STOPPED, timeout=5, what="autostop")
+    wait_until(lambda: _state(provider, "c1") is NodeState.STOPPED, timeout=5, what="autostop")
 
     agent = provider.agent(provider.start("c1", "me"))
     agent.set_autostop(1, False, "jobs_and_ssh")
@@ -346,5 +319,5 @@ def test_autostop_timer_reset_by_submit_and_cancelled_by_negative(
 def test_autodown_removes_the_cluster(provider: LocalProvider, fast_time: None, home: Path) -> None:
     agent = provider.agent(_provision(provider, "c1"))
     agent.set_autostop(1, True, "jobs_and_ssh")
-    _wait(lambda: provider.observe(["c1"]) == [], timeout=6, what="autodown")
-    _wait(lambda: not (home / "local" / "c1").exists(), timeout=3, what="folder removal")
+    wait_until(lambda: provider.observe(["c1"]) == [], timeout=6, what="autodown")
+    wait_until(lambda: not (home / "local" / "c1").exists(), timeout=3, what="folder removal")

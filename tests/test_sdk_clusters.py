@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cli_helpers import kill_everything_under, run_cli
+from helpers import kill_everything_under, run_cli
 
 import skystate as sky
 from skystate import exceptions

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 import sshd_fixture
-from sshd_fixture import SCRIPT, SSHD, kill_everything_under
+from helpers import kill_everything_under
+from sshd_fixture import SCRIPT, SSHD
 
 from skystate.enums import JobStatus
 from skystate.providers.base import JobRequest, NodeState, OfferQuery, ProvisionRequest

@@ -8,13 +8,14 @@ sshd's port (distinct hosts to skystate, separate folders via ``{host}`` in
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sshd_fixture
-from sshd_fixture import SSHD, kill_everything_under
+from helpers import job_status, kill_everything_under, wait_job, wait_until
+from sshd_fixture import SSHD
 
 from skystate import runtime
 from skystate.enums import JobStatus
@@ -80,21 +81,10 @@ def _provision(prov: SSHProvider, name: str = "c1", num_nodes: int = 1, owner: s
     return prov.provision(ProvisionRequest(name, owner, offer, num_nodes))
 
 
-def _wait(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
-def _status(agent: ClusterAgent, job_id: int) -> JobStatus:
-    return agent.queue([job_id])[0]["status"]
 
 
-def _wait_job(agent: ClusterAgent, job_id: int, timeout: float = 15.0) -> JobStatus:
-    _wait(lambda: _status(agent, job_id).is_terminal(), timeout, f"job {job_id}")
-    return _status(agent, job_id)
 
 
 def _state(prov: SSHProvider, name: str) -> NodeState:
@@ -214,7 +204,7 @@ def test_job_with_setup_run_envs_workdir_succeeds(provider: SSHProvider, tmp_pat
     started = time.monotonic()
     job_id = agent.submit(job)
     print(f"submit with workdir over ssh: {time.monotonic() - started:.3f}s")
-    assert _wait_job(agent, job_id) is JobStatus.SUCCEEDED
+    assert wait_job(agent, job_id) is JobStatus.SUCCEEDED
     log = agent.read_log(job_id)
     assert "setting up" in log
     assert "run hi there from-workdir mounted gpus=0,1 rank=0/1" in log
@@ -224,8 +214,8 @@ def test_job_with_setup_run_envs_workdir_succeeds(provider: SSHProvider, tmp_pat
 
     bad_run = agent.submit(JobRequest(name="r", run="echo oops; exit 3"))
     bad_setup = agent.submit(JobRequest(name="s", setup="exit 4", run="echo never"))
-    assert _wait_job(agent, bad_run) is JobStatus.FAILED
-    assert _wait_job(agent, bad_setup) is JobStatus.FAILED_SETUP
+    assert wait_job(agent, bad_run) is JobStatus.FAILED
+    assert wait_job(agent, bad_setup) is JobStatus.FAILED_SETUP
     assert "oops" in agent.read_log(bad_run) and "never" not in agent.read_log(bad_setup)
     with pytest.raises(ResourcesMismatchError, match="can never fit"):
         agent.submit(JobRequest(name="big", run="true", accelerators={"A100": 5}))
@@ -286,7 +276,7 @@ def test_two_node_job_runs_on_the_worker_and_cancel_ends_it_there(
     job_id = agent.submit(JobRequest(
         name="mn", num_nodes=2, run='echo "hello from $SKYPILOT_NODE_RANK $HOME"; '
         'echo "ips $(echo $SKYPILOT_NODE_IPS)"'))  # fmt: skip
-    assert _wait_job(agent, job_id) is JobStatus.SUCCEEDED
+    assert wait_job(agent, job_id) is JobStatus.SUCCEEDED
     log = agent.read_log(job_id)
     assert "(rank 0) hello from 0 " in log and "remote/127.0.0.1/c1/home" in log
     assert "(rank 1) hello from 1 " in log and "remote/localhost/c1/home" in log
@@ -294,7 +284,7 @@ def test_two_node_job_runs_on_the_worker_and_cancel_ends_it_there(
     failing = agent.submit(
         JobRequest(name="mnf", num_nodes=2, run='[ "$SKYPILOT_NODE_RANK" = 1 ] && exit 5; sleep 30')
     )
-    assert _wait_job(agent, failing) is JobStatus.FAILED
+    assert wait_job(agent, failing) is JobStatus.FAILED
     assert agent.run_setup("echo setup on $SKYPILOT_NODE_RANK", {}, None) == 0
     assert agent.run_setup('[ "$SKYPILOT_NODE_RANK" = 1 ] && exit 7; true', {}, None) == 7
 
@@ -302,14 +292,14 @@ def test_two_node_job_runs_on_the_worker_and_cancel_ends_it_there(
     marker = f"SKYSTATE_TEST_MARK_{time.time_ns()}"
     job_id = agent.submit(JobRequest(name="long", num_nodes=2, envs={marker: "1"},
                                      run="sleep 60 & sleep 60; wait"))  # fmt: skip
-    _wait(lambda: _status(agent, job_id) is JobStatus.RUNNING, what="RUNNING")
-    _wait(lambda: len(_remote_pids(marker)) >= 6, what="job processes on both nodes")
+    wait_until(lambda: job_status(agent, job_id) is JobStatus.RUNNING, what="RUNNING")
+    wait_until(lambda: len(_remote_pids(marker)) >= 6, what="job processes on both nodes")
     head = tmp_path / "remote" / "127.0.0.1" / "c1"
     pgid = int(runtime.queue(head, [job_id], detailed=True)[0]["pid"])
     assert agent.cancel([job_id]) == [job_id]
     assert group_members(pgid) == []
-    _wait(lambda: _remote_pids(marker) == [], timeout=5, what="worker processes to end")
-    assert _status(agent, job_id) is JobStatus.CANCELLED
+    wait_until(lambda: _remote_pids(marker) == [], timeout=5, what="worker processes to end")
+    assert job_status(agent, job_id) is JobStatus.CANCELLED
 
 
 # --- autostop --------------------------------------------------------------------------
@@ -323,13 +313,13 @@ def test_autostop_stops_the_cluster(
     agent = provider.agent(_provision(provider, "c1", num_nodes=2))
     agent.set_autostop(1, False, "jobs_and_ssh")
     job_id = agent.submit(JobRequest(name="work", run="sleep 1"))
-    assert _wait_job(agent, job_id) is JobStatus.SUCCEEDED
-    _wait(lambda: _state(provider, "c1") is NodeState.STOPPED, timeout=8, what="autostop")
+    assert wait_job(agent, job_id) is JobStatus.SUCCEEDED
+    wait_until(lambda: _state(provider, "c1") is NodeState.STOPPED, timeout=8, what="autostop")
     obs = provider.observe(["c1"])[0]
     assert obs.stopped_by_autostop and {n.state for n in obs.nodes} == {NodeState.STOPPED}
     restarted = provider.start("c1", "me")
     assert restarted.state is NodeState.RUNNING and not restarted.stopped_by_autostop
 
     provider.agent(restarted).set_autostop(1, True, "jobs")
-    _wait(lambda: provider.observe(["c1"]) == [], timeout=8, what="autodown")
+    wait_until(lambda: provider.observe(["c1"]) == [], timeout=8, what="autodown")
     assert not (tmp_path / "remote" / "localhost" / "c1").exists()

@@ -1,4 +1,4 @@
-"""Shared helpers for tests that drive the real ``skystate`` command."""
+"""Shared test helpers: the real ``skystate`` command, waiting on jobs, process cleanup."""
 
 from __future__ import annotations
 
@@ -8,27 +8,58 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from skystate.enums import JobStatus
 
 REPO = Path(__file__).resolve().parent.parent
 
 
+def _command_and_cwd(pid: str) -> tuple[str, str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            command = handle.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        command = ""
+    try:
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        cwd = ""
+    return command, cwd
+
+
 def kill_everything_under(folder: Path) -> None:
-    """SIGKILL every process whose command line mentions the folder (test teardown)."""
+    """Teardown: SIGKILL every process whose command line or cwd mentions the folder."""
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
-        try:
-            with open(f"/proc/{entry.name}/cmdline", "rb") as handle:
-                command = handle.read().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if str(folder) in command:
+        command, cwd = _command_and_cwd(entry.name)
+        if str(folder) in command or cwd.startswith(str(folder)):
             try:
                 os.kill(int(entry.name), signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0,
+               what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def job_status(agent: Any, job_id: int) -> JobStatus:
+    return JobStatus(str(agent.queue([job_id])[0]["status"]))
+
+
+def wait_job(agent: Any, job_id: int, timeout: float = 15.0) -> JobStatus:
+    """Wait until a job on a cluster agent is finished; its final status."""
+    wait_until(lambda: job_status(agent, job_id).is_terminal(), timeout, f"job {job_id}")
+    return job_status(agent, job_id)
 
 
 def run_cli(home: Path, *args: str, check: int | None = 0, timeout: float = 60,
