@@ -194,3 +194,30 @@ def test_stop_and_start_through_the_cli(home: Path, state_dir: Path) -> None:
     assert status_json(home)["clusters"][0]["status"] == "UP"
     missing = run_cli(home, "stop", "nope", check=1)
     assert "does not exist" in missing.stderr
+
+
+def test_changes_made_while_stopped_apply_at_start(home: Path, state_dir: Path) -> None:
+    cluster_yaml = state_dir / "cluster.yaml"
+    original = cluster_yaml.read_text()
+    _write(cluster_yaml, original + "power: stopped\n")
+    run_cli(home, "apply", str(state_dir / "cluster.yaml"), "--yes")
+    assert status_json(home)["clusters"][0]["status"] == "STOPPED"
+    changed = original.replace('echo "cluster setup done"', "echo NEW-SETUP").replace(
+        "idle_minutes: 10", "idle_minutes: 20")
+    _write(cluster_yaml, changed + "power: stopped\n")
+    run_cli(home, "apply", str(state_dir / "cluster.yaml"), "--yes")
+    run_cli(home, "plan", str(state_dir / "cluster.yaml"), "--detailed-exitcode", check=0)
+    _write(cluster_yaml, changed)
+    run_cli(home, "apply", str(state_dir / "cluster.yaml"), "--yes")
+    run_cli(home, "plan", str(state_dir / "cluster.yaml"), "--detailed-exitcode", check=0)
+    [cluster] = status_json(home)["clusters"]
+    assert (cluster["status"], cluster["autostop"]) == ("UP", "20m")
+    node = home / "local" / "quickstart" / "node-0"
+    setup_logs = "".join(p.read_text() for p in (node / "logs").glob("setup-*.log"))
+    assert "NEW-SETUP" in setup_logs
+    import json
+
+    from skystate.runtime import api
+
+    settings = json.dumps(api.status(node))
+    assert '"idle_minutes": 20' in settings

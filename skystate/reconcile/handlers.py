@@ -102,8 +102,13 @@ def _start(ctx: HandlerContext, action: Action) -> str:
     provider = ctx.providers.get(record.get("provider") or "local")
     observation = provider.start(action.name, record["owner"])
     _record_status(ctx, action.name, "UP", observation_nodes=node_records(observation))
-    if action.after:
-        _record_spec(ctx, action.name, action.after)
+    spec = {**record, **(action.after or {})}
+    # what changed while the cluster was stopped is applied now
+    agent = provider.agent(observation)
+    _apply_autostop(agent, spec.get("autostop"))
+    if spec.get("setup_pending") or (record.get("mutable_hash") != spec.get("mutable_hash")):
+        _run_cluster_setup(ctx, agent, spec)
+    _record_spec(ctx, action.name, {**(action.after or {}), "setup_pending": False})
     return "started"
 
 
@@ -113,7 +118,9 @@ def _stop(ctx: HandlerContext, action: Action) -> str:
     observation = provider.stop(action.name, record["owner"])
     _record_status(ctx, action.name, "STOPPED", observation_nodes=node_records(observation))
     if action.after:
-        _record_spec(ctx, action.name, action.after)
+        pending = record.get("mutable_hash") != action.after.get("mutable_hash")
+        _record_spec(ctx, action.name, {**action.after, "setup_pending": pending or bool(
+            record.get("setup_pending"))})
     return "stopped"
 
 
@@ -136,15 +143,19 @@ def _down(ctx: HandlerContext, action: Action) -> str:
 def _update(ctx: HandlerContext, action: Action) -> str:
     spec = dict(action.after or {})
     record = ctx.cluster(action.name) or {}
+    if record.get("status") != "UP":  # setup runs when the cluster starts again
+        pending = record.get("mutable_hash") != spec.get("mutable_hash")
+        _record_spec(ctx, action.name, {**spec, "setup_pending": pending or bool(
+            record.get("setup_pending"))})
+        return "recorded; setup runs when the cluster starts"
+    agent = ctx.agent(action.name)
     done = []
-    if record.get("status") == "UP":
-        agent = ctx.agent(action.name)
-        if record.get("autostop") != spec.get("autostop"):
-            _apply_autostop(agent, spec.get("autostop"))
-            done.append("autostop set")
-        if record.get("mutable_hash") != spec.get("mutable_hash") and spec.get("setup"):
-            _run_cluster_setup(ctx, agent, spec)
-            done.append("setup re-run")
+    if record.get("autostop") != spec.get("autostop"):
+        _apply_autostop(agent, spec.get("autostop"))
+        done.append("autostop set")
+    if record.get("mutable_hash") != spec.get("mutable_hash") and spec.get("setup"):
+        _run_cluster_setup(ctx, agent, spec)
+        done.append("setup re-run")
     _record_spec(ctx, action.name, spec)
     return "updated in place" + (f" ({', '.join(done)})" if done else "")
 
