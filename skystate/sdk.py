@@ -211,8 +211,6 @@ def _purge_record(cluster_name: str, op: str) -> None:
         store = Store()
         with store.transaction():
             if op == "down":
-                for job in store.jobs(cluster_name):
-                    store.delete_job(cluster_name, job["name"])
                 store.delete_cluster(cluster_name)
             elif (record := store.cluster(cluster_name)) is not None:
                 store.put_cluster({**record, "status": "STOPPED"})
@@ -223,15 +221,13 @@ def status(cluster_names: str | Sequence[str] | None = None,
            all_users: bool = False) -> list[dict[str, Any]]:
     """Cluster records with the seed's fields (``handle`` is a ResourceHandle)."""
     from skystate.reconcile import imperative as imp
-    from skystate.reconcile.store import read_snapshot
+    from skystate.reconcile.store import group_nodes, read_snapshot
 
     if refresh not in (False, StatusRefreshMode.NONE):
         _refresh_all()
     names = [cluster_names] if isinstance(cluster_names, str) else cluster_names
     tables = read_snapshot()
-    nodes: dict[str, list[dict[str, Any]]] = {}
-    for node in tables.get("nodes", []):
-        nodes.setdefault(node["cluster"], []).append(node)
+    nodes = group_nodes(tables.get("nodes", []))
     user = imp.current_user()
     records = []
     for record in sorted(tables.get("clusters", []), key=lambda c: c["name"]):
@@ -239,14 +235,13 @@ def status(cluster_names: str | Sequence[str] | None = None,
             continue
         if not all_users and record.get("user_name", user) != user:
             continue
-        records.append(_status_record(record, sorted(nodes.get(record["name"], []),
-                                                     key=lambda n: n["rank"])))
+        records.append(_status_record(record, nodes.get(record["name"], [])))
     return records
 
 
 def _status_record(record: dict[str, Any], nodes: list[dict[str, Any]]) -> dict[str, Any]:
     from skystate.reconcile import imperative as imp
-    from skystate.status_view import _resources_str
+    from skystate.status_view import resources_str
 
     autostop_cfg = record.get("autostop")
     user = record.get("user_name") or imp.current_user()
@@ -261,7 +256,7 @@ def _status_record(record: dict[str, Any], nodes: list[dict[str, Any]]) -> dict[
         "metadata": {"owner": record.get("owner"), "managed_by": record.get("managed_by")},
         "user_hash": imp.user_hash(user),
         "user_name": user,
-        "resources_str": _resources_str(record),
+        "resources_str": resources_str(record),
     }
 
 

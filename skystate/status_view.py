@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from skystate.reconcile.store import read_snapshot
+from skystate.reconcile.store import group_nodes, read_snapshot
 
 Record = dict[str, Any]
 
@@ -20,9 +20,7 @@ def cluster_rows(names: list[str] | None = None) -> tuple[list[Record], list[Rec
     if names:
         clusters = [c for c in clusters if c["name"] in names]
     jobs = [j for j in tables.get("jobs", []) if any(c["name"] == j["cluster"] for c in clusters)]
-    nodes: dict[str, list[Record]] = {}
-    for node in tables.get("nodes", []):
-        nodes.setdefault(node["cluster"], []).append(node)
+    nodes = group_nodes(tables.get("nodes", []))
     return [_cluster_row(c, nodes.get(c["name"], [])) for c in clusters], _job_rows(
         clusters, jobs, nodes)
 
@@ -35,7 +33,7 @@ def _cluster_row(record: Record, nodes: list[Record]) -> Record:
         "status": record.get("status"),
         "infra": "/".join(p for p in (offer.get("provider"), offer.get("region"),
                                       offer.get("zone")) if p) or record.get("provider"),
-        "resources": _resources_str(record),
+        "resources": resources_str(record),
         "num_nodes": record.get("num_nodes", len(nodes)),
         "autostop": (f"{autostop['idle_minutes']}m" + (" (down)" if autostop["down"] else ""))
         if autostop else "-",
@@ -48,7 +46,7 @@ def _cluster_row(record: Record, nodes: list[Record]) -> Record:
     }
 
 
-def _resources_str(record: Record) -> str:
+def resources_str(record: Record) -> str:
     resources = record.get("resources") or {}
     accelerators = resources.get("accelerators") or {}
     inner = ", ".join(f"{k}:{v}" for k, v in accelerators.items()) or (

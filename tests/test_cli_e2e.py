@@ -34,6 +34,12 @@ def test_quickstart_example_end_to_end(home: Path, tmp_path: Path) -> None:
     run_cli(home, "plan", str(example), "--detailed-exitcode", check=2)
     out = run_cli(home, "apply", str(example), "--yes", "--wait").stdout
     assert "SUCCEEDED" in out
+    from skystate.reconcile.store import Store
+
+    audit = {(e["address"], e["action"], e["outcome"])
+             for e in Store(home / "state.json").events()}
+    assert {("Cluster/quickstart", "create", "succeeded"),
+            ("Job/quickstart/hello", "submit-job", "succeeded")} <= audit
     status = status_json(home)
     assert [(c["name"], c["status"]) for c in status["clusters"]] == [("quickstart", "UP")]
     job = status["jobs"][0]

@@ -323,3 +323,32 @@ def test_autostop_stops_the_cluster(
     provider.agent(restarted).set_autostop(1, True, "jobs")
     wait_until(lambda: provider.observe(["c1"]) == [], timeout=8, what="autodown")
     assert not (tmp_path / "remote" / "localhost" / "c1").exists()
+
+
+@pytest.mark.slow
+def test_state_dir_ssh_cluster_is_reachable_from_anywhere(sshd: SSHD, home: Path,
+                                                          tmp_path: Path) -> None:
+    """A cluster applied from a state dir is queried and downed with no config.yaml:
+    its record carries the pool settings it was created with."""
+    import json
+
+    from helpers import run_cli
+
+    import skystate as sky
+
+    state = tmp_path / "state"
+    state.mkdir()
+    pool = pool_config(sshd, tmp_path / "remote")
+    (state / "skystate.yaml").write_text(
+        "kind: Project\nname: lab\nproviders:\n  ssh:\n    pools:\n      lab: "
+        + json.dumps(pool) + "\n")
+    (state / "c.yaml").write_text(
+        "kind: Cluster\nname: sshc\nresources: {infra: ssh/lab}\n---\n"
+        "kind: Job\nname: hi\ncluster: sshc\nrun: echo over ssh\n")
+    run_cli(home, "apply", str(state), "--yes", "--wait", timeout=120)
+    assert not (home / "config.yaml").exists()
+    [job] = sky.queue("sshc")
+    assert job["status"] is JobStatus.SUCCEEDED
+    assert "over ssh" in run_cli(home, "logs", "sshc", "1", timeout=60).stdout
+    run_cli(home, "down", "sshc", timeout=60)
+    assert sky.status(["sshc"]) == []

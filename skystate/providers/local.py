@@ -62,19 +62,11 @@ from skystate.providers.local_nodes import (
     write_node_configs,
     write_tags,
 )
+from skystate.runtime.hostctl import machine_memory_gib
 
 WORKDIR = "~/sky_workdir"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
-
-def _machine_memory_gib() -> float:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return round(int(line.split()[1]) / 2**20, 1)
-    except OSError:
-        pass
-    return 1.0
 
 
 def _fit(asked: str | None, have: float) -> float | None:
@@ -103,7 +95,7 @@ class LocalProvider:
     ) -> None:
         self.inventory = {str(k): int(v) for k, v in (accelerators or {}).items()}
         self.cpus_per_node = float(cpus_per_node or os.cpu_count() or 1)
-        self.memory_gib_per_node = float(memory_gib_per_node or _machine_memory_gib())
+        self.memory_gib_per_node = float(memory_gib_per_node or machine_memory_gib())
         self._root = Path(root) if root else None
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,6 +27,24 @@ class Providers:
             self._built[name] = provider
         return provider
 
+    def of_record(self, record: Mapping[str, Any]) -> Provider:
+        """The provider of a recorded cluster, with the settings it was created with.
+
+        A cluster made from a state directory is later stopped, queried or torn down from
+        anywhere (CLI, SDK, status); its record carries its provider's config section so
+        those calls do not depend on the caller's ``providers:``.
+        """
+        name = str(record.get("provider") or DEFAULT_PROVIDER)
+        section = record.get("provider_config")
+        if section is None or section == (self.config.get(name) or {}):
+            return self.get(name)
+        key = f"{name}:{json.dumps(section, sort_keys=True)}"
+        provider = self._built.get(key)
+        if provider is None:
+            provider = Providers({name: section}).get(name)
+            self._built[key] = provider
+        return provider
+
     def _build(self, name: str) -> Provider:
         section = dict(self.config.get(name) or {})
         if name == "local":
@@ -44,6 +63,3 @@ class Providers:
             f"provider {name!r} is not available in this version of skystate "
             f"(available: {', '.join(IMPLEMENTED)})"
         )
-
-    def built(self) -> list[Provider]:
-        return list(self._built.values())

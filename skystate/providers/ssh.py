@@ -249,7 +249,6 @@ class SSHProvider:
         """Claim free hosts (or find the ones the cluster's tags name), start the agents."""
         self._check_name(request.cluster_name)
         pool = self._pool(request.offer.region)
-        started = time.monotonic()
         scans = self._scan(self.pools.values())
         reachable = [s for s in scans if isinstance(s, _Scan)]
         existing = self._nodes_of(request.cluster_name, reachable)
@@ -306,7 +305,6 @@ class SSHProvider:
         ]
         self._bring_up(pool, nodes)
         observation = self._observe_one(request.cluster_name)
-        self.last_provision_seconds = time.monotonic() - started
         return observation
 
     def _host(self, pool: Pool, key: str) -> Host:

@@ -13,12 +13,12 @@ from typing import Any
 from skystate.exceptions import ClusterDoesNotExist, PlanError
 from skystate.providers.registry import Providers
 from skystate.reconcile.actual import ActualState
-from skystate.reconcile.executor import ApplyResult, Progress, apply_plan
+from skystate.reconcile.executor import ApplyResult, Progress, apply_action, apply_plan
 from skystate.reconcile.lock import state_lock
 from skystate.reconcile.plan import Action, ActionType, Plan
 from skystate.reconcile.planner import make_plan
 from skystate.reconcile.refresh import refresh_clusters, with_live_job_statuses
-from skystate.reconcile.store import Store, read_snapshot
+from skystate.reconcile.store import Store, group_nodes, read_snapshot
 from skystate.spec.desired import DesiredState, address
 
 Confirm = Callable[[Plan], bool]
@@ -58,7 +58,7 @@ def plan_state_dir(state_dir: str | Path, *, targets: Iterable[str] = (), prune:
         with state_lock(purpose="skystate plan --refresh"):
             refresh_clusters(Store(), providers)
     tables = read_snapshot()
-    nodes = _nodes_by_cluster(tables.get("nodes", []))
+    nodes = group_nodes(tables.get("nodes", []))
     return _plan_against(desired, ActualState.from_tables(tables), providers, nodes,
                          targets=targets, prune=prune, refreshed=refresh,
                          state_dir=str(state_dir))
@@ -75,7 +75,7 @@ def apply_state_dir(state_dir: str | Path, *, targets: Iterable[str] = (), prune
         store = Store()
         if refresh:
             refresh_clusters(store, providers)
-        nodes = {c["name"]: store.nodes(c["name"]) for c in store.clusters()}
+        nodes = store.nodes_by_cluster()
         plan = _plan_against(desired, ActualState.from_store(store), providers, nodes,
                              targets=targets, prune=prune, refreshed=refresh,
                              state_dir=str(state_dir))
@@ -102,15 +102,5 @@ def cluster_operation(name: str, operation: ActionType, *, providers_config: dic
             raise ClusterDoesNotExist(f"cluster {name!r} does not exist")
         action = Action(type=operation, kind="Cluster", address=address("Cluster", name),
                         name=name, before=record, reason=f"requested: {operation.value}")
-        plan = Plan(owner=str(record.get("owner")), state_version=store.version,
-                    providers=providers_config or {}, actions=[action])
-        return apply_plan(plan, store, progress=progress)
+        return apply_action(action, store, Providers(providers_config), progress=progress)
 
-
-def _nodes_by_cluster(nodes: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    grouped: dict[str, list[dict[str, Any]]] = {}
-    for node in nodes:
-        grouped.setdefault(node["cluster"], []).append(node)
-    for items in grouped.values():
-        items.sort(key=lambda n: n["rank"])
-    return grouped

@@ -100,6 +100,14 @@ def apply_plan(
     return result
 
 
+def apply_action(action: Action, store: Store, providers: Providers,
+                 progress: Progress | None = None) -> ApplyResult:
+    """One action as a plan of its own at the current state version (imperative calls)."""
+    plan = Plan(owner=str((action.after or action.before or {}).get("owner")),
+                state_version=store.version, providers=providers.config, actions=[action])
+    return apply_plan(plan, store, providers=providers, progress=progress)
+
+
 def _ready(pending: list[Action], outcomes: dict[str, ActionOutcome],
            planned: set[str]) -> list[Action]:
     """Actions whose in-plan dependencies all succeeded (others count as met)."""

@@ -45,8 +45,7 @@ class HandlerContext:
             nodes = self.store.nodes(name)
         if record is None:
             raise ProviderError(f"cluster {name!r} is not recorded")
-        observation = observation_of(record, nodes)
-        return self.providers.get(observation.provider).agent(observation)
+        return self.providers.of_record(record).agent(observation_of(record, nodes))
 
 
 def run_action(ctx: HandlerContext, action: Action) -> str:
@@ -70,6 +69,7 @@ def _create(ctx: HandlerContext, action: Action) -> str:
         **spec, "status": "INIT", "provider": offer.provider, "offer": action.offer,
         "launched_at": now, "status_updated_at": now, "stopped_by_autostop": False,
         "last_error": None, "user_name": getpass.getuser(),
+        "provider_config": ctx.providers.config.get(offer.provider) or {},
     }))
     provider = ctx.providers.get(offer.provider)
     resources = spec.get("resources") or {}
@@ -99,7 +99,7 @@ def _replace(ctx: HandlerContext, action: Action) -> str:
 
 def _start(ctx: HandlerContext, action: Action) -> str:
     record = ctx.cluster(action.name) or action.before or {}
-    provider = ctx.providers.get(record.get("provider") or "local")
+    provider = ctx.providers.of_record(record)
     observation = provider.start(action.name, record["owner"])
     _record_status(ctx, action.name, "UP", observation_nodes=node_records(observation))
     spec = {**record, **(action.after or {})}
@@ -114,7 +114,7 @@ def _start(ctx: HandlerContext, action: Action) -> str:
 
 def _stop(ctx: HandlerContext, action: Action) -> str:
     record = ctx.cluster(action.name) or action.before or {}
-    provider = ctx.providers.get(record.get("provider") or "local")
+    provider = ctx.providers.of_record(record)
     observation = provider.stop(action.name, record["owner"])
     _record_status(ctx, action.name, "STOPPED", observation_nodes=node_records(observation))
     if action.after:
@@ -128,15 +128,9 @@ def _down(ctx: HandlerContext, action: Action) -> str:
     record = ctx.cluster(action.name) or action.before
     if record is None:
         return "already gone"
-    provider = ctx.providers.get(record.get("provider") or "local")
+    provider = ctx.providers.of_record(record)
     provider.terminate(action.name, record["owner"])
-
-    def forget(store: Store) -> None:
-        for job in store.jobs(action.name):
-            store.delete_job(action.name, job["name"])
-        store.delete_cluster(action.name)
-
-    ctx.write(forget)
+    ctx.write(lambda s: s.delete_cluster(action.name))
     return "torn down"
 
 
@@ -219,7 +213,9 @@ def _submit_job(ctx: HandlerContext, action: Action) -> str:
     ctx.write(lambda s: s.put_job({**spec, "status": "INIT", "job_id": None,
                                    "submitted_at": time.time()}))
     agent = ctx.agent(cluster)
-    job_id = agent.submit(job_request(spec))
+    job_id = agent.submit(job_request(
+        spec.get("task") or {}, name=spec["name"], username=getpass.getuser(),
+        submission_id=f"{spec.get('owner')}:{spec['name']}:{spec.get('spec_hash')}"))
     log_path = agent.log_path(job_id)
     ctx.write(lambda s: s.put_job({**spec, "status": "PENDING", "job_id": job_id,
                                    "submitted_at": time.time(), "log_path": log_path}))
@@ -242,7 +238,7 @@ def _ensure_cluster_running(ctx: HandlerContext, name: str) -> None:
     record = ctx.cluster(name)
     if record is None:
         raise ProviderError(f"cluster {name!r} is not recorded")
-    provider = ctx.providers.get(record.get("provider") or "local")
+    provider = ctx.providers.of_record(record)
     seen = provider.observe([name])
     state = seen[0].state if seen else NodeState.TERMINATED
     if state is NodeState.RUNNING:
@@ -253,20 +249,20 @@ def _ensure_cluster_running(ctx: HandlerContext, name: str) -> None:
     _record_status(ctx, name, "UP", observation_nodes=node_records(observation))
 
 
-def job_request(spec: Record) -> JobRequest:
-    task = spec.get("task") or {}
+def job_request(task: Record, *, name: str | None, username: str,
+                submission_id: str | None = None) -> JobRequest:
+    """A task in its JSON form (a job view's ``task``) as the runtime agent takes it."""
     resources = task.get("resources") or {}
     cpus, _ = quantity_bounds(resources.get("cpus"))
     envs = {**(task.get("envs") or {}), **(task.get("secrets") or {})}
     workdir = task.get("workdir") if isinstance(task.get("workdir"), str) else None
     mounts = {k: v for k, v in (task.get("file_mounts") or {}).items() if isinstance(v, str)}
     return JobRequest(
-        name=spec["name"], run=task.get("run"), setup=task.get("setup"), envs=envs,
+        name=name, run=task.get("run"), setup=task.get("setup"), envs=envs,
         workdir=workdir, file_mounts=mounts, num_nodes=int(task.get("num_nodes") or 1),
         cpus=cpus, accelerators={k: int(v) for k, v in (resources.get("accelerators") or {})
                                  .items()},
-        username=spec.get("owner", ""),
-        submission_id=f"{spec.get('owner')}:{spec['name']}:{spec.get('spec_hash')}",
+        username=username, submission_id=submission_id,
     )
 
 

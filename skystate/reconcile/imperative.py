@@ -26,11 +26,12 @@ from skystate.exceptions import (
 from skystate.providers.base import ClusterAgent, JobRequest, Offer
 from skystate.providers.registry import Providers
 from skystate.reconcile.desired_views import MANAGED_BY_SDK
-from skystate.reconcile.executor import apply_plan
+from skystate.reconcile.executor import apply_action
+from skystate.reconcile.handlers import job_request
 from skystate.reconcile.handles import ResourceHandle, observation_of
 from skystate.reconcile.lock import state_lock
-from skystate.reconcile.plan import Action, ActionType, Plan
-from skystate.reconcile.store import Store, read_snapshot
+from skystate.reconcile.plan import Action, ActionType
+from skystate.reconcile.store import Store, group_nodes, read_snapshot
 from skystate.spec.desired import address, spec_hash
 from skystate.spec.documents import CLUSTER_NAME
 from skystate.spec.resources import Resources, quantity_bounds
@@ -76,18 +77,20 @@ def cluster_record(name: str) -> tuple[Record, list[Record]]:
     record = next((c for c in tables.get("clusters", []) if c["name"] == name), None)
     if record is None:
         raise ClusterDoesNotExist(f"cluster {name!r} does not exist")
-    nodes = sorted((n for n in tables.get("nodes", []) if n["cluster"] == name),
-                   key=lambda n: n["rank"])
-    return record, nodes
+    return record, group_nodes(tables.get("nodes", [])).get(name, [])
 
 
 def up_cluster_agent(name: str, providers: Providers | None = None) -> tuple[Record, ClusterAgent]:
     record, nodes = cluster_record(name)
+    return record, _agent_of_up(record, nodes, providers)
+
+
+def _agent_of_up(record: Record, nodes: list[Record],
+                 providers: Providers | None = None) -> ClusterAgent:
     if record.get("status") != "UP":
-        raise ClusterNotUpError(f"cluster {name!r} is {record.get('status')}, not UP",
+        raise ClusterNotUpError(f"cluster {record['name']!r} is {record.get('status')}, not UP",
                                 cluster_status=record.get("status"))
-    observation = observation_of(record, nodes)
-    return record, (providers or Providers()).get(observation.provider).agent(observation)
+    return (providers or Providers()).of_record(record).agent(observation_of(record, nodes))
 
 
 def is_up(name: str) -> bool:
@@ -116,11 +119,8 @@ def sdk_cluster_spec(name: str, resources: Resources, num_nodes: int,
 
 
 def _run_one(store: Store, action: Action, providers: Providers) -> None:
-    """Apply a one-action plan and re-raise the action's own exception on failure."""
-    plan = Plan(owner=str((action.after or action.before or {}).get("owner")),
-                state_version=store.version, providers=providers.config, actions=[action])
-    result = apply_plan(plan, store, providers=providers)
-    for outcome in result.outcomes:
+    """Apply one action and re-raise its own exception on failure."""
+    for outcome in apply_action(action, store, providers).outcomes:
         if outcome.error is not None:
             raise outcome.error
 
@@ -165,7 +165,7 @@ def _forget_failed(store: Store, name: str, providers: Providers) -> None:
     if record is None or record.get("status") != "INIT":
         return
     try:
-        providers.get(record.get("provider") or "local").terminate(name, record["owner"])
+        providers.of_record(record).terminate(name, record["owner"])
     except Exception:  # keep the INIT record: a later plan/launch retries the cleanup
         return
     with store.transaction():
@@ -236,22 +236,18 @@ def job_request_for(task: Task, *, with_setup: bool, head_ips: Sequence[str]) ->
             raise NotSupportedError("a callable run with num_nodes > 1 is not supported yet; "
                                     "use a shell command and $SKYPILOT_NODE_RANK")
         run = run(0, list(head_ips))
-    resources = list(task.resources)[0] if task.resources else Resources()
-    cpus, _ = quantity_bounds(resources.cpus)
-    workdir = task.workdir if isinstance(task.workdir, str) else None
-    mounts = {k: v for k, v in (task.file_mounts or {}).items() if isinstance(v, str)}
-    return JobRequest(
-        name=task.name, run=run, setup=task.setup if with_setup else None,
-        envs=task.envs_and_secrets, workdir=workdir, file_mounts=mounts,
-        num_nodes=task.num_nodes, cpus=cpus,
-        accelerators={k: int(v) for k, v in (resources.accelerators or {}).items()},
-        username=current_user(),
-    )
+    resources = next(iter(task.resources), Resources())
+    return job_request({
+        "run": run, "setup": task.setup if with_setup else None, "envs": task.envs,
+        "secrets": task.secrets, "workdir": task.workdir, "file_mounts": task.file_mounts,
+        "num_nodes": task.num_nodes, "resources": resources.canonical(),
+    }, name=task.name, username=current_user())
 
 
 def submit(name: str, task: Task, *, with_setup: bool) -> int | None:
     if task.run is None and not (with_setup and task.setup):
         return None
-    record, agent = up_cluster_agent(name)
-    head_ips = [n.get("ip", "127.0.0.1") for n in cluster_record(name)[1]]
+    record, nodes = cluster_record(name)
+    agent = _agent_of_up(record, nodes)
+    head_ips = [n.get("ip", "127.0.0.1") for n in nodes]
     return agent.submit(job_request_for(task, with_setup=with_setup, head_ips=head_ips))

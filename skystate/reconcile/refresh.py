@@ -34,7 +34,7 @@ def refresh_clusters(store: Store, providers: Providers) -> RefreshReport:
     for record in store.clusters():
         name = record["name"]
         try:
-            seen = providers.get(record.get("provider") or "local").observe([name])
+            seen = providers.of_record(record).observe([name])
         except Exception as exc:  # unknown, not gone
             report.unknown[name] = f"{type(exc).__name__}: {exc}"
             continue
@@ -45,8 +45,6 @@ def refresh_clusters(store: Store, providers: Providers) -> RefreshReport:
             if record is None:
                 continue
             if observation is None or observation.state is NodeState.TERMINATED:
-                for job in store.jobs(name):
-                    store.delete_job(name, job["name"])
                 store.delete_cluster(name)
                 store.add_event(f"Cluster/{name}", "refresh", "vanished")
                 report.vanished.append(name)
@@ -91,8 +89,7 @@ def with_live_job_statuses(actual: ActualState, providers: Providers,
 def live_job_statuses(record: Record, nodes: list[Record],
                       providers: Providers) -> dict[int, str]:
     try:
-        observation = observation_of(record, nodes)
-        agent = providers.get(observation.provider).agent(observation)
+        agent = providers.of_record(record).agent(observation_of(record, nodes))
         return {int(j["job_id"]): str(j["status"]) for j in agent.queue()}
     except Exception:  # an unreachable agent leaves the recorded statuses
         return {}

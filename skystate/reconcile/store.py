@@ -12,7 +12,7 @@ remembers the version it was made at; a different version means the state moved.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -142,6 +142,9 @@ class Store:
         self._put("clusters", ("name",), record)
 
     def delete_cluster(self, name: str) -> None:
+        """Forget a cluster with its nodes and the job records on it."""
+        for job in self.jobs(name):
+            self._delete("jobs", ("cluster", "name"), (name, job["name"]))
         for node in self.nodes(name):
             self._delete("nodes", ("cluster", "rank"), (name, node["rank"]))
         self._delete("clusters", ("name",), (name,))
@@ -151,6 +154,9 @@ class Store:
             (n for n in self._all("nodes", ("cluster", "rank")) if n["cluster"] == cluster),
             key=lambda n: n["rank"],
         )
+
+    def nodes_by_cluster(self) -> dict[str, list[Record]]:
+        return group_nodes(self._all("nodes", ("cluster", "rank")))
 
     def set_nodes(self, cluster: str, nodes: list[Record]) -> None:
         for node in self.nodes(cluster):
@@ -189,6 +195,16 @@ class Store:
     def events(self, address: str | None = None) -> list[Record]:
         docs = self._db.table("events").all()
         return [dict(d) for d in docs if address is None or d["address"] == address]
+
+
+def group_nodes(nodes: Iterable[Record]) -> dict[str, list[Record]]:
+    """Node records by cluster name, each list in rank order."""
+    grouped: dict[str, list[Record]] = {}
+    for node in nodes:
+        grouped.setdefault(node["cluster"], []).append(node)
+    for items in grouped.values():
+        items.sort(key=lambda n: n["rank"])
+    return grouped
 
 
 def read_snapshot(path: Path | None = None) -> dict[str, Any]:

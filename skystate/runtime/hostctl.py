@@ -100,10 +100,11 @@ def op_scan(args: dict[str, Any]) -> dict[str, Any]:
             if node is not None:
                 clusters[entry.name] = node
     return {"home": os.path.expanduser("~"), "base": str(base), "clusters": clusters,
-            "cpus": os.cpu_count() or 1, "memory_gib": _memory_gib()}  # fmt: skip
+            "cpus": os.cpu_count() or 1, "memory_gib": machine_memory_gib()}  # fmt: skip
 
 
-def _memory_gib() -> float:
+def machine_memory_gib() -> float:
+    """Total RAM from /proc/meminfo (also the local provider's default node size)."""
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal:"):

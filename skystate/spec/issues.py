@@ -13,7 +13,7 @@ from typing import Any, TypeVar, Union
 
 from pydantic import BaseModel, ValidationError
 
-from skystate.exceptions import SpecError, SpecIssue
+from skystate.exceptions import SpecIssue
 from skystate.spec.suggest import did_you_mean
 from skystate.spec.yaml_lines import YamlDoc
 
@@ -217,11 +217,3 @@ def validate(
     except ValidationError as err:
         issues.extend(translate(err, model, doc, prefix))
         return None
-
-
-def validate_or_raise(model: type[M], data: Any, doc: YamlDoc) -> M:
-    issues: list[SpecIssue] = []
-    result = validate(model, data, doc, issues)
-    if result is None:
-        raise SpecError(issues)
-    return result

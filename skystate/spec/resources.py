@@ -21,7 +21,6 @@ KNOWN_CLOUDS = (
     "scp", "runpod", "vast", "fluidstack", "cudo", "paperspace", "do", "nebius",
     "vsphere", "hyperbolic", "seeweb", "shadeform", "primeintellect", "slurm",
 )
-DISK_TIERS = ("low", "medium", "high", "ultra", "best")
 _QUANTITY = re.compile(r"^(-?\d+(\.\d+)?)(\+)?$")
 _PORT = re.compile(r"^(\d+)(-(\d+))?$")
 _ACCEL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]*$")
