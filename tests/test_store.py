@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -112,3 +113,27 @@ def test_state_file_always_parses_after_kill_9(home):
         assert Store().version >= 3
     leftovers = [p for p in os.listdir(home) if p.endswith(".tmp")]
     assert len(leftovers) <= 20  # temp files of killed writers only; never read
+
+
+def _add_clusters(path: str, prefix: str, count: int) -> None:
+    store = Store(Path(path))
+    for i in range(count):
+        with store.transaction():
+            store.put_cluster({"name": f"{prefix}-{i}", "status": "UP"})
+
+
+def test_writers_in_several_processes_lose_no_record(tmp_path: Path) -> None:
+    """API-server workers each hold a Store: transactions re-read what others flushed."""
+    import multiprocessing
+
+    path = tmp_path / "state.json"
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_add_clusters, args=(str(path), f"p{n}", 40)) for n in range(3)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(60)
+        assert proc.exitcode == 0
+    store = Store(path)
+    assert len(store.clusters()) == 120
+    assert store.version == 120

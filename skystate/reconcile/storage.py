@@ -63,14 +63,38 @@ def sweep_stale_temp_files(path: Path, older_than: float = 60.0) -> None:
             pass
 
 
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
 class AtomicJSONStorage(Storage):
-    """Memory-backed TinyDB storage; ``flush()`` writes it atomically."""
+    """Memory-backed TinyDB storage; ``flush()`` writes it atomically.
+
+    Several processes (the API server's workers) may write the same file: each flush
+    replaces the file (a new inode), so ``reload_if_changed`` sees another writer's flush
+    by a ``stat`` and re-reads it. Writers serialise through ``Store``'s writer lock.
+    """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        self._stamp = _stamp(self.path)
         self._data: dict[str, dict[str, Any]] | None = read_json_file(self.path)
         self._dirty = False
         self._swept = False
+
+    def reload_if_changed(self) -> bool:
+        """Re-read the file if another writer replaced it since we read it."""
+        stamp = _stamp(self.path)
+        if stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        self._data = read_json_file(self.path)
+        self._dirty = False
+        return True
 
     def read(self) -> dict[str, dict[str, Any]] | None:
         return self._data
@@ -93,10 +117,12 @@ class AtomicJSONStorage(Storage):
                 sweep_stale_temp_files(self.path)
                 self._swept = True
             write_json_atomic(self.path, self._data)
+            self._stamp = _stamp(self.path)
         self._dirty = False
 
     def discard(self) -> None:
         """Forget unflushed changes (a failed transaction) by re-reading the file."""
+        self._stamp = _stamp(self.path)
         self._data = read_json_file(self.path)
         self._dirty = False
 

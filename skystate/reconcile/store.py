@@ -7,10 +7,18 @@ log of every action and its outcome), and ``meta`` (the state version).
 Writes happen inside ``transaction()``: the changes of one logical step are made in
 memory and flushed once, atomically, with the state version bumped. A saved plan
 remembers the version it was made at; a different version means the state moved.
+
+The API server runs requests in worker processes, each with its own ``Store``. A
+transaction therefore holds a short writer lock (``flock``, released by the kernel if
+the holder dies) and first re-reads the file if another writer replaced it, so
+concurrent requests on different clusters never lose each other's records.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -37,32 +45,64 @@ class Store:
         self._depth = 0
         self._cache: dict[str, dict[Any, tuple[int, Record]]] = {}
         self._next_ids: dict[str, int] = {}
+        self._thread_lock = threading.RLock()
+        self._writer_path = self.path.with_name(self.path.name + ".writer")
+        self._writer_fd: int | None = None
 
     # --- transactions -------------------------------------------------------------
 
     @property
     def version(self) -> int:
+        self._sync()
         meta = self._db.table("meta").get(doc_id=1)
         return int(meta["version"]) if meta else 0
 
     @contextmanager
     def transaction(self) -> Iterator[Store]:
         """Group writes: one atomic flush and one version bump at the outermost exit."""
-        self._depth += 1
-        try:
-            yield self
-        except BaseException:
-            if self._depth == 1:
-                self._storage.discard()
-                self._db.clear_cache()
-                self._cache.clear()
-                self._next_ids.clear()
-            raise
-        finally:
-            self._depth -= 1
-        if self._depth == 0 and self._storage.dirty:
-            self._bump_version()
-            self._storage.flush()
+        with self._thread_lock:
+            outermost = self._depth == 0
+            if outermost:
+                self._lock_writers()
+            self._depth += 1
+            try:
+                yield self
+                if outermost and self._storage.dirty:
+                    self._bump_version()
+                    self._storage.flush()
+            except BaseException:
+                if outermost:
+                    self._storage.discard()
+                    self._forget_caches()
+                raise
+            finally:
+                self._depth -= 1
+                if outermost:
+                    self._unlock_writers()
+
+    def _lock_writers(self) -> None:
+        self._writer_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self._writer_path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self._writer_fd = fd
+        if self._storage.reload_if_changed():
+            self._forget_caches()
+
+    def _unlock_writers(self) -> None:
+        if self._writer_fd is not None:
+            os.close(self._writer_fd)  # closing releases the flock
+            self._writer_fd = None
+
+    def _forget_caches(self) -> None:
+        self._db.clear_cache()
+        self._cache.clear()
+        self._next_ids.clear()
+
+    def _sync(self) -> None:
+        """Outside a transaction, see what other writers flushed since we last read."""
+        with self._thread_lock:
+            if self._depth == 0 and self._storage.reload_if_changed():
+                self._forget_caches()
 
     def _bump_version(self) -> None:
         meta = self._db.table("meta")
@@ -89,6 +129,8 @@ class Store:
         return data.setdefault(table, {})
 
     def _index(self, table: str, key_fields: tuple[str, ...]) -> dict[Any, tuple[int, Record]]:
+        if self._depth == 0:
+            self._sync()
         index = self._cache.get(table)
         if index is None:
             index = {
@@ -193,6 +235,7 @@ class Store:
             table.remove(doc_ids=oldest)
 
     def events(self, address: str | None = None) -> list[Record]:
+        self._sync()
         docs = self._db.table("events").all()
         return [dict(d) for d in docs if address is None or d["address"] == address]
 
