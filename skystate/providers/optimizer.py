@@ -1,16 +1,49 @@
 """Pick where a cluster runs: enumerate offers for every candidate, rank them.
 
-``any_of`` candidates are ranked by price (cheapest first); ``ordered`` candidates keep
-the user's order and rank by price only within one candidate. The first offer is the
-one a plan shows; the rest are the failover order.
+The ranked list is also the failover order: provisioning tries the first offer, then the
+next, across zones, regions and clouds. Ranking:
+
+- ``OptimizeTarget.COST``: cheapest $/hour per node first; equal prices keep zones of one
+  region together (sorted by cloud, region, zone, instance type).
+- ``OptimizeTarget.TIME``: shortest estimated run time first, i.e. the highest throughput
+  (``estimated_throughput``); equal estimates are broken by price, then as above.
+- ``any_of`` candidates are ranked together; ``ordered`` candidates keep the user's order
+  and are ranked only within one candidate.
+
+A request without a cloud runs on the default provider (``local``); ``infra: '*'`` (or
+``'*/region'``) asks every provider (``ANY_INFRA``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
+from skystate.enums import OptimizeTarget
 from skystate.exceptions import NotSupportedError
 from skystate.providers.base import Offer, OfferQuery
 from skystate.providers.registry import DEFAULT_PROVIDER, Providers
 from skystate.spec.resources import Resources
+
+ANY_INFRA = ("local", "ssh", "aws", "gcp")
+
+# Relative training throughput of one accelerator (mixed precision), one T4 = 1.0.
+# Rounded from public benchmark ratios (MLPerf Training, Lambda's GPU benchmarks); it only
+# has to order accelerators sensibly, not predict run times. Unknown names count as 1.0.
+RELATIVE_THROUGHPUT = {
+    "T4": 1.0,
+    "P100": 0.9,
+    "A10G": 2.2,
+    "L4": 2.0,
+    "A10": 2.6,
+    "V100": 2.6,
+    "V100-32GB": 2.7,
+    "A100": 5.0,
+    "A100-80GB": 5.5,
+    "H100": 9.0,
+    "H200": 10.5,
+}
+# A CPU-only node: each vCPU counts this many T4s (so 50 vCPUs ~ one T4).
+VCPU_THROUGHPUT = 0.02
 
 
 def query_for(resources: Resources, num_nodes: int) -> tuple[str, OfferQuery]:
@@ -31,43 +64,142 @@ def query_for(resources: Resources, num_nodes: int) -> tuple[str, OfferQuery]:
     )
 
 
-def rank_offers(resources: Resources, num_nodes: int, providers: Providers) -> list[Offer]:
-    """Every feasible offer, best first; empty when nothing can satisfy the request."""
-    ranked: list[Offer] = []
-    ordered = resources.ordered is not None
-    for candidate in resources.candidates():
-        name, query = query_for(candidate, num_nodes)
+def providers_of(resources: Resources) -> list[str]:
+    """The providers one candidate may run on: its cloud, or all for ``infra: '*'``."""
+    if (resources.infra or "").startswith("*"):
+        return list(ANY_INFRA)
+    return [query_for(resources, 1)[0]]
+
+
+def estimated_throughput(offer: Offer, num_nodes: int = 1) -> float:
+    """Relative work per hour of a cluster of ``num_nodes`` such nodes (T4 = 1)."""
+    if offer.accelerators:
+        per_node = sum(RELATIVE_THROUGHPUT.get(name, 1.0) * float(count)
+                       for name, count in offer.accelerators.items())
+    else:
+        per_node = float(offer.cpus) * VCPU_THROUGHPUT
+    return per_node * num_nodes
+
+
+def ranking_key(target: OptimizeTarget,
+                num_nodes: int = 1) -> Callable[[Offer], tuple[object, ...]]:
+    """The sort key of ``target``; smaller is better."""
+    def place(offer: Offer) -> tuple[str, str, str, str]:
+        return (offer.provider, offer.region or "", offer.zone or "", offer.instance_type)
+
+    if target == OptimizeTarget.TIME:
+        return lambda o: (-estimated_throughput(o, num_nodes), o.hourly_price, *place(o))
+    return lambda o: (o.hourly_price, *place(o))
+
+
+def candidate_offers(candidate: Resources, num_nodes: int, providers: Providers) -> list[Offer]:
+    """Every offer of one concrete candidate, from each provider it may run on."""
+    _, query = query_for(candidate, num_nodes)
+    offers: list[Offer] = []
+    for name in providers_of(candidate):
         try:
-            offers = providers.get(name).offers(query)
+            offers.extend(providers.get(name).offers(query))
         except NotSupportedError:
-            offers = []
-        offers = sorted(offers, key=lambda o: (o.hourly_price, o.infra, o.instance_type))
-        ranked.extend(offers)
-    if not ordered:
-        ranked.sort(key=lambda o: o.hourly_price)
+            continue
+    return offers
+
+
+def rank_offers(resources: Resources, num_nodes: int, providers: Providers, *,
+                target: OptimizeTarget = OptimizeTarget.COST) -> list[Offer]:
+    """Every feasible offer, best first (the failover order); empty when none exists."""
+    key = ranking_key(target, num_nodes)
+    ranked: list[Offer] = []
+    for candidate in resources.candidates():
+        ranked.extend(sorted(candidate_offers(candidate, num_nodes, providers), key=key))
+    if resources.ordered is None:
+        ranked.sort(key=key)
     seen: set[tuple[str, str | None, str | None, str, bool]] = set()
     unique = []
     for offer in ranked:
-        key = (offer.provider, offer.region, offer.zone, offer.instance_type, offer.use_spot)
-        if key not in seen:
-            seen.add(key)
+        identity = (offer.provider, offer.region, offer.zone, offer.instance_type, offer.use_spot)
+        if identity not in seen:
+            seen.add(identity)
             unique.append(offer)
     return unique
 
 
+def describe_failover(offers: Sequence[Offer], limit: int = 5) -> str:
+    """``aws/us-east-1/us-east-1a g5.xlarge $1.01/h → ...`` for plans and logs."""
+    shown = [f"{o.infra} {o.instance_type}{' [spot]' if o.use_spot else ''} "
+             f"${o.hourly_price:.2f}/h" for o in offers[:limit]]
+    more = len(offers) - limit
+    return " → ".join(shown) + (f" → … ({more} more)" if more > 0 else "")
+
+
 def explain_infeasible(resources: Resources, providers: Providers) -> str:
-    """Why no offer exists, in one sentence for the plan."""
+    """Why no offer exists, one clause per candidate and provider, with what is offered."""
     reasons = []
     for candidate in resources.candidates():
-        name, _ = query_for(candidate, 1)
-        try:
-            providers.get(name)
-        except NotSupportedError as exc:
-            reasons.append(str(exc))
-            continue
-        wanted = candidate.accelerator_str()
-        reasons.append(
-            f"{name} offers nothing with accelerators={wanted}, cpus={candidate.cpus or '-'}, "
-            f"memory={candidate.memory or '-'}"
-        )
+        for name in providers_of(candidate):
+            try:
+                providers.get(name)
+            except NotSupportedError as exc:
+                reasons.append(str(exc))
+                continue
+            regions = (providers.config.get(name) or {}).get("regions")
+            reasons.append(explain_candidate(name, candidate, regions))
     return "; ".join(reasons) or "no offer satisfies the request"
+
+
+def explain_candidate(provider: str, candidate: Resources,
+                      regions: Sequence[str] | None = None) -> str:
+    """One provider's reason; for a cloud with a catalog, which constraint rules it out."""
+    _, query = query_for(candidate, 1)
+    reason = (f"{provider} offers nothing with accelerators={candidate.accelerator_str()}, "
+              f"cpus={candidate.cpus or '-'}, memory={candidate.memory or '-'}")
+    where = "/".join(p for p in (query.region, query.zone) if p)
+    if where:
+        reason += f" in {where}"
+    if query.use_spot:
+        reason += " as spot"
+    from skystate.providers import catalog
+
+    if provider not in catalog.CLOUDS:
+        return reason
+    hints = _catalog_hints(provider, query, regions)
+    return f"{reason} ({'; '.join(hints)})" if hints else reason
+
+
+def _catalog_hints(cloud: str, query: OfferQuery, regions: Sequence[str] | None) -> list[str]:
+    """Which single constraint, dropped, would make the request feasible."""
+    from dataclasses import replace
+
+    from skystate.providers import catalog
+    from skystate.spec.suggest import did_you_mean
+
+    if query.accelerators:
+        ((name, count),) = query.accelerators.items()
+        canonical = catalog.canonical_accelerator(name, cloud)
+        if canonical is None:
+            names = catalog.accelerator_names(cloud)
+            return [f"{cloud} has no accelerator {name!r}{did_you_mean(name, names)}; "
+                    f"it offers {', '.join(names)}"]
+        counts = sorted({r.accelerator_count for r in catalog.entries(cloud)
+                         if r.accelerator_name == canonical})
+        if count not in counts:
+            return [f"{canonical} comes in counts {', '.join(map(str, counts))} on {cloud}"]
+    hints = []
+    anywhere = catalog.offers(cloud, replace(query, region=None, zone=None))
+    if (query.region or query.zone or regions is not None) and anywhere:
+        places = sorted({o.region for o in anywhere if o.region})
+        hints.append(f"offered in {', '.join(places[:8])}{' …' if len(places) > 8 else ''}"
+                     + ("" if regions is None else f" (enabled regions: {', '.join(regions)})"))
+    if query.use_spot and catalog.offers(cloud, replace(query, use_spot=False), regions):
+        hints.append("only on-demand capacity there; set use_spot: false")
+    if (query.cpus or query.memory) and not catalog.offers(cloud, query, regions):
+        sized = catalog.offers(cloud, replace(query, cpus=None, memory=None), regions)
+        if sized:
+            cpus = sorted({o.cpus for o in sized})
+            memory = sorted({o.memory_gib for o in sized})
+            hints.append(f"its instances have {_span(cpus)} vCPUs and {_span(memory)} GiB")
+    return hints
+
+
+def _span(values: list[float]) -> str:
+    low, high = f"{values[0]:g}", f"{values[-1]:g}"
+    return low if low == high else f"{low}-{high}"
