@@ -51,43 +51,37 @@ Timing (FACTS.md): connect ~66 ms, every ``run`` ~110–140 ms, so each operatio
 
 from __future__ import annotations
 
-import io
-import json
-import os
 import re
-import shlex
-import tarfile
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-from skystate import exceptions as _exceptions
-from skystate.enums import JobStatus
 from skystate.exceptions import (
     ClusterDoesNotExist,
     InvalidClusterNameError,
-    NotSupportedError,
     ProviderError,
     ResourcesUnavailableError,
 )
 from skystate.providers.base import (
     ClusterObservation,
-    JobRequest,
     NodeInfo,
     NodeState,
     Offer,
     OfferQuery,
     ProvisionRequest,
 )
-from skystate.providers.ssh_conn import Connections, Host, Pool, parallel, read_json_reply
+from skystate.providers.cloud_nodes import (
+    PYTHON,
+    NodeSlot,
+    RemoteNode,
+    SSHAgent,
+    bring_up,
+    selfstop_commands,
+)
+from skystate.providers.ssh_conn import Connections, Host, Pool, parallel
 
-WORKDIR = "~/sky_workdir"
 INSTANCE_TYPE = "ssh-host"
-PYTHON = "python3"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-# the runtime imports only these of skystate (whichever exist in this version)
-_PACKAGE_FILES = ("__init__.py", "enums.py", "status.py", "exceptions.py")
 
 
 def _fit(asked: str | None, have: float) -> float | None:
@@ -100,32 +94,6 @@ def _fit(asked: str | None, have: float) -> float | None:
     if value > have:
         return None
     return have if at_least else value
-
-
-# Forwarded from the controller's environment to the agents it starts (tests use it).
-FORWARDED_ENV = ("SKYSTATE_TIME_SCALE",)
-
-
-def _agent_env() -> dict[str, str]:
-    return {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
-
-
-_PACKAGE: list[bytes] = []
-
-
-def runtime_package() -> bytes:
-    """A tar of the stdlib-only part of skystate the agent runs from (built once)."""
-    if not _PACKAGE:
-        root = Path(__file__).resolve().parent.parent
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as tar:
-            for name in _PACKAGE_FILES:
-                if (root / name).exists():
-                    tar.add(root / name, arcname=f"skystate/{name}")
-            for path in sorted((root / "runtime").glob("*.py")):
-                tar.add(path, arcname=f"skystate/runtime/{path.name}")
-        _PACKAGE.append(buffer.getvalue())
-    return _PACKAGE[0]
 
 
 class _Scan:
@@ -329,55 +297,13 @@ class SSHProvider:
     def _bring_up(
         self, pool: Pool, nodes: list[tuple[Host, int, str, str, Mapping[str, Any]]]
     ) -> None:
-        """Copy the runtime, write node.json (+ key, known_hosts) and start every agent."""
-        nodes = sorted(nodes, key=lambda n: n[1])
-        head_dir = nodes[0][2]
-        offer = nodes[0][4].get("offer") or {}
-        refs = [
-            {
-                "rank": rank,
-                "ip": host.address,
-                "dir": d,
-                "ssh_user": host.user,
-                "ssh_port": host.port,
-            }  # fmt: skip
-            for host, rank, d, _, _ in nodes
-        ]
-        files: dict[str, str] = {}
-        options: dict[str, Any] = {
-            "isolate_home": pool.isolate_home,
-            "insecure_host_keys": pool.insecure_host_keys,
-            "known_hosts": f"{head_dir}/ssh/known_hosts",
-        }
-        if len(nodes) > 1:
-            if pool.identity_file:
-                files["ssh/id"] = Path(pool.identity_file).read_text()
-                options["identity_file"] = f"{head_dir}/ssh/id"
-            if not pool.insecure_host_keys:
-                files["ssh/known_hosts"] = "".join(
-                    self.conns.server_key_line(pool, host) + "\n" for host, *_ in nodes
-                )
-        package = runtime_package()
-
-        def up(node: tuple[Host, int, str, str, Mapping[str, Any]]) -> None:
-            host, rank, node_dir, _, _ = node
-            pkg = f"{node_dir}/.pkg.tar"
-            self.conns.put(pool, host, package, pkg)
-            base = ["env", f"PYTHONPATH={node_dir}/pkg", PYTHON, "-m", "skystate.runtime.hostctl",
-                    "selfstop"]  # fmt: skip
-            config = {
-                "cluster": node[4]["cluster"], "owner": node[4]["owner"], "rank": rank,
-                "num_nodes": len(nodes), "nodes": refs,
-                "accelerators": dict(offer.get("accelerators") or {}),
-                "cpus": float(offer.get("cpus") or 1.0), "memory_gib": offer.get("memory_gib"),
-                "self_stop": {"stop": [*base, "stop", node_dir], "down": [*base, "down", node_dir]},
-                "runner": "ssh", "count_ssh_sessions": True, "runner_options": options,
-            }  # fmt: skip
-            self._hostctl(pool, host, "start", {"env": _agent_env(),
-                "dir": node_dir, "package": pkg, "node": config,
-                "files": files if rank == 0 else {}})  # fmt: skip
-
-        parallel(up, nodes)
+        """Start the runtime on the claimed hosts (``cloud_nodes.bring_up``)."""
+        head_tags = min(nodes, key=lambda n: n[1])[4]
+        bring_up(
+            self.conns, pool, [NodeSlot(rank, host, d) for host, rank, d, _, _ in nodes],
+            cluster=str(head_tags["cluster"]), owner=str(head_tags["owner"]),
+            offer=head_tags.get("offer") or {}, self_stop=selfstop_commands,
+        )  # fmt: skip
 
     def _cluster_nodes(
         self, name: str, owner: str | None
@@ -476,158 +402,7 @@ class SSHProvider:
             nodes = sorted(self._observe_one(observation.name).nodes, key=lambda n: n.rank)
         pool = self._pool(str(nodes[0].extra["pool"]))
         remote = [
-            _RemoteNode(self._host(pool, n.node_id), str(n.extra["dir"]), str(n.extra["home"]))
+            RemoteNode(self._host(pool, n.node_id), str(n.extra["dir"]), str(n.extra["home"]))
             for n in nodes
         ]
         return SSHAgent(self.conns, pool, remote)
-
-
-class _RemoteNode:
-    def __init__(self, host: Host, node_dir: str, home: str) -> None:
-        self.host, self.dir, self.home = host, node_dir, home
-
-    def resolve(self, path: str, isolate_home: bool) -> str:
-        """A path as jobs see it → the absolute path on this host (cf. ``NodePaths``)."""
-        home = f"{self.dir}/home" if isolate_home else self.home
-        if path == "~" or path.startswith("~/"):
-            return f"{home}/{path[2:]}".rstrip("/")
-        if path.startswith("/"):
-            return f"{self.dir}/root{path}" if isolate_home else path
-        return f"{home}/{path}"
-
-
-def _sync_tar(node: _RemoteNode, isolate_home: bool, items: list[tuple[str, str]]) -> bytes:
-    """A tar whose member names are the absolute targets on the node (minus the ``/``)."""
-    buffer = io.BytesIO()
-
-    def owned_by_nobody(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
-        if "/.git/" in f"/{info.name}/":
-            return None
-        info.uid = info.gid = 0
-        info.uname = info.gname = ""
-        return info
-
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for remote, local in items:
-            if "://" in local:
-                raise NotSupportedError(f"SSH clusters cannot mount {local!r} (cloud storage)")
-            source = Path(local).expanduser()
-            if not source.exists():
-                raise FileNotFoundError(f"local path {source} does not exist")
-            target = node.resolve(remote, isolate_home).lstrip("/")
-            tar.add(source, arcname=target, filter=owned_by_nobody)
-    return buffer.getvalue()
-
-
-class SSHAgent:
-    """ClusterAgent for an SSH cluster: the runtime's CLI on the head, over fabric.
-
-    Every call is one ``run`` on the head's cached connection (~0.1–0.2 s); a submit with
-    a workdir or file mounts first puts one tar per node over SFTP and unpacks it in the
-    same ``run`` as the submit (workers in parallel).
-    """
-
-    def __init__(self, conns: Connections, pool: Pool, nodes: list[_RemoteNode]) -> None:
-        self.conns, self.pool, self.nodes = conns, pool, nodes
-        self.head = nodes[0]
-
-    def _runtime_command(self, command: str, *args: str, stdin: Any = None) -> str:
-        d = shlex.quote(self.head.dir)
-        text = (
-            f"cd {d} && PYTHONPATH={d}/pkg {PYTHON} -m skystate.runtime {command} "
-            f"--node-dir {d} {' '.join(shlex.quote(a) for a in args)}"
-        )
-        if stdin is not None:
-            marker = "SKYSTATE_JSON_EOF"
-            text += f" <<'{marker}'\n{json.dumps(stdin)}\n{marker}"
-        return text
-
-    def _call(self, command: str, *args: str, stdin: Any = None, prefix: str = "") -> Any:
-        result = self.conns.run(
-            self.pool, self.head.host, prefix + self._runtime_command(command, *args, stdin=stdin)
-        )
-        data = read_json_reply(self.head.host.label, f"runtime {command}", result)
-        if isinstance(data, dict) and set(data) == {"error", "type"}:
-            cls = getattr(_exceptions, str(data["type"]), None)
-            if isinstance(cls, type) and issubclass(cls, Exception):
-                try:
-                    raise cls(data["error"])
-                except TypeError:
-                    pass
-            if data["type"] in ("ValueError", "KeyError"):
-                raise ValueError(data["error"])
-            raise ProviderError(f"ssh {self.head.host.label}: {data['type']}: {data['error']}")
-        return data
-
-    def sync(self, workdir: str | None, file_mounts: Mapping[str, str] | None = None) -> str:
-        """Send the workdir (to ``~/sky_workdir``) and file mounts to every node.
-
-        Workers are done here; for the head, returns the shell prefix that unpacks its
-        tar, so the caller folds it into its own ``run``.
-        """
-        items = ([(WORKDIR, workdir)] if workdir else []) + list((file_mounts or {}).items())
-        if not items:
-            return ""
-        stamp = f"{time.time_ns()}"
-
-        def put(node: _RemoteNode) -> str:
-            data = _sync_tar(node, self.pool.isolate_home, items)
-            path = f"{node.dir}/runtime/sync-{stamp}.tar"
-            self.conns.put(self.pool, node.host, data, path)
-            return f"tar --no-same-owner -xf {shlex.quote(path)} -C / && rm -f {shlex.quote(path)}"
-
-        commands = parallel(put, self.nodes)
-
-        def unpack(pair: tuple[_RemoteNode, str]) -> None:
-            result = self.conns.run(self.pool, pair[0].host, pair[1])
-            if result.return_code != 0:
-                raise ProviderError(f"ssh {pair[0].host.label}: sync failed: {result.stderr}")
-
-        parallel(unpack, list(zip(self.nodes[1:], commands[1:], strict=True)))
-        return f"{commands[0]} && "
-
-    def submit(self, job: JobRequest) -> int:
-        prefix = self.sync(job.workdir, job.file_mounts)
-        spec = {
-            "name": job.name,
-            "run": job.run,
-            "setup": job.setup,
-            "envs": dict(job.envs),
-            "workdir": WORKDIR if job.workdir else None,
-            "num_nodes": job.num_nodes,
-            "cpus": job.cpus,
-            "accelerators": dict(job.accelerators),
-            "username": job.username,
-            "submission_id": job.submission_id,
-        }
-        return int(self._call("submit", stdin=spec, prefix=prefix)["job_id"])
-
-    def queue(self, job_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
-        jobs = self._call("queue", *[str(int(i)) for i in job_ids or []])
-        for job in jobs:
-            job["status"] = JobStatus(job["status"])
-        return jobs
-
-    def cancel(self, job_ids: Sequence[int] | None = None, all_jobs: bool = False) -> list[int]:
-        if job_ids is None and not all_jobs:
-            return []
-        args = ["--all"] if all_jobs else [str(int(i)) for i in job_ids or []]
-        if not args:
-            return []
-        return [int(i) for i in self._call("cancel", *args)["cancelled"]]
-
-    def log_path(self, job_id: int) -> str:
-        return f"{self.head.dir}/logs/jobs/{int(job_id)}.log"
-
-    def read_log(self, job_id: int) -> str:
-        return str(self._call("log", str(int(job_id)))["log"])
-
-    def set_autostop(self, idle_minutes: int, down: bool, wait_for: str) -> None:
-        args = ["-i", str(idle_minutes), "--wait-for", wait_for] + (["--down"] if down else [])
-        self._call("autostop", *args)
-
-    def run_setup(self, setup: str, envs: Mapping[str, str], workdir: str | None) -> int:
-        """Run the cluster's setup on every node now (workdir synced first); exit code."""
-        prefix = self.sync(workdir)
-        spec = {"script": setup, "envs": dict(envs), "workdir": WORKDIR if workdir else None}
-        return int(self._call("setup", stdin=spec, prefix=prefix)["exit_code"])
