@@ -30,7 +30,8 @@ _EXPORTS: dict[str, str] = {
         name: "skystate.sdk"
         for name in (
             "launch", "exec", "queue", "job_status", "tail_logs", "download_logs", "cancel",
-            "autostop", "stop", "start", "down", "status",
+            "autostop", "stop", "start", "down", "status", "plan", "apply", "get",
+            "stream_and_get", "api_status", "api_cancel", "api_info", "api_start", "api_stop",
         )
     },
 }

@@ -156,3 +156,15 @@ class JobExitCode(enum.IntEnum):
     NOT_FINISHED = 101
     NOT_FOUND = 102
     CANCELLED = 103
+
+
+class RequestInterruptedError(SkyStateError):
+    """The API server died (or was killed) while the request was running."""
+
+
+class RequestCancelledError(SkyStateError):
+    """``sky.get`` of a request that was cancelled with ``api_cancel``."""
+
+
+class ApiServerError(SkyStateError):
+    """The API server cannot be reached, started or authenticated against."""

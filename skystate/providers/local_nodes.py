@@ -27,6 +27,7 @@ from skystate.exceptions import ProviderError
 from skystate.runtime.jobdb import close_all
 from skystate.runtime.layout import NodeConfig, NodePaths, NodeRef, write_json_atomic
 from skystate.runtime.procs import kill_pid
+from skystate.server.procs import untagged_env
 
 TAGS_FILE = "tags.json"
 AGENT_READY_TIMEOUT = 20.0
@@ -124,6 +125,7 @@ def start_agent(node: LocalNode) -> None:
         check=True,
         start_new_session=True,
         cwd=str(node.dir),
+        env=untagged_env(),
         stdin=subprocess.DEVNULL,
     )
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import getpass
 import hashlib
+import os
 import re
 import time
 from collections.abc import Sequence
+from contextvars import ContextVar
 from typing import Any
 
 from skystate.exceptions import (
@@ -29,7 +31,6 @@ from skystate.reconcile.desired_views import MANAGED_BY_SDK
 from skystate.reconcile.executor import apply_action
 from skystate.reconcile.handlers import job_request
 from skystate.reconcile.handles import ResourceHandle, observation_of
-from skystate.reconcile.lock import state_lock
 from skystate.reconcile.plan import Action, ActionType
 from skystate.reconcile.store import Store, group_nodes, read_snapshot
 from skystate.spec.desired import address, spec_hash
@@ -40,8 +41,12 @@ from skystate.spec.task import Task
 Record = dict[str, Any]
 
 
+REQUEST_USER: ContextVar[str | None] = ContextVar("skystate_request_user", default=None)
+
+
 def current_user() -> str:
-    return getpass.getuser()
+    """The requesting user: the API server runs requests of several users."""
+    return REQUEST_USER.get() or os.environ.get("SKYSTATE_USER") or getpass.getuser()
 
 
 def user_hash(user: str | None = None) -> str:
@@ -174,24 +179,27 @@ def _forget_failed(store: Store, name: str, providers: Providers) -> None:
 
 def ensure_cluster(name: str, resources: Resources, num_nodes: int, *, retry_until_up: bool,
                    autostop: Record | None, providers: Providers) -> None:
-    """Create the cluster, start it if stopped, or check an UP one fits the task."""
-    with state_lock(purpose=f"launch {name}"):
-        store = Store()
-        record = store.cluster(name)
-        if record is not None and record.get("status") in ("UP", "STOPPED"):
-            check_fits(record, resources, num_nodes)
-            if record["status"] == "STOPPED":
-                _run_one(store, Action(type=ActionType.START, kind="Cluster",
-                                       address=address("Cluster", name), name=name,
-                                       before=record, reason="sdk launch"), providers)
-            if autostop is not None:
-                set_autostop_locked(store, name, autostop, providers)
-            return
-        spec = sdk_cluster_spec(name, resources, num_nodes, autostop)
-        if record is not None:  # INIT: an earlier launch did not finish; keep its owner
-            spec = {**spec, "owner": record.get("owner"), "managed_by": record.get(
-                "managed_by", MANAGED_BY_SDK)}
-        provision_with_failover(store, spec, resources, providers, retry_until_up)
+    """Create the cluster, start it if stopped, or check an UP one fits the task.
+
+    No state lock: the API server runs requests on the same cluster one at a time, and
+    store transactions are atomic across its worker processes.
+    """
+    store = Store()
+    record = store.cluster(name)
+    if record is not None and record.get("status") in ("UP", "STOPPED"):
+        check_fits(record, resources, num_nodes)
+        if record["status"] == "STOPPED":
+            _run_one(store, Action(type=ActionType.START, kind="Cluster",
+                                   address=address("Cluster", name), name=name,
+                                   before=record, reason="sdk launch"), providers)
+        if autostop is not None:
+            set_autostop_locked(store, name, autostop, providers)
+        return
+    spec = sdk_cluster_spec(name, resources, num_nodes, autostop)
+    if record is not None:  # INIT: an earlier launch did not finish; keep its owner
+        spec = {**spec, "owner": record.get("owner"), "managed_by": record.get(
+            "managed_by", MANAGED_BY_SDK)}
+    provision_with_failover(store, spec, resources, providers, retry_until_up)
 
 
 def check_fits(record: Record, resources: Resources, num_nodes: int) -> None:

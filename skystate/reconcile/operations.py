@@ -1,7 +1,8 @@
-"""The SkyPilot cluster and job SDK, as plain functions (same names, arguments, returns).
+"""What each SDK request does, as plain functions (the seed's names, arguments, returns).
 
-The API-server release wraps each of these as a request with an ID; the functions
-themselves stay the library calls the server runs.
+The API server runs these in its worker processes; ``skystate.sdk`` turns each call
+into a request with an ID. Requests that change one cluster run one at a time (the
+server's scheduler), so these functions take no state lock of their own.
 """
 
 from __future__ import annotations
@@ -156,14 +157,12 @@ def cancel(cluster_name: str, all: bool = False, all_users: bool = False,  # noq
 def autostop(cluster_name: str, idle_minutes: int, down: bool = False) -> None:
     from skystate.providers.registry import Providers
     from skystate.reconcile import imperative as imp
-    from skystate.reconcile.lock import state_lock
     from skystate.reconcile.store import Store
     from skystate.spec.home_config import home_providers_config
 
     imp.up_cluster_agent(cluster_name)  # ClusterDoesNotExist / ClusterNotUpError
-    with state_lock(purpose=f"autostop {cluster_name}"):
-        imp.set_autostop_locked(Store(), cluster_name, imp.autostop_spec(idle_minutes, down),
-                                Providers(home_providers_config()))
+    imp.set_autostop_locked(Store(), cluster_name, imp.autostop_spec(idle_minutes, down),
+                            Providers(home_providers_config()))
 
 
 def stop(cluster_name: str, purge: bool = False) -> None:
@@ -204,16 +203,14 @@ def _cluster_op(cluster_name: str, op: str, purge: bool) -> None:
 
 def _purge_record(cluster_name: str, op: str) -> None:
     """``purge=True``: record the outcome even though the provider call failed."""
-    from skystate.reconcile.lock import state_lock
     from skystate.reconcile.store import Store
 
-    with state_lock(purpose=f"{op} --purge {cluster_name}"):
-        store = Store()
-        with store.transaction():
-            if op == "down":
-                store.delete_cluster(cluster_name)
-            elif (record := store.cluster(cluster_name)) is not None:
-                store.put_cluster({**record, "status": "STOPPED"})
+    store = Store()
+    with store.transaction():
+        if op == "down":
+            store.delete_cluster(cluster_name)
+        elif (record := store.cluster(cluster_name)) is not None:
+            store.put_cluster({**record, "status": "STOPPED"})
 
 
 def status(cluster_names: str | Sequence[str] | None = None,
@@ -262,13 +259,11 @@ def _status_record(record: dict[str, Any], nodes: list[dict[str, Any]]) -> dict[
 
 def _refresh_all() -> None:
     from skystate.providers.registry import Providers
-    from skystate.reconcile.lock import state_lock
     from skystate.reconcile.refresh import refresh_clusters
     from skystate.reconcile.store import Store
     from skystate.spec.home_config import home_providers_config
 
-    with state_lock(purpose="status --refresh"):
-        refresh_clusters(Store(), Providers(home_providers_config()))
+    refresh_clusters(Store(), Providers(home_providers_config()))
 
 
 def _single_task(task: Any) -> Any:
@@ -276,6 +271,96 @@ def _single_task(task: Any) -> Any:
 
     if isinstance(task, (str, Path)):
         return Task.from_yaml(task)
+    if isinstance(task, dict):  # how a Task travels in a request
+        return Task.from_yaml_config(task)
     if not isinstance(task, Task):
         raise ValueError(f"expected a sky.Task, got {type(task).__name__}")
     return task
+
+
+# --- state directories ---------------------------------------------------------------
+
+
+def plan(state_dir: str, refresh: bool = False, targets: Sequence[str] | None = None,
+         prune: bool = True) -> Any:
+    """The plan for a state directory (a ``Plan``; nothing is changed)."""
+    from skystate.reconcile.engine import plan_state_dir
+
+    return plan_state_dir(state_dir, targets=targets or (), prune=prune, refresh=refresh)
+
+
+def apply(source: Any, targets: Sequence[str] | None = None, prune: bool = True,
+          refresh: bool = False, wait: bool = False,
+          lock_timeout: float = 30.0) -> dict[str, Any]:
+    """Apply a state directory, or exactly a saved plan (a ``Plan`` or its JSON).
+
+    Progress is printed as it happens (the request's log); the return value sums up
+    every action's outcome.
+    """
+    from rich.console import Console
+
+    from skystate.reconcile import engine
+    from skystate.reconcile.plan import Plan
+    from skystate.reconcile.render import render_plan
+
+    out = Console(file=sys.stdout, highlight=False, soft_wrap=True)
+    the_plan: Any = source if isinstance(source, Plan) else None
+    if the_plan is None and isinstance(source, str) and source.lstrip().startswith("{"):
+        the_plan = Plan.from_json(source)
+    if the_plan is not None:
+        result = engine.apply_saved_plan(the_plan, progress=progress_printer(out),
+                                         lock_timeout=lock_timeout)
+    else:
+        def show(p: Plan) -> bool:
+            out.print(render_plan(p))
+            return True
+
+        the_plan, result = engine.apply_state_dir(
+            str(source), targets=targets or (), prune=prune, refresh=refresh, confirm=show,
+            progress=progress_printer(out), lock_timeout=lock_timeout)
+        if result is None:
+            out.print(render_plan(the_plan))
+            return {"ok": True, "changed": False, "outcomes": []}
+    failed = result.failed()
+    out.print(f"Apply finished: {len(result.outcomes) - len(failed)} succeeded, "
+              f"{len(failed)} failed or skipped.")
+    if wait:
+        wait_for_jobs(out, [o.action for o in result.outcomes
+                            if o.status == "succeeded" and o.action.type.value == "submit-job"])
+    return {
+        "ok": not failed, "changed": True, "state_version": result.state_version,
+        "outcomes": [{"address": o.action.address, "type": o.action.type.value,
+                      "status": o.status, "message": o.message, "seconds": o.seconds}
+                     for o in result.outcomes],
+    }
+
+
+def progress_printer(out: Any) -> Any:
+    """Executor progress as one line per action start and outcome."""
+    def report(action: Any, outcome: Any) -> None:
+        if outcome is None:
+            out.print(f"{action.address}: {action.type.value}...")
+        elif outcome.status == "succeeded":
+            out.print(f"[green]{action.address}: {outcome.message}[/green] "
+                      f"({outcome.seconds:.1f}s)")
+        else:
+            out.print(f"[red]{action.address}: {outcome.message}[/red]")
+    return report
+
+
+def wait_for_jobs(out: Any, actions: list[Any]) -> None:
+    import time
+
+    from skystate.status_view import cluster_rows
+
+    wanted = {(a.cluster, a.name) for a in actions}
+    while wanted:
+        _, jobs = cluster_rows()
+        done = {(j["cluster"], j["name"]): j for j in jobs
+                if (j["cluster"], j["name"]) in wanted and j["status"] in JobStatus.__members__
+                and JobStatus(j["status"]).is_terminal()}
+        for key, job in done.items():
+            out.print(f"Job/{key[0]}/{key[1]}: {job['status']} (log: {job['log_path']})")
+        wanted -= set(done)
+        if wanted:
+            time.sleep(0.2)

@@ -1,0 +1,3 @@
+from skystate.server.main import main
+
+main()

@@ -1,0 +1,202 @@
+"""The HTTP front of the API server (FastAPI). Business logic lives in reconcile/.
+
+Every route needs the bearer token when the server has one (always when it listens
+beyond loopback). The token is compared in constant time and never logged, stored
+in a request or echoed in an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import os
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from skystate import __version__
+from skystate.server.records import RequestDB, RequestStatus
+from skystate.server.scheduler import Scheduler
+
+API_VERSION = "1"
+
+
+class SubmitBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=64)
+    args: dict[str, Any] = Field(default_factory=dict)
+    user_name: str = Field(default="", max_length=256)
+
+
+class SubmitReply(BaseModel):
+    request_id: str
+
+
+class CancelBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    request_ids: list[str] | None = None
+    all_users: bool = False
+    user_name: str = Field(default="", max_length=256)
+
+
+class RequestRow(BaseModel):
+    request_id: str
+    name: str
+    args: Any = None
+    user_name: str | None = None
+    status: RequestStatus
+    created_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    pid: int | None = None
+    log_path: str | None = None
+    cluster_name: str | None = None
+    schedule_type: str | None = None
+    return_value: Any = None
+    error: Any = None
+    status_msg: str | None = None
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+    api_version: str
+    pid: int
+    started_at: float
+    home: str
+
+
+def create_app(home: Path, *, token: str | None, max_workers: int = 8,
+               warm: int = 2) -> FastAPI:
+    db = RequestDB(home / "requests.db")
+    scheduler = Scheduler(db, home, max_workers=max_workers, warm=warm)
+    waiters: dict[str, list[asyncio.Event]] = {}
+    started_at = time.time()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+
+        def notify(request_id: str) -> None:
+            def wake() -> None:
+                for event in waiters.pop(request_id, []):
+                    event.set()
+            loop.call_soon_threadsafe(wake)
+
+        scheduler.notify = notify
+        scheduler.requeue_unfinished()
+        yield
+        scheduler.close()
+
+    app = FastAPI(title="skystate API server", version=__version__, lifespan=lifespan)
+
+    def check_token(request: Request) -> None:
+        if not token:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(),
+                                                                 token.encode()):
+            raise HTTPException(status_code=401, detail="missing or wrong bearer token",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    auth = [Depends(check_token)]
+
+    @app.get("/api/health", response_model=Health, dependencies=auth)
+    async def health() -> Health:
+        return Health(status="healthy", version=__version__, api_version=API_VERSION,
+                      pid=os.getpid(), started_at=started_at, home=str(home))
+
+    @app.post("/api/v1/requests", response_model=SubmitReply, dependencies=auth)
+    def submit(body: SubmitBody) -> SubmitReply:
+        from skystate.server.validate import check_args
+
+        problem = check_args(body.name, body.args)
+        if problem:
+            raise HTTPException(status_code=422, detail=problem)
+        return SubmitReply(request_id=scheduler.submit(body.name, body.args, body.user_name))
+
+    @app.get("/api/v1/requests", response_model=list[RequestRow], dependencies=auth)
+    def listing(request_ids: list[str] | None = Query(None),  # noqa: B008
+                all_status: bool = False, user_name: str | None = None,
+                prefix: str | None = None, limit: int = Query(1000, ge=1, le=100000),
+                ) -> list[dict[str, Any]]:
+        if prefix:
+            return db.by_prefix(prefix)[:limit]
+        return db.listing(request_ids=request_ids, all_status=all_status,
+                          user_name=user_name, limit=limit)
+
+    @app.get("/api/v1/requests/{request_id}", response_model=RequestRow, dependencies=auth)
+    async def one(request_id: str,
+                  wait: float = Query(0.0, ge=0.0, le=60.0)) -> dict[str, Any]:
+        row = db.get(request_id)
+        if row is None:
+            raise HTTPException(status_code=404, detail=f"no request {request_id!r}")
+        if wait and not RequestStatus(row["status"]).is_finished():
+            event = asyncio.Event()
+            waiters.setdefault(request_id, []).append(event)
+            row = db.get(request_id) or row  # it may have finished meanwhile
+            if not RequestStatus(row["status"]).is_finished():
+                try:
+                    await asyncio.wait_for(event.wait(), timeout=wait)
+                except asyncio.TimeoutError:
+                    pass
+                row = db.get(request_id) or row
+        return row
+
+    @app.get("/api/v1/requests/{request_id}/logs", dependencies=auth)
+    async def logs(request_id: str, follow: bool = True,
+                   tail: int | None = Query(None, ge=0)) -> StreamingResponse:
+        row = db.get(request_id)
+        if row is None:
+            raise HTTPException(status_code=404, detail=f"no request {request_id!r}")
+        return StreamingResponse(_stream_log(db, row, follow, tail),
+                                 media_type="text/plain; charset=utf-8")
+
+    @app.post("/api/v1/cancel", response_model=SubmitReply, dependencies=auth)
+    def cancel(body: CancelBody) -> SubmitReply:
+        ids = body.request_ids
+        if not ids:
+            rows = db.listing(user_name=None if body.all_users else body.user_name or None)
+            ids = [r["request_id"] for r in rows]
+        else:
+            ids = [r["request_id"] for i in ids for r in db.by_prefix(i)]
+        cancelled = scheduler.cancel(ids)
+        return SubmitReply(request_id=scheduler.record_done(
+            "api_cancel", {"request_ids": body.request_ids, "all_users": body.all_users},
+            body.user_name, cancelled))
+
+    return app
+
+
+async def _stream_log(db: RequestDB, row: dict[str, Any], follow: bool,
+                      tail: int | None) -> AsyncIterator[bytes]:
+    path = Path(row["log_path"])
+    position = 0
+    if tail is not None:
+        lines = path.read_bytes().splitlines(keepends=True) if path.exists() else []
+        chunk = b"".join(lines[-tail:]) if tail else b""
+        position = path.stat().st_size if path.exists() else 0
+        if chunk:
+            yield chunk
+    while True:
+        finished = RequestStatus(
+            (db.get(row["request_id"]) or row)["status"]).is_finished()
+        data = b""
+        if path.exists():
+            with open(path, "rb") as handle:
+                handle.seek(position)
+                data = handle.read()
+        if data:
+            position += len(data)
+            yield data
+            continue
+        if finished or not follow:
+            return
+        await asyncio.sleep(0.05)

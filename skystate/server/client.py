@@ -1,0 +1,256 @@
+"""The API client the SDK and CLI use; starts a local server when none is running.
+
+``SKYSTATE_API_SERVER_URL`` points at a remote server (with ``SKYSTATE_API_TOKEN``);
+otherwise the server of this ``SKYSTATE_HOME`` is used, started on demand, and
+restarted when it runs another skystate version.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+import httpx
+
+from skystate import __version__
+from skystate.exceptions import ApiServerError, RequestCancelledError
+from skystate.home import home
+from skystate.server.codec import decode, decode_error, encode
+from skystate.server.main import server_file
+
+FINISHED = ("SUCCEEDED", "FAILED", "CANCELLED")
+_CLIENTS: dict[str, ApiClient] = {}
+
+
+def user_name() -> str:
+    return os.environ.get("SKYSTATE_USER") or getpass.getuser()
+
+
+class ApiClient:
+    def __init__(self, url: str, token: str | None = None) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.url = url
+        self.http = httpx.Client(base_url=url, headers=headers,
+                                 timeout=httpx.Timeout(30.0, connect=5.0))
+
+    # --- requests -----------------------------------------------------------------
+
+    def submit(self, name: str, args: dict[str, Any]) -> str:
+        reply = self._call("POST", "/api/v1/requests", json={
+            "name": name, "args": {k: encode(v) for k, v in args.items()},
+            "user_name": user_name()})
+        return str(reply["request_id"])
+
+    def request(self, request_id: str, wait: float = 0.0) -> dict[str, Any]:
+        return self._call("GET", f"/api/v1/requests/{request_id}",  # type: ignore[return-value]
+                          params={"wait": wait} if wait else None,
+                          timeout=wait + 30.0)
+
+    def resolve(self, prefix: str) -> str:
+        rows = self._call("GET", "/api/v1/requests", params={"prefix": prefix})
+        if not rows:
+            raise ValueError(f"no request with ID {prefix!r}")
+        if len(rows) > 1:
+            raise ValueError(f"request ID prefix {prefix!r} is ambiguous "
+                             f"({len(rows)} requests)")
+        return str(rows[0]["request_id"])
+
+    def wait(self, request_id: str) -> dict[str, Any]:
+        while True:
+            row = self.request(request_id, wait=25.0)
+            if row["status"] in FINISHED:
+                return row
+
+    def result(self, request_id: str) -> Any:
+        """The request's return value, or its exception raised here."""
+        return result_of(self.wait(request_id))
+
+    def stream(self, request_id: str, *, follow: bool = True, tail: int | None = None,
+               out: TextIO | None = None) -> None:
+        params: dict[str, Any] = {"follow": follow}
+        if tail is not None:
+            params["tail"] = tail
+        target = out or sys.stdout
+        with self.http.stream("GET", f"/api/v1/requests/{request_id}/logs", params=params,
+                              timeout=httpx.Timeout(None, connect=5.0)) as reply:
+            _raise_for_status(reply)
+            for chunk in reply.iter_text():
+                target.write(chunk)
+                target.flush()
+
+    def listing(self, request_ids: list[str] | None = None, all_status: bool = False,
+                all_users: bool = True) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"all_status": all_status}
+        if request_ids:
+            params["request_ids"] = request_ids
+        if not all_users:
+            params["user_name"] = user_name()
+        return self._call("GET", "/api/v1/requests", params=params)  # type: ignore[return-value]
+
+    def cancel(self, request_ids: list[str] | None, all_users: bool) -> str:
+        reply = self._call("POST", "/api/v1/cancel", json={
+            "request_ids": request_ids, "all_users": all_users, "user_name": user_name()})
+        return str(reply["request_id"])
+
+    def health(self) -> dict[str, Any]:
+        return self._call("GET", "/api/health")  # type: ignore[return-value]
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            reply = self.http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise ApiServerError(f"cannot reach the API server at {self.url}: {exc}") from exc
+        _raise_for_status(reply)
+        return reply.json()
+
+
+def result_of(row: dict[str, Any]) -> Any:
+    if row["status"] == "SUCCEEDED":
+        return decode(row.get("return_value"))
+    if row["status"] == "CANCELLED":
+        raise RequestCancelledError(f"request {row['request_id']} ({row['name']}) was "
+                                    "cancelled")
+    error = row.get("error") or {"type": "builtins:RuntimeError",
+                                 "message": row.get("status_msg") or "request failed"}
+    raise decode_error(error)
+
+
+def _raise_for_status(reply: httpx.Response) -> None:
+    if reply.status_code < 400:
+        return
+    if reply.status_code == 401:
+        raise ApiServerError("the API server refused the call (401): set SKYSTATE_API_TOKEN "
+                             "to its token")
+    try:
+        reply.read()
+        detail = reply.json().get("detail")
+    except (ValueError, AttributeError, httpx.StreamError):
+        detail = reply.text if not reply.is_stream_consumed else ""
+    if reply.status_code == 404:
+        raise ValueError(str(detail))
+    if reply.status_code == 422:
+        raise ValueError(f"invalid request: {detail}")
+    raise ApiServerError(f"the API server answered {reply.status_code}: {detail}")
+
+
+# --- finding or starting the server ---------------------------------------------------
+
+
+def client() -> ApiClient:
+    """The client of this process, connected to a running (or just started) server."""
+    remote = os.environ.get("SKYSTATE_API_SERVER_URL")
+    token = os.environ.get("SKYSTATE_API_TOKEN")
+    key = remote or str(home())
+    cached = _CLIENTS.get(key)
+    if cached is not None and (remote or _alive(server_file())):
+        return cached
+    url = remote or ensure_server()
+    _CLIENTS[key] = ApiClient(url, token)
+    return _CLIENTS[key]
+
+
+def server_info(base: Path | None = None) -> dict[str, Any] | None:
+    try:
+        info = json.loads(server_file(base).read_text())
+    except (OSError, ValueError):
+        return None
+    return info if _pid_alive(int(info.get("pid", 0))) else None
+
+
+def _alive(path: Path) -> bool:
+    try:
+        return _pid_alive(int(json.loads(path.read_text()).get("pid", 0)))
+    except (OSError, ValueError):
+        return False
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(OSError):  # a zombie is not a server
+        if open(f"/proc/{pid}/stat").read().split(") ", 1)[1].startswith("Z"):
+            return False
+    return True
+
+
+def ensure_server(*, host: str = "127.0.0.1", deploy: bool = False,
+                  timeout: float = 30.0) -> str:
+    """The URL of this home's server, starting it (or a newer version of it) if needed."""
+    from filelock import FileLock
+
+    base = home()
+    base.mkdir(parents=True, exist_ok=True)
+    info = server_info(base)
+    if info and info.get("version") == __version__:
+        return _url(info)
+    with FileLock(str(base / "api_server.start.lock"), timeout=timeout):
+        info = server_info(base)
+        if info and info.get("version") == __version__:
+            return _url(info)
+        if info:
+            stop_server(base)
+        return _url(_spawn(base, host, deploy, timeout))
+
+
+def _spawn(base: Path, host: str, deploy: bool, timeout: float) -> dict[str, Any]:
+    argv = [sys.executable, "-m", "skystate.server", "--host", host, "--port", "0"]
+    if deploy:
+        argv.append("--deploy")
+    with open(base / "api_server.log", "ab") as log:
+        proc = subprocess.Popen(argv, cwd=base, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=log, start_new_session=True,
+                                env={**os.environ, "SKYSTATE_HOME": str(base)})
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = server_info(base)
+        if info and info.get("pid") == proc.pid:
+            return info
+        if proc.poll() is not None:
+            tail = (base / "api_server.log").read_text(errors="replace")[-2000:]
+            raise ApiServerError(f"the API server exited at start (code {proc.returncode}):"
+                                 f"\n{tail}")
+        time.sleep(0.01)
+    proc.kill()
+    raise ApiServerError(f"the API server did not start within {timeout:g}s")
+
+
+def stop_server(base: Path | None = None, timeout: float = 10.0) -> bool:
+    """Stop this home's server (SIGTERM, then SIGKILL); False if none was running."""
+    base = base or home()
+    info = server_info(base)
+    if info is None:
+        return False
+    pid = int(info["pid"])
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if _pid_alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(FileNotFoundError):
+        server_file(base).unlink()
+    _CLIENTS.pop(str(base), None)
+    return True
+
+
+def _url(info: dict[str, Any]) -> str:
+    host = info.get("host") or "127.0.0.1"
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1"
+    return f"http://{host}:{info['port']}"

@@ -1,0 +1,81 @@
+"""Start the API server: ``python -m skystate.server [--host H] [--port P] [--deploy]``.
+
+It binds before it announces itself: the pid/port file (``api_server.json`` in
+``SKYSTATE_HOME``, never holding the token) is written once the socket listens, so a
+client that reads it can connect at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ipaddress
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+from skystate import __version__
+from skystate.home import home
+from skystate.reconcile.storage import write_json_atomic
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def server_file(base: Path | None = None) -> Path:
+    return (base or home()) / "api_server.json"
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(host: str = "127.0.0.1", port: int = 0, *, deploy: bool = False) -> None:
+    import uvicorn
+
+    from skystate.server.app import create_app
+
+    token = os.environ.get("SKYSTATE_API_TOKEN") or None
+    if not is_loopback(host) and not token:
+        sys.exit(f"skystate api: listening on {host} needs SKYSTATE_API_TOKEN to be set "
+                 "(clients send it as a bearer token)")
+    base = home()
+    base.mkdir(parents=True, exist_ok=True)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    cpus = os.cpu_count() or 2
+    app = create_app(base, token=token, max_workers=max(4, cpus * (4 if deploy else 2)),
+                     warm=2)
+    bound = sock.getsockname()[1]
+    write_json_atomic(server_file(base), {
+        "pid": os.getpid(), "host": host, "port": bound, "version": __version__,
+        "started_at": time.time(), "auth": bool(token),
+    })
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
+                            timeout_graceful_shutdown=2)
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(server_file(base).read_text()).get("pid") == os.getpid():
+                server_file(base).unlink()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m skystate.server")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--deploy", action="store_true")
+    args = parser.parse_args(argv)
+    host = "0.0.0.0" if args.deploy and args.host == "127.0.0.1" else args.host
+    serve(host, args.port, deploy=args.deploy)

@@ -1,0 +1,71 @@
+"""Every request the server runs: which function, how it is scheduled, what it locks.
+
+``long`` requests run in a worker process of their own (cancel ends its process tree);
+``short`` ones only read and run on a server thread. ``keys`` name what a request
+changes: two requests sharing a key never run at the same time, in arrival order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+Args = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class RequestKind:
+    function: str  # attribute of skystate.reconcile.operations
+    schedule: str  # "long" or "short"
+    keys: Callable[[Args], list[str]]
+
+
+def _cluster(args: Args) -> list[str]:
+    name = args.get("cluster_name")
+    return [f"cluster:{name}"] if name else []
+
+
+def _none(args: Args) -> list[str]:
+    return []
+
+
+def _apply_keys(args: Args) -> list[str]:
+    from skystate.server.apply_keys import keys_of_apply
+
+    return keys_of_apply(args.get("source"))
+
+
+KINDS: dict[str, RequestKind] = {
+    "launch": RequestKind("launch", "long", _cluster),
+    "exec": RequestKind("exec", "long", _cluster),
+    "stop": RequestKind("stop", "long", _cluster),
+    "start": RequestKind("start", "long", _cluster),
+    "down": RequestKind("down", "long", _cluster),
+    "autostop": RequestKind("autostop", "long", _cluster),
+    "cancel": RequestKind("cancel", "long", _cluster),
+    "tail_logs": RequestKind("tail_logs", "long", _none),
+    "download_logs": RequestKind("download_logs", "long", _none),
+    "queue": RequestKind("queue", "short", _none),
+    "job_status": RequestKind("job_status", "short", _none),
+    "status": RequestKind("status", "short", _none),
+    "plan": RequestKind("plan", "long", _none),
+    "apply": RequestKind("apply", "long", _apply_keys),
+}
+
+
+def kind_of(name: str, args: Args) -> RequestKind:
+    kind = KINDS.get(name)
+    if kind is None:
+        raise KeyError(name)
+    if name == "status" and args.get("refresh") not in (None, False, "NONE", "none"):
+        return RequestKind("status", "long", _none)
+    if name == "plan" and not args.get("refresh"):
+        return RequestKind("plan", "short", _none)
+    return kind
+
+
+def function_of(name: str) -> Callable[..., Any]:
+    from skystate.reconcile import operations
+
+    return getattr(operations, KINDS[name].function)  # type: ignore[no-any-return]

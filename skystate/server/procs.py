@@ -1,0 +1,63 @@
+"""Process-tree control for requests: tag, find and kill what a request started.
+
+A request's worker runs in its own session, and every process it starts inherits
+``SKYSTATE_REQUEST_ID``. Cancel kills the session and then every process still
+carrying the tag — that also finds children that left the session (setup runs in
+one of its own) and works after the worker itself died. Detached cluster agents
+drop the tag when they start, so cancelling a request never kills a cluster.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+
+TAG = "SKYSTATE_REQUEST_ID"
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Linux: SIGKILL this process when the server that spawned it dies."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def untagged_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a process that must outlive the request (a cluster agent)."""
+    return {k: v for k, v in (env if env is not None else os.environ).items() if k != TAG}
+
+
+def tagged_pids(request_id: str) -> list[int]:
+    needle = f"{TAG}={request_id}".encode()
+    pids = []
+    me = os.getpid()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as handle:
+                environ = handle.read()
+        except OSError:
+            continue
+        if needle + b"\0" in environ or environ.endswith(needle):
+            pids.append(int(entry.name))
+    return pids
+
+
+def kill_request_tree(request_id: str, worker_pid: int | None) -> int:
+    """SIGKILL the worker's session and every process tagged with the request; count."""
+    killed = 0
+    if worker_pid:
+        try:
+            os.killpg(worker_pid, signal.SIGKILL)
+            killed += 1
+        except (ProcessLookupError, PermissionError):
+            pass
+    for pid in tagged_pids(request_id):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+            killed += 1
+    return killed

@@ -1,0 +1,251 @@
+"""Runs requests: FIFO, bounded, one at a time per key, cancellable at once.
+
+A long request gets a warm worker process of its own; a short (read-only) one runs on
+a server thread. Two requests that share a key (a cluster, a state directory) run in
+arrival order, one at a time; the rest run in parallel up to ``max_workers``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from skystate.server import procs
+from skystate.server.codec import decode_args, encode, encode_error
+from skystate.server.names import RequestKind, function_of, kind_of
+from skystate.server.pool import WarmPool, Worker
+from skystate.server.records import RequestDB, RequestStatus
+
+Notify = Callable[[str], None]
+
+
+@dataclass
+class _Running:
+    request_id: str
+    keys: list[str]
+    worker: Worker | None = None
+    cancelled: bool = False
+    long: bool = False
+
+
+@dataclass
+class _Pending:
+    request_id: str
+    name: str
+    args: Any
+    keys: list[str]
+    user_name: str
+    log_path: str
+    queued: float = field(default_factory=time.monotonic)
+
+
+class Scheduler:
+    def __init__(self, db: RequestDB, home: Path, *, max_workers: int = 8,
+                 warm: int = 2) -> None:
+        self.db = db
+        self.home = home
+        self.logs = home / "requests"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.max_workers = max_workers
+        self.pool = WarmPool(home, warm, home / "api_server.log")
+        self.short = ThreadPoolExecutor(max_workers=8, thread_name_prefix="short")
+        self._lock = threading.Condition()
+        self._pending: list[_Pending] = []
+        self._running: dict[str, _Running] = {}
+        self._finished: set[str] = set()
+        self.notify: Notify = lambda request_id: None
+        threading.Thread(target=self._loop, name="scheduler", daemon=True).start()
+
+    # --- submission -------------------------------------------------------------
+
+    def submit(self, name: str, args: dict[str, Any], user_name: str) -> str:
+        """Record a request and queue it; its ID at once. KeyError: unknown name."""
+        decoded = decode_args(args)
+        if name in ("launch",) and not decoded.get("cluster_name"):
+            from skystate.reconcile.imperative import generate_cluster_name
+
+            decoded["cluster_name"] = generate_cluster_name()
+            args = {**args, "cluster_name": decoded["cluster_name"]}
+        kind = kind_of(name, decoded)
+        keys = kind.keys(decoded)
+        request_id = str(uuid.uuid4())
+        log_path = self.logs / f"{request_id}.log"
+        log_path.touch()
+        self.db.insert({
+            "request_id": request_id, "name": name, "args": args, "user_name": user_name,
+            "status": RequestStatus.PENDING, "created_at": time.time(),
+            "log_path": str(log_path), "cluster_name": decoded.get("cluster_name"),
+            "keys": keys, "schedule_type": kind.schedule,
+        })
+        self._enqueue(request_id, name, args, kind, keys, user_name, str(log_path))
+        return request_id
+
+    def _enqueue(self, request_id: str, name: str, args: Any, kind: RequestKind,
+                 keys: list[str], user_name: str, log_path: str) -> None:
+        if kind.schedule == "short":
+            with self._lock:
+                self._running[request_id] = _Running(request_id, keys)
+            self.db.update(request_id, status=RequestStatus.RUNNING, started_at=time.time())
+            self.short.submit(self._run_short, request_id, name, args, user_name)
+            return
+        with self._lock:
+            self._pending.append(_Pending(request_id, name, args, keys, user_name, log_path))
+            self._lock.notify_all()
+
+    def requeue_unfinished(self) -> None:
+        """On start: requests a dead server left RUNNING fail; PENDING ones run now."""
+        for row in self.db.with_status([RequestStatus.RUNNING]):
+            procs.kill_request_tree(row["request_id"], row.get("pid"))
+            error = encode_error(_interrupted(row), with_traceback=False)
+            self._finish(row["request_id"], RequestStatus.FAILED, error=error,
+                         status_msg="the API server died while this request was running")
+        for row in self.db.with_status([RequestStatus.PENDING]):
+            decoded = decode_args(row["args"] or {})
+            kind = kind_of(row["name"], decoded)
+            self._enqueue(row["request_id"], row["name"], row["args"] or {}, kind,
+                          row.get("keys") or [], row.get("user_name") or "",
+                          row["log_path"])
+
+    # --- running ------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            with self._lock:
+                job = self._next_runnable()
+                while job is None:
+                    self._lock.wait()
+                    job = self._next_runnable()
+                self._pending.remove(job)
+                running = _Running(job.request_id, job.keys, long=True)
+                self._running[job.request_id] = running
+            self._dispatch(job, running)
+
+    def _next_runnable(self) -> _Pending | None:
+        if sum(1 for r in self._running.values() if r.long) >= self.max_workers:
+            return None
+        busy = {k for r in self._running.values() for k in r.keys}
+        for job in self._pending:
+            if not busy.intersection(job.keys):
+                return job
+            busy.update(job.keys)  # keep arrival order per key
+        return None
+
+    def _dispatch(self, job: _Pending, running: _Running) -> None:
+        worker = self.pool.take()
+        with self._lock:
+            running.worker = worker
+            if running.cancelled:  # cancelled while we took a worker
+                worker.proc.kill()
+        self.db.update(job.request_id, status=RequestStatus.RUNNING, started_at=time.time(),
+                       pid=worker.pid)
+        try:
+            worker.send(json.dumps({"request_id": job.request_id, "name": job.name,
+                                    "args": job.args, "user_name": job.user_name,
+                                    "log_path": job.log_path}))
+        except (BrokenPipeError, OSError):
+            pass  # it died; the reply thread reports it
+        threading.Thread(target=self._await_reply, args=(job.request_id, worker),
+                         name=f"reply-{job.request_id[:8]}", daemon=True).start()
+
+    def _await_reply(self, request_id: str, worker: Worker) -> None:
+        line = worker.reply()
+        code = worker.proc.wait()
+        with self._lock:
+            cancelled = self._running.get(request_id, _Running(request_id, [])).cancelled
+        if cancelled:
+            self._finish(request_id, RequestStatus.CANCELLED)
+        elif line:
+            reply = json.loads(line)
+            if reply["ok"]:
+                self._finish(request_id, RequestStatus.SUCCEEDED, value=reply["value"])
+            else:
+                self._finish(request_id, RequestStatus.FAILED, error=reply["error"])
+        else:
+            error = {"type": "skystate.exceptions:RequestInterruptedError", "args": [],
+                     "attrs": {}, "message": f"the request's worker died (exit code {code})"}
+            error["args"] = [error["message"]]
+            self._finish(request_id, RequestStatus.FAILED, error=error)
+        procs.kill_request_tree(request_id, None)  # nothing it started outlives it
+
+    def _run_short(self, request_id: str, name: str, args: Any, user_name: str) -> None:
+        from skystate.reconcile.imperative import REQUEST_USER
+
+        token = REQUEST_USER.set(user_name or None)
+        try:
+            value = function_of(name)(**decode_args(args))
+            self._finish(request_id, RequestStatus.SUCCEEDED, value=encode(value))
+        except BaseException as exc:  # noqa: BLE001 - every failure is the request's result
+            self._finish(request_id, RequestStatus.FAILED, error=encode_error(exc))
+        finally:
+            REQUEST_USER.reset(token)
+
+    def _finish(self, request_id: str, status: RequestStatus, *, value: Any = None,
+                error: Any = None, status_msg: str | None = None) -> bool:
+        """Record the final status once (a cancel and a late reply race for it)."""
+        with self._lock:
+            if request_id in self._finished:
+                return False
+            self._finished.add(request_id)
+            self._running.pop(request_id, None)
+            self._lock.notify_all()
+        self.db.update(request_id, status=status, finished_at=time.time(),
+                       return_value=value, error=error, status_msg=status_msg)
+        self.notify(request_id)
+        return True
+
+    # --- cancel -------------------------------------------------------------------
+
+    def cancel(self, request_ids: list[str]) -> list[str]:
+        """Cancel now: never queued behind other work, works if the worker is gone."""
+        cancelled = []
+        for request_id in request_ids:
+            row = self.db.get(request_id)
+            if row is None or RequestStatus(row["status"]).is_finished():
+                continue
+            with self._lock:
+                pending = next((p for p in self._pending if p.request_id == request_id), None)
+                if pending is not None:
+                    self._pending.remove(pending)
+                running = self._running.get(request_id)
+                if running is not None:
+                    running.cancelled = True
+                worker = running.worker if running else None
+            procs.kill_request_tree(request_id, worker.pid if worker else row.get("pid"))
+            if self._finish(request_id, RequestStatus.CANCELLED):
+                cancelled.append(request_id)
+        return cancelled
+
+    def record_done(self, name: str, args: dict[str, Any], user_name: str,
+                    value: Any) -> str:
+        """Record a request the server answered at once (``api_cancel``): SUCCEEDED."""
+        request_id = str(uuid.uuid4())
+        log_path = self.logs / f"{request_id}.log"
+        log_path.touch()
+        now = time.time()
+        self.db.insert({"request_id": request_id, "name": name, "args": args,
+                        "user_name": user_name, "status": RequestStatus.SUCCEEDED,
+                        "created_at": now, "started_at": now, "finished_at": now,
+                        "log_path": str(log_path), "keys": [], "schedule_type": "short",
+                        "return_value": encode(value)})
+        return request_id
+
+    def close(self) -> None:
+        self.pool.close()
+        self.short.shutdown(wait=False, cancel_futures=True)
+
+
+def _interrupted(row: dict[str, Any]) -> Exception:
+    from skystate.exceptions import RequestInterruptedError
+
+    return RequestInterruptedError(
+        f"request {row['request_id']} ({row['name']}) was running when the API server "
+        f"(worker pid {row.get('pid')}) died; it did not finish. Check `skystate status` "
+        f"and run it again if needed.")
+

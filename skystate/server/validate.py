@@ -1,0 +1,24 @@
+"""Reject a request whose arguments do not fit its function, before it is queued."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+
+def check_args(name: str, args: dict[str, Any]) -> str | None:
+    from skystate.server.names import KINDS, function_of
+
+    if name not in KINDS:
+        return f"unknown request {name!r}; known: {', '.join(sorted(KINDS))}"
+    try:
+        inspect.signature(function_of(name)).bind(**args)
+    except TypeError as exc:
+        return f"{name}: {exc}"
+    try:
+        from skystate.server.codec import decode_args
+
+        decode_args(args)
+    except Exception as exc:  # noqa: BLE001 - any undecodable argument is the caller's
+        return f"{name}: arguments cannot be decoded: {exc}"
+    return None
