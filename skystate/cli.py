@@ -92,12 +92,15 @@ def plan(
     no_prune: bool = typer.Option(False, "--no-prune", help="Never plan deletes."),
     detailed_exitcode: bool = typer.Option(False, "--detailed-exitcode",
                                            help="Exit 0: no changes, 2: changes, 1: error."),
+    lock_timeout: float = typer.Option(30.0, "--lock-timeout",
+                                       help="Seconds to wait for the state lock (--refresh)."),
 ) -> None:
     """Show what apply would change."""
     from skystate.reconcile.engine import plan_state_dir
     from skystate.reconcile.render import render_plan
 
-    the_plan = plan_state_dir(directory, targets=target, prune=not no_prune, refresh=refresh)
+    the_plan = plan_state_dir(directory, targets=target, prune=not no_prune, refresh=refresh,
+                              lock_timeout=lock_timeout)
     if out:
         out.write_text(the_plan.to_json())
     if as_json:
@@ -132,6 +135,8 @@ def apply(
     no_prune: bool = typer.Option(False, "--no-prune", help="Never delete."),
     refresh: bool = typer.Option(False, "--refresh/--no-refresh"),
     wait: bool = typer.Option(False, "--wait", help="Wait for submitted jobs to finish."),
+    lock_timeout: float = typer.Option(30.0, "--lock-timeout",
+                                       help="Seconds to wait for the state lock, then fail."),
 ) -> None:
     """Make the infrastructure match the files (or apply a saved plan exactly)."""
     from skystate.reconcile import engine
@@ -141,7 +146,7 @@ def apply(
     out = _console()
     if source.is_file() and source.suffix == ".json":
         result = engine.apply_saved_plan(Plan.from_json(source.read_text()),
-                                         progress=_progress(out))
+                                         progress=_progress(out), lock_timeout=lock_timeout)
         the_plan = None
     else:
         def confirm(p: Plan) -> bool:
@@ -154,7 +159,7 @@ def apply(
 
         the_plan, result = engine.apply_state_dir(
             source, targets=target, prune=not no_prune, refresh=refresh, confirm=confirm,
-            progress=_progress(out))
+            progress=_progress(out), lock_timeout=lock_timeout)
         if result is None:
             out.print(render_plan(the_plan) if not the_plan.has_changes else "Cancelled.")
             return
@@ -166,6 +171,23 @@ def apply(
                              if o.status == "succeeded" and o.action.type.value == "submit-job"])
     if failed:
         raise typer.Exit(1)
+
+
+@app.command()
+def watch(
+    directory: Path = typer.Argument(Path(".")),
+    interval: float = typer.Option(30.0, "--interval", help="Seconds between refreshes."),
+    backoff_base: float = typer.Option(1.0, "--backoff-base",
+                                       help="First retry delay of a failed resource (s)."),
+    backoff_cap: float = typer.Option(300.0, "--backoff-cap", help="Longest retry delay (s)."),
+    lock_timeout: float = typer.Option(30.0, "--lock-timeout"),
+) -> None:
+    """Reconcile on every file change and every interval until SIGTERM/SIGINT."""
+    from skystate.reconcile.watch import WatchOptions
+    from skystate.reconcile.watch import watch as watch_loop
+
+    watch_loop(directory, WatchOptions(interval=interval, backoff_base=backoff_base,
+                                       backoff_cap=backoff_cap, lock_timeout=lock_timeout))
 
 
 def _wait_for_jobs(out: Any, actions: list[Any]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,6 +25,10 @@ class Providers:
         provider = self._built.get(name)
         if provider is None:
             provider = self._build(name)
+            if os.environ.get("SKYSTATE_FAULTS"):  # tests only: see providers/faults.py
+                from skystate.providers.faults import with_faults
+
+                provider = with_faults(provider)
             self._built[name] = provider
         return provider
 

@@ -50,12 +50,12 @@ def _plan_against(desired: DesiredState, actual: ActualState, providers: Provide
 
 
 def plan_state_dir(state_dir: str | Path, *, targets: Iterable[str] = (), prune: bool = True,
-                   refresh: bool = False) -> Plan:
+                   refresh: bool = False, lock_timeout: float = 30.0) -> Plan:
     """Plan without taking the lock (reads the atomically written state file)."""
     desired = load_desired(state_dir)
     providers = providers_for(desired)
     if refresh:
-        with state_lock(purpose="skystate plan --refresh"):
+        with state_lock(timeout=lock_timeout, purpose="skystate plan --refresh"):
             refresh_clusters(Store(), providers)
     tables = read_snapshot()
     nodes = group_nodes(tables.get("nodes", []))
