@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from skystate.providers.base import Offer, OfferQuery
 from skystate.spec.resources import quantity_bounds
@@ -147,6 +148,65 @@ def offers(cloud: str, query: OfferQuery, regions: Sequence[str] | None = None) 
     return found
 
 
+@dataclass(frozen=True)
+class AcceleratorOffering:
+    """One row of ``show-gpus``: an instance type with N accelerators, over its regions."""
+
+    accelerator: str
+    count: int
+    cloud: str
+    instance_type: str
+    vcpus: float
+    memory_gib: float
+    regions: tuple[str, ...]
+    price: float  # cheapest on-demand $/hour over those regions
+    spot_price: float | None  # cheapest spot $/hour, None: no spot anywhere
+
+    def to_dict(self) -> dict[str, object]:
+        return {**asdict(self), "regions": list(self.regions)}
+
+
+def accelerator_offerings(name: str | None = None, count: int | None = None,
+                          clouds: Sequence[str] | None = None) -> list[AcceleratorOffering]:
+    """What is offered where, at what price: one row per (cloud, instance type, GPUs)."""
+    grouped: dict[tuple[str, str, str, int], list[CatalogEntry]] = {}
+    for cloud in clouds or CLOUDS:
+        loaded = _load(cloud)
+        keys = [name.lower()] if name else [k for k in loaded.by_accelerator if k]
+        for key in keys:
+            for row in loaded.by_accelerator.get(key, ()):
+                if count is None or row.accelerator_count == count:
+                    group = (cloud, row.instance_type, row.accelerator_name or "",
+                             row.accelerator_count)
+                    grouped.setdefault(group, []).append(row)
+    result = []
+    for (cloud, instance_type, accelerator, number), rows in grouped.items():
+        spots = [r.spot_price for r in rows if r.spot_price is not None]
+        result.append(AcceleratorOffering(
+            accelerator, number, cloud, instance_type, rows[0].vcpus, rows[0].memory_gib,
+            tuple(sorted({r.region for r in rows})), min(r.price for r in rows),
+            min(spots) if spots else None))
+    result.sort(key=lambda o: (o.accelerator, o.count, o.price, o.cloud, o.instance_type))
+    return result
+
+
+def inventory_offerings(config: Mapping[str, Any]) -> list[AcceleratorOffering]:
+    """The accelerators of the configured local inventory and ssh pools (no $/hour)."""
+    found = []
+    local = config.get("local") or {}
+    for name, count in (local.get("accelerators") or {}).items():
+        found.append(AcceleratorOffering(name, int(count), "local", "local",
+                                         float(local.get("cpus") or 0),
+                                         float(local.get("memory") or 0), (), 0.0, None))
+    for pool_name, pool in ((config.get("ssh") or {}).get("pools") or {}).items():
+        for name, count in (pool.get("accelerators") or {}).items():
+            found.append(AcceleratorOffering(name, int(count), "ssh", "ssh host",
+                                             float(pool.get("cpus") or 0),
+                                             float(pool.get("memory") or 0), (pool_name,),
+                                             0.0, None))
+    return found
+
+
 def _fits(have: float, wanted: float, at_least: bool) -> bool:
     if not wanted:
         return True
@@ -204,5 +264,5 @@ def _entry(record: dict[str, str]) -> CatalogEntry:
         region=record["region"],
         zone=record["zone"],
         price=float(record["price"]),
-        spot_price=float(spot) if spot else None,
+        spot_price=float(spot) if spot and float(spot) > 0 else None,
     )

@@ -1,0 +1,109 @@
+"""``skystate show-gpus`` and ``skystate check``: typer command functions registered in cli.
+
+Importing this module imports only typer; the catalog, rich and each provider's library
+are imported inside the command that needs them. Output: a rich table on a terminal,
+aligned plain text when piped, JSON with ``--json``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import typer
+
+
+def show_gpus(
+    name: str = typer.Argument(None, help="Accelerator, optionally with a count: A100 or A100:8."),
+    cloud: str = typer.Option(None, "--cloud", help="Only this provider (aws, gcp, local, ssh)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON."),
+) -> None:
+    """What accelerators are offered where, at what $/hour (on-demand and spot)."""
+    rows = gpu_rows(name, cloud)
+    if as_json:
+        print(json.dumps([row.to_dict() for row in rows], indent=2))
+        return
+    if not rows:
+        wanted = f"{name!r}" if name else "accelerators"
+        print(f"No {wanted} offered{f' on {cloud}' if cloud else ''}.", file=sys.stderr)
+        raise typer.Exit(1)
+    headers = ["ACCELERATOR", "COUNT", "CLOUD", "INSTANCE_TYPE", "vCPUs", "MEM(GiB)",
+               "$/h", "SPOT $/h", "REGIONS"]
+    table = [[r.accelerator, str(r.count), r.cloud, r.instance_type, f"{r.vcpus:g}",
+              f"{r.memory_gib:g}", _price(r.price, r.cloud), _price(r.spot_price, r.cloud),
+              _regions(r.regions)] for r in rows]
+    _render("GPUs" + (f" matching {name}" if name else ""), headers, table)
+
+
+def check(as_json: bool = typer.Option(False, "--json", help="Print the verdicts as JSON.")
+          ) -> None:
+    """Which providers are usable with the credentials present, and why not."""
+    from skystate.providers.check import check_providers
+
+    results = check_providers()
+    if as_json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+        return
+    _render("Providers", ["PROVIDER", "USABLE", "REASON"],
+            [[r.name, "yes" if r.usable else "no", r.reason] for r in results])
+
+
+def gpu_rows(name: str | None, cloud: str | None) -> list[Any]:
+    """Catalog offerings (aws, gcp) plus the configured local/ssh inventory."""
+    from skystate.providers import catalog
+    from skystate.spec.home_config import home_providers_config
+
+    accelerator, count = _parse_name(name)
+    if cloud is not None and cloud not in (*catalog.CLOUDS, "local", "ssh"):
+        raise typer.BadParameter(f"unknown cloud {cloud!r} (aws, gcp, local, ssh)",
+                                 param_hint="--cloud")
+    clouds = [c for c in catalog.CLOUDS if cloud in (None, c)]
+    rows = catalog.accelerator_offerings(accelerator, count, clouds) if clouds else []
+    if cloud in (None, "local", "ssh"):
+        rows += [r for r in catalog.inventory_offerings(home_providers_config())
+                 if cloud in (None, r.cloud)
+                 and (accelerator is None or r.accelerator.lower() == accelerator.lower())
+                 and (count is None or r.count == count)]
+    return rows
+
+
+def _parse_name(name: str | None) -> tuple[str | None, int | None]:
+    if not name:
+        return None, None
+    accelerator, _, count = name.partition(":")
+    if count and not count.isdigit():
+        raise typer.BadParameter(f"{name!r}: the count after ':' must be a whole number",
+                                 param_hint="NAME")
+    return accelerator, int(count) if count else None
+
+
+def _price(price: float | None, cloud: str) -> str:
+    if cloud in ("local", "ssh"):
+        return "-"
+    return f"{price:.2f}" if price is not None else "-"
+
+
+def _regions(regions: Sequence[str], shown: int = 4) -> str:
+    more = len(regions) - shown
+    return ", ".join(regions[:shown]) + (f" +{more}" if more > 0 else "")
+
+
+def _render(title: str, headers: list[str], rows: list[list[str]]) -> None:
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.markup import escape
+        from rich.table import Table
+
+        table = Table(title=title, title_justify="left")
+        for index, header in enumerate(headers):
+            last = index == len(headers) - 1
+            table.add_column(header, overflow="fold" if last else "ellipsis", no_wrap=not last)
+        for row in rows:
+            table.add_row(*(escape(c) for c in row))
+        Console(highlight=False).print(table)
+        return
+    widths = [max(len(str(c)) for c in column) for column in zip(headers, *rows, strict=False)]
+    for row in [headers, *rows]:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())
