@@ -256,6 +256,9 @@ def test_check_probes_a_configured_aws_endpoint(no_cloud_credentials, moto_url, 
     assert f"endpoint {moto_url} answers" in verdicts["aws"]["reason"]
     assert verdicts["aws"]["usable"] == ("aws" in IMPLEMENTED)
     assert "api_endpoint http://127.0.0.1:9" in verdicts["gcp"]["reason"]
+    assert "project p" in verdicts["gcp"]["reason"]
+    projectless = _verdicts({"gcp": {"api_endpoint": "http://127.0.0.1:9"}})["gcp"]
+    assert not projectless.usable and "no project" in projectless.reason
     down = _verdicts({"aws": {"endpoint_url": "http://127.0.0.1:9"}})["aws"]
     assert not down.usable and "endpoint http://127.0.0.1:9" in down.reason
 

@@ -7,6 +7,7 @@ so the whole check takes a fraction of a second offline.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -90,29 +91,33 @@ def _probe_aws_endpoint(session: Any, endpoint: str, regions: Sequence[str] | No
 
 
 def check_gcp(section: Config) -> ProviderCheck:
-    """An ``api_endpoint`` (a test endpoint, no credentials) or Application Default Creds."""
+    """An ``api_endpoint`` (a test endpoint, no credentials) or Application Default Creds;
+    either way a project from config or $GOOGLE_CLOUD_PROJECT, as the gcp provider needs."""
     endpoint = section.get("api_endpoint")
-    project = section.get("project")
+    project = (section.get("project") or os.environ.get("GOOGLE_CLOUD_PROJECT")
+               or os.environ.get("CLOUDSDK_CORE_PROJECT"))
+    detected = None
     if endpoint:
-        return ProviderCheck("gcp", True, f"api_endpoint {endpoint} configured (anonymous "
-                                          f"credentials), project {project or 'unset'}")
-    try:
-        import google.auth
-        from google.auth.exceptions import DefaultCredentialsError
-    except ImportError:
-        return ProviderCheck("gcp", False, "google-auth is not installed: "
-                                           "pip install 'skystate[gcp]'")
-    try:
-        _, detected = google.auth.default()
-    except DefaultCredentialsError:
-        return ProviderCheck("gcp", False, (
-            "no Application Default Credentials: run 'gcloud auth application-default "
-            "login' or set GOOGLE_APPLICATION_CREDENTIALS to a service-account key file"))
-    if not (project or detected):
-        return ProviderCheck("gcp", False, "credentials found but no project: set "
-                                           "providers.gcp.project")
-    return ProviderCheck("gcp", True, f"Application Default Credentials, project "
-                                      f"{project or detected}")
+        source = f"api_endpoint {endpoint} configured (anonymous credentials)"
+    else:
+        try:
+            import google.auth
+            from google.auth.exceptions import DefaultCredentialsError
+        except ImportError:
+            return ProviderCheck("gcp", False, "google-auth is not installed: "
+                                               "pip install 'skystate[gcp]'")
+        try:
+            _, detected = google.auth.default()
+        except DefaultCredentialsError:
+            return ProviderCheck("gcp", False, (
+                "no Application Default Credentials: run 'gcloud auth application-default "
+                "login' or set GOOGLE_APPLICATION_CREDENTIALS to a service-account key file"))
+        source = "Application Default Credentials"
+    if not project:
+        hint = f" (the credentials' project is {detected})" if detected else ""
+        return ProviderCheck("gcp", False, f"{source}, but no project: set "
+                                           f"providers.gcp.project or GOOGLE_CLOUD_PROJECT{hint}")
+    return ProviderCheck("gcp", True, f"{source}, project {project}")
 
 
 CHECKS: dict[str, Callable[[Config], ProviderCheck]] = {
