@@ -235,6 +235,29 @@ def status(
         _console().print(render_tables(rows, jobs))
 
 
+@app.command()
+def refresh(
+    directory: Path | None = typer.Argument(
+        None, help="A state directory (default: only config.yaml's providers)."),
+    rebuild: bool = typer.Option(False, "--rebuild",
+                                 help="Recover lost records from the clusters' tags."),
+    owner: list[str] = typer.Option([], "--owner",
+                                    help="Also adopt leaked clusters of OWNER (repeatable)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Ask providers what exists: track, adopt leaks, mark vanished, leave foreign alone."""
+    from skystate.reconcile.engine import refresh_state
+    from skystate.status_view import render_refresh
+
+    report = refresh_state(directory, rebuild=rebuild, owners=owner)
+    if as_json:
+        print(report.model_dump_json(indent=2))
+    else:
+        _console().print(render_refresh(report))
+    if report.provider_errors:
+        raise typer.Exit(1)
+
+
 def _cluster_op(name: str, op: str) -> None:
     from skystate.reconcile.engine import cluster_operation
     from skystate.reconcile.plan import ActionType

@@ -1,7 +1,8 @@
-"""``skystate status``: clusters and jobs from the state file, job statuses live.
+"""``skystate status`` (and ``skystate refresh``'s report): records rendered for people.
 
 Reads the atomically written state file directly (no lock, no TinyDB), so it is fast
-and safe while an apply runs.
+and safe while an apply runs. Job statuses are read live from the clusters' agents;
+sync and health come from ``reconcile.health`` (computed from the records, no refresh).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from skystate.reconcile.health import job_status_fields, status_fields
 from skystate.reconcile.store import group_nodes, read_snapshot
 
 Record = dict[str, Any]
@@ -21,8 +23,8 @@ def cluster_rows(names: list[str] | None = None) -> tuple[list[Record], list[Rec
         clusters = [c for c in clusters if c["name"] in names]
     jobs = [j for j in tables.get("jobs", []) if any(c["name"] == j["cluster"] for c in clusters)]
     nodes = group_nodes(tables.get("nodes", []))
-    return [_cluster_row(c, nodes.get(c["name"], [])) for c in clusters], _job_rows(
-        clusters, jobs, nodes)
+    return [{**_cluster_row(c, nodes.get(c["name"], [])), **status_fields(c)}
+            for c in clusters], _job_rows(clusters, jobs, nodes)
 
 
 def _cluster_row(record: Record, nodes: list[Record]) -> Record:
@@ -31,6 +33,7 @@ def _cluster_row(record: Record, nodes: list[Record]) -> Record:
     return {
         "name": record["name"],
         "status": record.get("status"),
+        "vanished_at": record.get("vanished_at"),
         "infra": "/".join(p for p in (offer.get("provider"), offer.get("region"),
                                       offer.get("zone")) if p) or record.get("provider"),
         "resources": resources_str(record),
@@ -65,13 +68,16 @@ def _job_rows(clusters: list[Record], jobs: list[Record],
         if cluster.get("status") == "UP" and any(j["cluster"] == cluster["name"] for j in jobs):
             live[cluster["name"]] = live_job_statuses(cluster, nodes.get(cluster["name"], []),
                                                       providers)
+    by_name = {c["name"]: c for c in clusters}
     rows = []
     for job in sorted(jobs, key=lambda j: (j["cluster"], j["name"])):
         job_id = job.get("job_id")
         status = live.get(job["cluster"], {}).get(int(job_id)) if job_id is not None else None
+        job = {**job, "status": status or job.get("status")}
         rows.append({"cluster": job["cluster"], "name": job["name"], "job_id": job_id,
-                     "status": status or job.get("status"), "log_path": job.get("log_path"),
-                     "submitted_at": job.get("submitted_at")})
+                     "status": job["status"], "log_path": job.get("log_path"),
+                     "submitted_at": job.get("submitted_at"),
+                     **job_status_fields(job, by_name.get(job["cluster"]))})
     return rows
 
 
@@ -85,27 +91,85 @@ def _ago(timestamp: float | None) -> str:
     return f"{seconds}s ago"
 
 
+_HEALTH_STYLE = {"Healthy": "green", "Progressing": "yellow", "Degraded": "red",
+                 "Missing": "red"}
+
+
+def _sync_health(row: Record) -> tuple[str, str]:
+    sync = row["sync_status"]
+    health = row["health_status"]
+    sync_text = f"[yellow]{sync}[/yellow]" if sync == "OutOfSync" else sync
+    return sync_text, f"[{_HEALTH_STYLE.get(health, 'white')}]{health}[/]"
+
+
+def _status_text(row: Record) -> str:
+    if row["status"] is None:
+        return "VANISHED"
+    return str(row["status"]) + (" (autostop)" if row["stopped_by_autostop"] else "")
+
+
 def render_tables(clusters: list[Record], jobs: list[Record]) -> Any:
     from rich.console import Group
+    from rich.markup import escape
     from rich.table import Table
 
     if not clusters:
         return "No clusters."
     table = Table(title="Clusters", title_justify="left")
-    for column in ("NAME", "STATUS", "INFRA", "RESOURCES", "AUTOSTOP", "OWNER", "LAUNCHED",
-                   "$/H"):
+    for column in ("NAME", "STATUS", "SYNC", "HEALTH", "INFRA", "RESOURCES", "AUTOSTOP",
+                   "OWNER", "LAUNCHED", "RECONCILED", "$/H"):
         table.add_column(column)
     for row in clusters:
-        status = row["status"] + (" (autostop)" if row["stopped_by_autostop"] else "")
-        table.add_row(row["name"], status, str(row["infra"]), row["resources"], row["autostop"],
+        table.add_row(row["name"], _status_text(row), *_sync_health(row), str(row["infra"]),
+                      row["resources"], row["autostop"],
                       f"{row['owner']} ({row['managed_by']})", _ago(row["launched_at"]),
-                      f"{row['hourly_price']:.2f}")
-    if not jobs:
-        return table
-    job_table = Table(title="Jobs", title_justify="left")
-    for column in ("CLUSTER", "NAME", "ID", "STATUS", "SUBMITTED", "LOG"):
-        job_table.add_column(column)
-    for row in jobs:
-        job_table.add_row(row["cluster"], row["name"], str(row["job_id"] or "-"),
-                          str(row["status"]), _ago(row["submitted_at"]), row["log_path"] or "-")
-    return Group(table, "", job_table)
+                      _ago(row["last_reconcile_at"]), f"{row['hourly_price']:.2f}")
+    parts: list[Any] = [table]
+    errors = [f"  {r['name']}: {r['last_error']}" for r in clusters if r["last_error"]]
+    errors += [f"  {r['cluster']}/{r['name']}: {r['last_error']}" for r in jobs
+               if r["last_error"]]
+    if errors:
+        parts += ["[red]Last errors:[/red]", escape("\n".join(errors))]
+    if jobs:
+        job_table = Table(title="Jobs", title_justify="left")
+        for column in ("CLUSTER", "NAME", "ID", "STATUS", "SYNC", "HEALTH", "SUBMITTED", "LOG"):
+            job_table.add_column(column)
+        for row in jobs:
+            job_table.add_row(row["cluster"], row["name"], str(row["job_id"] or "-"),
+                              str(row["status"]), *_sync_health(row), _ago(row["submitted_at"]),
+                              row["log_path"] or "-")
+        parts += ["", job_table]
+    return Group(*parts) if len(parts) > 1 else table
+
+
+_CATEGORY_STYLE = {"tracked": "green", "leaked": "yellow", "vanished": "red",
+                   "foreign": "dim", "unknown": "red"}
+
+
+def render_refresh(report: Any) -> Any:
+    """A ``RefreshReport`` as a table: what each provider showed and what was done."""
+    from rich.console import Group
+    from rich.markup import escape
+    from rich.table import Table
+
+    title = "Rebuild from provider tags" if report.rebuild else "Refresh"
+    table = Table(title=title, title_justify="left")
+    for column in ("CLUSTER", "PROVIDER", "FOUND", "OWNER", "BEFORE", "AFTER", "NODES",
+                   "RECORD", "ERROR"):
+        table.add_column(column)
+    for entry in sorted(report.clusters, key=lambda c: c.name):
+        style = _CATEGORY_STYLE.get(entry.category.value, "white")
+        table.add_row(entry.name, entry.provider, f"[{style}]{entry.category.value}[/]",
+                      str(entry.owner or "-"), str(entry.before or "-"),
+                      str(entry.after or "-"), str(entry.nodes), entry.action,
+                      escape(entry.error or ""))
+    counts: dict[str, int] = {}
+    for entry in report.clusters:
+        counts[entry.category.value] = counts.get(entry.category.value, 0) + 1
+    summary = ", ".join(f"{n} {c}" for c, n in sorted(counts.items())) or "no clusters"
+    parts: list[Any] = [table if report.clusters else "No clusters seen or recorded.",
+                        f"Summary: {summary}."]
+    for provider, error in sorted(report.provider_errors.items()):
+        parts.append(f"[red]{escape(provider)}: {escape(error)}[/red] "
+                     "(its clusters are unknown: kept as recorded)")
+    return Group(*parts)

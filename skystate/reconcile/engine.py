@@ -14,10 +14,17 @@ from skystate.exceptions import ClusterDoesNotExist, PlanError
 from skystate.providers.registry import Providers
 from skystate.reconcile.actual import ActualState
 from skystate.reconcile.executor import ApplyResult, Progress, apply_action, apply_plan
+from skystate.reconcile.health import record_outcomes
 from skystate.reconcile.lock import state_lock
 from skystate.reconcile.plan import Action, ActionType, Plan
 from skystate.reconcile.planner import make_plan
-from skystate.reconcile.refresh import refresh_clusters, with_live_job_statuses
+from skystate.reconcile.refresh import (
+    RefreshReport,
+    refresh_clusters,
+    refresh_desired,
+    unknown_warnings,
+    with_live_job_statuses,
+)
 from skystate.reconcile.store import Store, group_nodes, read_snapshot
 from skystate.spec.desired import DesiredState, address
 
@@ -54,14 +61,17 @@ def plan_state_dir(state_dir: str | Path, *, targets: Iterable[str] = (), prune:
     """Plan without taking the lock (reads the atomically written state file)."""
     desired = load_desired(state_dir)
     providers = providers_for(desired)
+    report = None
     if refresh:
         with state_lock(timeout=lock_timeout, purpose="skystate plan --refresh"):
-            refresh_clusters(Store(), providers)
+            report = refresh_desired(Store(), providers, desired)
     tables = read_snapshot()
     nodes = group_nodes(tables.get("nodes", []))
-    return _plan_against(desired, ActualState.from_tables(tables), providers, nodes,
+    plan = _plan_against(desired, ActualState.from_tables(tables), providers, nodes,
                          targets=targets, prune=prune, refreshed=refresh,
                          state_dir=str(state_dir))
+    plan.warnings.extend(unknown_warnings(report) if report else [])
+    return plan
 
 
 def apply_state_dir(state_dir: str | Path, *, targets: Iterable[str] = (), prune: bool = True,
@@ -73,15 +83,19 @@ def apply_state_dir(state_dir: str | Path, *, targets: Iterable[str] = (), prune
     providers = providers_for(desired)
     with state_lock(timeout=lock_timeout):
         store = Store()
-        if refresh:
-            refresh_clusters(store, providers)
+        report = refresh_desired(store, providers, desired) if refresh else None
         nodes = store.nodes_by_cluster()
         plan = _plan_against(desired, ActualState.from_store(store), providers, nodes,
                              targets=targets, prune=prune, refreshed=refresh,
                              state_dir=str(state_dir))
+        plan.warnings.extend(unknown_warnings(report) if report else [])
         if plan.errors:
             raise PlanError("the plan has errors", plan.errors)
-        if not plan.has_changes or (confirm is not None and not confirm(plan)):
+        if not plan.has_changes:
+            with store.transaction():  # noop resources are Synced (written only on change)
+                record_outcomes(store, plan.actions)
+            return plan, None
+        if confirm is not None and not confirm(plan):
             return plan, None
         return plan, apply_plan(plan, store, providers=providers, progress=progress)
 
@@ -104,3 +118,23 @@ def cluster_operation(name: str, operation: ActionType, *, providers_config: dic
                         name=name, before=record, reason=f"requested: {operation.value}")
         return apply_action(action, store, Providers(providers_config), progress=progress)
 
+
+def refresh_state(state_dir: str | Path | None = None, *, rebuild: bool = False,
+                  owners: Iterable[str] = (), lock_timeout: float = 30.0) -> RefreshReport:
+    """``skystate refresh [DIR] [--rebuild]`` (and the watch loop's interval refresh).
+
+    Looks in the project's providers (with a DIR) and ``config.yaml``'s; adopts leaks of
+    the project's owner, the current user and ``owners`` (``rebuild``: of any owner).
+    """
+    from skystate.reconcile.imperative import current_user
+    from skystate.spec.home_config import home_providers_config
+
+    home = home_providers_config()
+    desired = load_desired(state_dir) if state_dir is not None else None
+    purpose = "skystate refresh" + (" --rebuild" if rebuild else "")
+    with state_lock(timeout=lock_timeout, purpose=purpose):
+        options: dict[str, Any] = dict(owners=[*owners, current_user()], rebuild=rebuild)
+        if desired is None:
+            return refresh_clusters(Store(), Providers(home), **options)
+        return refresh_desired(Store(), providers_for(desired), desired, also_config=home,
+                               **options)

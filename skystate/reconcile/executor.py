@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from skystate.exceptions import PlanError, StalePlanError
 from skystate.providers.registry import Providers
 from skystate.reconcile.handlers import HandlerContext, run_action
+from skystate.reconcile.health import record_outcomes
 from skystate.reconcile.plan import Action, Plan
 from skystate.reconcile.store import Store
 
@@ -97,6 +98,7 @@ def apply_plan(
             for outcome in result.outcomes:
                 store.add_event(outcome.action.address, outcome.action.type.value,
                                 outcome.status, outcome.message)
+            record_outcomes(store, plan.actions, result.outcomes)  # sync/health status
     return result
 
 

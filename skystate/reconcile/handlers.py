@@ -17,6 +17,7 @@ from typing import Any
 from skystate.exceptions import NotSupportedError, ProviderError, ResourcesUnavailableError
 from skystate.providers.base import ClusterAgent, JobRequest, NodeState, Offer, ProvisionRequest
 from skystate.providers.registry import Providers
+from skystate.reconcile.adopt import ownership_labels
 from skystate.reconcile.handles import node_records, observation_of
 from skystate.reconcile.plan import Action, ActionType
 from skystate.reconcile.store import Store
@@ -76,7 +77,9 @@ def _create(ctx: HandlerContext, action: Action) -> str:
     observation = provider.provision(ProvisionRequest(
         cluster_name=spec["name"], owner=spec["owner"], offer=offer,
         num_nodes=spec["num_nodes"], disk_size=resources.get("disk_size"),
-        ports=tuple(resources.get("ports") or ()), labels=resources.get("labels") or {},
+        ports=tuple(resources.get("ports") or ()),
+        labels={**(resources.get("labels") or {}),
+                **ownership_labels(spec, getpass.getuser(), now)},  # rebuild reads them
         image_id=resources.get("image_id") if isinstance(resources.get("image_id"), str)
         else None,
     ))

@@ -145,7 +145,9 @@ class _PlanBuilder:
         price = (offer.hourly_price * cluster.num_nodes) if offer else 0.0
         after_cost = price if cluster.power == "up" else 0.0
         if record is None or record.get("status") is None:
-            action = self._create(addr, cluster, after, offer_dict, after_cost, "not yet created")
+            action = self._create(addr, cluster, after, offer_dict, after_cost,
+                                  "vanished (a refresh found it gone): re-create"
+                                  if record and record.get("vanished_at") else "not yet created")
         elif record.get("status") == "INIT":
             action = self._create(addr, cluster, after, offer_dict, after_cost,
                                   "an earlier provisioning did not finish", record)
