@@ -190,9 +190,11 @@ class FailingProvider(CatalogOffers):
     def __init__(self, name: str) -> None:
         super().__init__(name, None)
         self.tried: list[str] = []
+        self.types: list[str] = []
 
     def provision(self, request: Any) -> Any:
         self.tried.append(request.offer.infra)
+        self.types.append(request.offer.instance_type)
         raise ProviderError(f"InsufficientInstanceCapacity in {request.offer.zone}")
 
     def terminate(self, name: str, owner: str) -> None:
@@ -226,3 +228,26 @@ def test_provision_failover_history_follows_the_ranked_order(tmp_path):
         provision_with_failover(Store(), sdk_cluster_spec("fo2", infeasible, 1, None),
                                 infeasible, providers, retry_until_up=False)
     assert none.value.failover_history == []
+
+
+def test_provision_failover_follows_the_time_target_when_asked():
+    from skystate.reconcile.imperative import provision_with_failover, sdk_cluster_spec
+    from skystate.reconcile.store import Store
+
+    failing = FailingProvider("gcp")
+
+    class Failing(Providers):
+        def _build(self, name: str) -> Any:
+            return failing if name == "gcp" else super()._build(name)
+
+    resources = Resources.model_validate({"infra": "gcp/us-central1/us-central1-a", "any_of": [
+        {"accelerators": "T4:1"}, {"accelerators": "H100:8"}]})
+    with pytest.raises(ResourcesUnavailableError) as info:
+        provision_with_failover(Store(), sdk_cluster_spec("fast", resources, 1, None), resources,
+                                Failing({}), retry_until_up=False, target=OptimizeTarget.TIME)
+    ranked = rank_offers(resources, 1, Failing({}), target=OptimizeTarget.TIME)
+    assert failing.types == [o.instance_type for o in ranked]
+    assert failing.types[0] == "a3-highgpu-8g" and len(failing.types) > 3
+    assert len(info.value.failover_history) == len(ranked)
+    cheapest_first = rank_offers(resources, 1, Failing({}))
+    assert cheapest_first[0].accelerators == {"T4": 1}

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from contextvars import ContextVar
 from typing import Any
 
+from skystate.enums import OptimizeTarget
 from skystate.exceptions import (
     ClusterDoesNotExist,
     ClusterNotUpError,
@@ -131,10 +132,11 @@ def _run_one(store: Store, action: Action, providers: Providers) -> None:
 
 
 def provision_with_failover(store: Store, spec: Record, resources: Resources,
-                            providers: Providers, retry_until_up: bool) -> Record:
+                            providers: Providers, retry_until_up: bool,
+                            target: OptimizeTarget = OptimizeTarget.COST) -> Record:
     from skystate.providers.optimizer import rank_offers
 
-    offers = rank_offers(resources, spec["num_nodes"], providers)
+    offers = rank_offers(resources, spec["num_nodes"], providers, target=target)
     if not offers:
         raise ResourcesUnavailableError(
             f"no offer satisfies {resources.canonical()} x{spec['num_nodes']}",
@@ -178,7 +180,8 @@ def _forget_failed(store: Store, name: str, providers: Providers) -> None:
 
 
 def ensure_cluster(name: str, resources: Resources, num_nodes: int, *, retry_until_up: bool,
-                   autostop: Record | None, providers: Providers) -> None:
+                   autostop: Record | None, providers: Providers,
+                   target: OptimizeTarget = OptimizeTarget.COST) -> None:
     """Create the cluster, start it if stopped, or check an UP one fits the task.
 
     No state lock: the API server runs requests on the same cluster one at a time, and
@@ -199,7 +202,7 @@ def ensure_cluster(name: str, resources: Resources, num_nodes: int, *, retry_unt
     if record is not None:  # INIT: an earlier launch did not finish; keep its owner
         spec = {**spec, "owner": record.get("owner"), "managed_by": record.get(
             "managed_by", MANAGED_BY_SDK)}
-    provision_with_failover(store, spec, resources, providers, retry_until_up)
+    provision_with_failover(store, spec, resources, providers, retry_until_up, target)
 
 
 def check_fits(record: Record, resources: Resources, num_nodes: int) -> None:
