@@ -24,6 +24,15 @@ app = typer.Typer(
 _DEBUG = {"on": False}
 
 
+def _add_subcommands() -> None:
+    from skystate import cli_catalog  # these import typer only
+    from skystate.cli_api import api_app
+
+    app.add_typer(api_app, name="api")
+    app.command(name="show-gpus")(cli_catalog.show_gpus)
+    app.command(name="check")(cli_catalog.check)
+
+
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
@@ -96,11 +105,18 @@ def plan(
                                        help="Seconds to wait for the state lock (--refresh)."),
 ) -> None:
     """Show what apply would change."""
-    from skystate.reconcile.engine import plan_state_dir
     from skystate.reconcile.render import render_plan
 
-    the_plan = plan_state_dir(directory, targets=target, prune=not no_prune, refresh=refresh,
-                              lock_timeout=lock_timeout)
+    if out or refresh:  # refresh writes the state: a request to the server
+        from skystate import sdk
+
+        the_plan = sdk.get(sdk.plan(directory, refresh=refresh, targets=target,
+                                    prune=not no_prune))
+    else:  # read-only: straight from the atomically written state file
+        from skystate.reconcile.engine import plan_state_dir
+
+        the_plan = plan_state_dir(directory, targets=target, prune=not no_prune,
+                                  lock_timeout=lock_timeout)
     if out:
         out.write_text(the_plan.to_json())
     if as_json:
@@ -115,18 +131,6 @@ def plan(
         raise typer.Exit(2)
 
 
-def _progress(out: Any) -> Any:
-    def report(action: Any, outcome: Any) -> None:
-        if outcome is None:
-            out.print(f"{action.address}: {action.type.value}...")
-        elif outcome.status == "succeeded":
-            out.print(f"[green]{action.address}: {outcome.message}[/green] "
-                      f"({outcome.seconds:.1f}s)")
-        else:
-            out.print(f"[red]{action.address}: {outcome.message}[/red]")
-    return report
-
-
 @app.command()
 def apply(
     source: Path = typer.Argument(Path("."), help="A state directory or a saved PLAN.json."),
@@ -139,37 +143,41 @@ def apply(
                                        help="Seconds to wait for the state lock, then fail."),
 ) -> None:
     """Make the infrastructure match the files (or apply a saved plan exactly)."""
-    from skystate.reconcile import engine
-    from skystate.reconcile.plan import Plan
+    from skystate import sdk
     from skystate.reconcile.render import render_plan
 
     out = _console()
     if source.is_file() and source.suffix == ".json":
-        result = engine.apply_saved_plan(Plan.from_json(source.read_text()),
-                                         progress=_progress(out), lock_timeout=lock_timeout)
-        the_plan = None
-    else:
-        def confirm(p: Plan) -> bool:
-            out.print(render_plan(p))
-            if yes:
-                return True
-            if not sys.stdin.isatty():
-                _fail("apply needs confirmation: pass --yes (stdin is not a terminal)")
-            return typer.confirm("Apply these changes?", default=False)
+        request_id = sdk.apply(source, wait=wait, lock_timeout=lock_timeout)
+        return _finish_apply(request_id)
+    from skystate.spec.loader import load_state_dir
 
-        the_plan, result = engine.apply_state_dir(
-            source, targets=target, prune=not no_prune, refresh=refresh, confirm=confirm,
-            progress=_progress(out), lock_timeout=lock_timeout)
-        if result is None:
-            out.print(render_plan(the_plan) if not the_plan.has_changes else "Cancelled.")
+    load_state_dir(source)  # bad files fail here, before any server or state is touched
+    if yes:
+        request_id = sdk.apply(source, targets=target, prune=not no_prune, refresh=refresh,
+                               wait=wait, lock_timeout=lock_timeout)
+    else:
+        the_plan = sdk.get(sdk.plan(source, refresh=refresh, targets=target,
+                                    prune=not no_prune))
+        out.print(render_plan(the_plan))
+        if the_plan.errors:
+            raise typer.Exit(1)
+        if not the_plan.has_changes:
             return
-    failed = result.failed()
-    out.print(f"Apply finished: {len(result.outcomes) - len(failed)} succeeded, "
-              f"{len(failed)} failed or skipped.")
-    if wait:
-        _wait_for_jobs(out, [o.action for o in result.outcomes
-                             if o.status == "succeeded" and o.action.type.value == "submit-job"])
-    if failed:
+        if not sys.stdin.isatty():
+            _fail("apply needs confirmation: pass --yes (stdin is not a terminal)")
+        if not typer.confirm("Apply these changes?", default=False):
+            out.print("Cancelled.")
+            return
+        request_id = sdk.apply(the_plan, wait=wait, lock_timeout=lock_timeout)
+    _finish_apply(request_id)
+
+
+def _finish_apply(request_id: str) -> None:
+    from skystate import sdk
+
+    result = sdk.stream_and_get(request_id)
+    if not result["ok"]:
         raise typer.Exit(1)
 
 
@@ -190,23 +198,6 @@ def watch(
                                        backoff_cap=backoff_cap, lock_timeout=lock_timeout))
 
 
-def _wait_for_jobs(out: Any, actions: list[Any]) -> None:
-    from skystate.enums import JobStatus
-    from skystate.status_view import cluster_rows
-
-    wanted = {(a.cluster, a.name) for a in actions}
-    while wanted:
-        _, jobs = cluster_rows()
-        done = {(j["cluster"], j["name"]): j for j in jobs
-                if (j["cluster"], j["name"]) in wanted and j["status"] in JobStatus.__members__
-                and JobStatus(j["status"]).is_terminal()}
-        for key, job in done.items():
-            out.print(f"Job/{key[0]}/{key[1]}: {job['status']} (log: {job['log_path']})")
-        wanted -= set(done)
-        if wanted:
-            time.sleep(0.2)
-
-
 # --- clusters --------------------------------------------------------------------
 
 
@@ -220,14 +211,9 @@ def status(
     from skystate.status_view import cluster_rows, render_tables
 
     if refresh:
-        from skystate.providers.registry import Providers
-        from skystate.reconcile.lock import state_lock
-        from skystate.reconcile.refresh import refresh_clusters
-        from skystate.reconcile.store import Store
-        from skystate.spec.home_config import home_providers_config
+        from skystate import sdk
 
-        with state_lock(purpose="skystate status --refresh"):
-            refresh_clusters(Store(), Providers(home_providers_config()))
+        sdk.get(sdk.status(clusters or None, refresh=True, all_users=True))
     rows, jobs = cluster_rows(clusters or None)
     if as_json:
         print(json.dumps({"clusters": rows, "jobs": jobs}, indent=2, default=str))
@@ -259,15 +245,9 @@ def refresh(
 
 
 def _cluster_op(name: str, op: str) -> None:
-    from skystate.reconcile.engine import cluster_operation
-    from skystate.reconcile.plan import ActionType
-    from skystate.spec.home_config import home_providers_config
+    from skystate import sdk
 
-    out = _console()
-    result = cluster_operation(name, ActionType(op), providers_config=home_providers_config(),
-                               progress=_progress(out))
-    if not result.ok:
-        raise typer.Exit(1)
+    sdk.stream_and_get(getattr(sdk, op)(name))
 
 
 @app.command()
@@ -283,7 +263,9 @@ def start(cluster: str) -> None:
 
 
 @app.command()
-def down(cluster: str) -> None:
+def down(cluster: str,
+         yes: bool = typer.Option(False, "--yes", "-y", help="Accepted for SkyPilot's CLI.")
+         ) -> None:
     """Tear a cluster down."""
     _cluster_op(cluster, "down")
 
@@ -295,9 +277,9 @@ def logs(
     follow: bool = typer.Option(True, "--follow/--no-follow"),
 ) -> None:
     """Print a job's log; exit 0 if it succeeded, 100 if it failed."""
-    from skystate.job_logs import tail_job_log
+    from skystate import sdk
 
-    raise typer.Exit(tail_job_log(cluster, job_id, follow=follow, out=sys.stdout))
+    raise typer.Exit(sdk.tail_logs(cluster, job_id, follow=follow))
 
 
 # --- imperative (SkyPilot-style) ------------------------------------------------
@@ -316,10 +298,9 @@ def launch(
     """Launch a cluster (or reuse one) and run a task on it."""
     from skystate import sdk
 
-    job_id, handle = sdk.launch(str(task_yaml), cluster_name=cluster,
-                                retry_until_up=retry_until_up,
-                                idle_minutes_to_autostop=idle_minutes, down=down_after,
-                                no_setup=no_setup)
+    job_id, handle = sdk.stream_and_get(sdk.launch(
+        str(task_yaml), cluster_name=cluster, retry_until_up=retry_until_up,
+        idle_minutes_to_autostop=idle_minutes, down=down_after, no_setup=no_setup))
     _after_submit(handle.cluster_name if handle else cluster, job_id, detach_run)
 
 
@@ -332,7 +313,7 @@ def exec_(
     """Run a task on an UP cluster (no provisioning, no setup)."""
     from skystate import sdk
 
-    job_id, _ = sdk.exec(str(task_yaml), cluster_name=cluster)
+    job_id, _ = sdk.stream_and_get(sdk.exec(str(task_yaml), cluster_name=cluster))
     _after_submit(cluster, job_id, detach_run)
 
 
@@ -343,9 +324,9 @@ def _after_submit(cluster: str | None, job_id: int | None, detach: bool) -> None
         return
     out.print(f"Job {job_id} submitted on {cluster}.")
     if not detach:
-        from skystate.job_logs import tail_job_log
+        from skystate import sdk
 
-        raise typer.Exit(tail_job_log(cluster, job_id, follow=True, out=sys.stdout))
+        raise typer.Exit(sdk.tail_logs(cluster, job_id, follow=True))
 
 
 @app.command(name="queue")
@@ -358,7 +339,7 @@ def queue_(
     """A cluster's job queue."""
     from skystate import sdk
 
-    jobs = sdk.queue(cluster, skip_finished=skip_finished, all_users=all_users)
+    jobs = sdk.get(sdk.queue(cluster, skip_finished=skip_finished, all_users=all_users))
     if as_json:
         print(json.dumps([{**j, "status": str(j["status"])} for j in jobs], indent=2,
                          default=str))
@@ -386,7 +367,7 @@ def cancel(
     from skystate import sdk
 
     try:
-        sdk.cancel(cluster, all=all_jobs, job_ids=job_ids or None)
+        sdk.get(sdk.cancel(cluster, all=all_jobs, job_ids=job_ids or None))
     except ValueError as exc:
         _fail(str(exc))
     _console().print(f"Cancelled {'all jobs' if all_jobs else 'job(s) ' + str(job_ids)} "
@@ -403,10 +384,13 @@ def autostop(
     """Stop (or tear down) a cluster after it has been idle for a while."""
     from skystate import sdk
 
-    sdk.autostop(cluster, -1 if cancel_it else idle_minutes, down=down_after)
+    sdk.get(sdk.autostop(cluster, -1 if cancel_it else idle_minutes, down=down_after))
     _console().print(f"Autostop of {cluster}: " + (
         "cancelled" if cancel_it else f"{idle_minutes} idle minute(s), "
         f"then {'down' if down_after else 'stop'}"))
+
+
+_add_subcommands()
 
 
 def main() -> None:
@@ -424,6 +408,13 @@ def main() -> None:
             err.print(f"  {issue}", markup=False, highlight=False)
         sys.exit(1)
     except SkyStateError as exc:
+        if _DEBUG["on"]:
+            raise
+        from rich.markup import escape
+
+        _console(stderr=True).print(f"[red]Error:[/red] {escape(str(exc))}")
+        sys.exit(1)
+    except (ValueError, RuntimeError, OSError) as exc:  # a request's error, or bad input
         if _DEBUG["on"]:
             raise
         from rich.markup import escape

@@ -46,12 +46,13 @@ def launch(task: Any, cluster_name: str | None = None, retry_until_up: bool = Fa
     if dryrun:
         from skystate.providers.optimizer import rank_offers
 
-        rank_offers(resources, task.num_nodes, Providers(home_providers_config()))
+        rank_offers(resources, task.num_nodes, Providers(home_providers_config()),
+                    target=optimize_target)
         return None, None
     providers = Providers(home_providers_config())
     was_up = fast and imp.is_up(name)
     imp.ensure_cluster(name, resources, task.num_nodes, retry_until_up=retry_until_up,
-                       autostop=autostop, providers=providers)
+                       autostop=autostop, providers=providers, target=optimize_target)
     # fast: an already-UP cluster skips setup as well as provisioning (as SkyPilot's)
     job_id = imp.submit(name, task, with_setup=not (no_setup or was_up))
     return job_id, imp.handle_of(name)
@@ -187,12 +188,16 @@ def down(cluster_name: str, purge: bool = False) -> None:
 
 
 def _cluster_op(cluster_name: str, op: str, purge: bool) -> None:
+    from rich.console import Console
+
     from skystate.reconcile.engine import cluster_operation
     from skystate.reconcile.plan import ActionType
     from skystate.spec.home_config import home_providers_config
 
+    out = Console(file=sys.stdout, highlight=False, soft_wrap=True)
     result = cluster_operation(cluster_name, ActionType(op),
-                               providers_config=home_providers_config())
+                               providers_config=home_providers_config(),
+                               progress=progress_printer(out))
     for outcome in result.outcomes:
         if outcome.error is not None and not purge:
             raise RuntimeError(f"failed to {op} cluster {cluster_name!r}: {outcome.message}"

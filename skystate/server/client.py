@@ -181,8 +181,8 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    with contextlib.suppress(OSError):  # a zombie is not a server
-        if open(f"/proc/{pid}/stat").read().split(") ", 1)[1].startswith("Z"):
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/stat") as stat:
+        if stat.read().split(") ", 1)[1].startswith("Z"):  # a zombie is not a server
             return False
     return True
 
@@ -207,25 +207,23 @@ def ensure_server(*, host: str = "127.0.0.1", deploy: bool = False,
 
 
 def _spawn(base: Path, host: str, deploy: bool, timeout: float) -> dict[str, Any]:
+    """Start the server detached (reparented to init: it outlives this process)."""
     argv = [sys.executable, "-m", "skystate.server", "--host", host, "--port", "0"]
     if deploy:
         argv.append("--deploy")
-    with open(base / "api_server.log", "ab") as log:
-        proc = subprocess.Popen(argv, cwd=base, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=log, start_new_session=True,
-                                env={**os.environ, "SKYSTATE_HOME": str(base)})
+    log = base / "api_server.log"
+    subprocess.run(["bash", "-c", 'log=$1; shift; "$@" >>"$log" 2>&1 </dev/null &', "_",
+                    str(log), *argv], check=True, cwd=base, start_new_session=True,
+                   env={**os.environ, "SKYSTATE_HOME": str(base)})
+    started = time.time()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         info = server_info(base)
-        if info and info.get("pid") == proc.pid:
+        if info and float(info.get("started_at", 0)) >= started - 1:
             return info
-        if proc.poll() is not None:
-            tail = (base / "api_server.log").read_text(errors="replace")[-2000:]
-            raise ApiServerError(f"the API server exited at start (code {proc.returncode}):"
-                                 f"\n{tail}")
         time.sleep(0.01)
-    proc.kill()
-    raise ApiServerError(f"the API server did not start within {timeout:g}s")
+    tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+    raise ApiServerError(f"the API server did not start within {timeout:g}s:\n{tail}")
 
 
 def stop_server(base: Path | None = None, timeout: float = 10.0) -> bool:
