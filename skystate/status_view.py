@@ -59,6 +59,8 @@ def resources_str(record: Record) -> str:
 
 def _job_rows(clusters: list[Record], jobs: list[Record],
               nodes: dict[str, list[Record]]) -> list[Record]:
+    if not jobs:
+        return []
     from skystate.providers.registry import Providers
     from skystate.reconcile.refresh import live_job_statuses
 

@@ -24,8 +24,6 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from skystate.enums import JobStatus
-from skystate.reconcile.desired_views import MANAGED_BY_SDK
-from skystate.spec.desired import address
 
 if TYPE_CHECKING:
     from skystate.reconcile.executor import ActionOutcome
@@ -33,6 +31,8 @@ if TYPE_CHECKING:
     from skystate.reconcile.store import Store
 
 Record = dict[str, Any]
+
+MANAGED_BY_SDK = "sdk"  # desired_views' constant; not imported: status must start fast
 
 
 class SyncStatus(str, enum.Enum):
@@ -103,7 +103,7 @@ def annotate(records: Iterable[Mapping[str, Any]], plan: Plan | None = None) -> 
     """Cluster records with ``sync_status``, ``health_status``, ``last_reconcile_at`` and
     ``last_error`` added (from ``plan``'s actions when given, else from the records)."""
     actions = {a.address: a for a in plan.actions} if plan is not None else {}
-    return [{**r, **status_fields(r, actions.get(address("Cluster", r["name"])))}
+    return [{**r, **status_fields(r, actions.get(f"Cluster/{r['name']}"))}
             for r in records]
 
 

@@ -24,18 +24,18 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from skystate.providers.base import ClusterObservation, NodeState, Provider
 from skystate.providers.registry import DEFAULT_PROVIDER, Providers
 from skystate.reconcile.actual import ActualState, job_is_active
-from skystate.reconcile.adopt import adopted_record, made_by_skystate, tracked_update
-from skystate.reconcile.desired_views import MANAGED_BY_SDK, cluster_view
 from skystate.reconcile.handles import node_records, observation_of
 from skystate.reconcile.store import Store
-from skystate.spec.desired import DesiredState
+
+if TYPE_CHECKING:  # spec models load in ~100 ms; `skystate status` imports this module
+    from skystate.spec.desired import DesiredState
 
 Record = dict[str, Any]
 
@@ -130,6 +130,8 @@ def refresh_clusters(store: Store, providers: Providers, *,
     ``desired_views`` (the state directory's cluster views) complete adopted records;
     ``also_config`` names more provider sections to look in (``config.yaml``'s).
     """
+    from skystate.reconcile.adopt import made_by_skystate
+
     started = time.time()
     now = started if now is None else now
     sources = _sources(store.clusters(), providers, also_config or {})
@@ -167,6 +169,8 @@ def refresh_clusters(store: Store, providers: Providers, *,
 def refresh_desired(store: Store, providers: Providers, desired: DesiredState,
                     **options: Any) -> RefreshReport:
     """Refresh for a state directory: its owner's leaks are adopted, with its specs."""
+    from skystate.reconcile.desired_views import cluster_view
+
     views = {name: cluster_view(c, desired.owner) for name, c in desired.clusters.items()}
     return refresh_clusters(store, providers, desired_views=views,
                             project_owner=desired.owner, **options)
@@ -256,6 +260,8 @@ def _refresh_recorded(store: Store, record: Record, seen: _Seen, providers: Prov
             f"{record.get('owner')!r}"))
     if observation is None or observation.state is NodeState.TERMINATED:
         return _vanish(store, record, entry, now)
+    from skystate.reconcile.adopt import tracked_update
+
     updated = tracked_update(record, observation, now)
     nodes = node_records(observation)
     changed = updated != record
@@ -276,7 +282,7 @@ def _vanish(store: Store, record: Record, entry: Record, now: float) -> ClusterR
     name = record["name"]
     if record.get("status") is None and record.get("vanished_at"):
         return ClusterRefresh(**entry, category=RefreshClass.VANISHED, action="kept")
-    if record.get("managed_by") == MANAGED_BY_SDK:
+    if record.get("managed_by") == "sdk":  # MANAGED_BY_SDK
         store.delete_cluster(name)
         action = "dropped"
     else:
@@ -297,6 +303,8 @@ def _refresh_unrecorded(store: Store, observation: ClusterObservation, section: 
                  nodes=len(observation.nodes))
     if not adopt:
         return ClusterRefresh(**entry, category=RefreshClass.FOREIGN, action="left alone")
+    from skystate.reconcile.adopt import adopted_record
+
     record = adopted_record(observation, provider_config=section, desired_view=desired_view,
                             project_owner=project_owner, now=now)
     store.put_cluster(record)
