@@ -224,6 +224,39 @@ def test_injected_observe_timeout_never_recreates(home: Path, state: Path,
     assert all(line.endswith("in sync") for line in passes), passes
 
 
+@pytest.mark.slow
+def test_killed_node_processes_are_repaired_within_one_interval(home: Path,
+                                                                 state: Path) -> None:
+    (state / "a.yaml").write_text(_cluster("a"))
+    watch = WatchProcess(home, state, "--interval", "1")
+    first = watch.wait_for(r"#1 start: applied create Cluster/a")
+    killed_at = time.monotonic()
+    kill_everything_under(home / "local" / "a")  # the node's agent, behind skystate's back
+    repaired = watch.wait_for(r"interval: applied start Cluster/a", first + 1)
+    assert time.monotonic() - killed_at < 2.5  # the next tick (1 s) plus the start itself
+    assert all("in sync" in line for line in watch.lines[first + 1:repaired]), watch.lines
+    assert watch.stop() == 0
+    assert _record(home, "a")["status"] == "UP"
+
+
+@pytest.mark.slow
+def test_a_cluster_stopped_by_its_autostop_stays_stopped(home: Path, state: Path) -> None:
+    (state / "a.yaml").write_text(_cluster("a", "autostop: {idle_minutes: 1}\n"))
+    watch = WatchProcess(home, state, "--interval", "0.5",
+                         env={"SKYSTATE_TIME_SCALE": "60"})  # a minute lasts a second
+    watch.wait_for(r"#1 start: applied create Cluster/a")
+    deadline = time.monotonic() + 20
+    while _record(home, "a")["status"] != "STOPPED":  # seen stopped by an interval refresh
+        assert time.monotonic() < deadline, watch.lines
+        time.sleep(0.2)
+    assert _record(home, "a")["stopped_by_autostop"] is True
+    seen = len(watch.lines)
+    watch.wait_for(r"interval: ", seen + 2)  # two more refreshes
+    assert watch.stop() == 0
+    assert not any("start Cluster/a" in line for line in watch.lines), watch.lines
+    assert _record(home, "a")["status"] == "STOPPED"
+
+
 # --- pieces ----------------------------------------------------------------------------
 
 
