@@ -257,6 +257,44 @@ def test_a_cluster_stopped_by_its_autostop_stays_stopped(home: Path, state: Path
     assert _record(home, "a")["status"] == "STOPPED"
 
 
+@pytest.mark.slow
+def test_a_directory_written_in_steps_is_applied_once_complete(
+        home: Path, state: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process loop (real observer, real apply); the apply is wrapped to see targets."""
+    from skystate.reconcile import watch as watching
+
+    monkeypatch.setenv("SKYSTATE_HOME", str(home))
+    calls: list[list[str]] = []
+    lines: list[str] = []
+
+    def recording_apply(state_dir: Path, targets: list[str], lock_timeout: float):
+        calls.append(sorted(targets))
+        return watching.apply_in_process(state_dir, targets, lock_timeout)
+
+    stop = threading.Event()
+    loop = threading.Thread(target=watching.watch, args=(state,), kwargs=dict(
+        options=watching.WatchOptions(interval=3600), apply_fn=recording_apply,
+        out=lines.append, stop=stop))
+    loop.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not any("#1 start: in sync" in line for line in lines):
+            assert time.monotonic() < deadline, lines
+            time.sleep(0.02)
+        for i in range(5):  # 200 ms in all, never 100 ms quiet
+            (state / f"c{i}.yaml").write_text(_cluster(f"c{i}"))
+            time.sleep(0.04)
+        deadline = time.monotonic() + 20
+        while not any("#2 file change: applied" in line for line in lines):
+            assert time.monotonic() < deadline, lines
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        loop.join(timeout=30)
+    assert calls == [[f"Cluster/c{i}" for i in range(5)]], (calls, lines)
+    assert lines[-1] == "stopped after 2 pass(es)"
+
+
 # --- pieces ----------------------------------------------------------------------------
 
 

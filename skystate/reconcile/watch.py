@@ -36,9 +36,8 @@ from skystate.reconcile.plan import Action, Plan
 YAML_SUFFIXES = (".yaml", ".yml")
 RELEVANT_EVENTS = frozenset({"created", "modified", "deleted", "moved", "closed"})
 DEBOUNCE = 0.1
-"""Seconds of quiet after a file event before a pass (editors write in several steps)."""
-MAX_DEBOUNCE = 1.0
-"""A directory that never goes quiet is still reconciled this long after its first event."""
+"""Seconds of quiet after the last file event before any pass (editors and ``git checkout``
+write in several steps; a half-written directory must never be applied, or pruned)."""
 SHOWN_ACTIONS = 6
 STOP_POLL = 0.2
 
@@ -121,31 +120,25 @@ class _Triggers:
 
     wake: threading.Event = field(default_factory=threading.Event)
     stop: threading.Event = field(default_factory=threading.Event)
-    first_event: float | None = None
-    last_event: float = 0.0
+    last_event: float | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def file_changed(self) -> None:
         with self.lock:
-            now = time.monotonic()
-            if self.first_event is None:
-                self.first_event = now
-            self.last_event = now
+            self.last_event = time.monotonic()
         self.wake.set()
 
     def files_settled_at(self, debounce: float) -> float | None:
         with self.lock:
-            if self.first_event is None:
-                return None
-            return min(self.last_event + debounce, self.first_event + MAX_DEBOUNCE)
+            return None if self.last_event is None else self.last_event + debounce
 
     def take_file_change(self, now: float, debounce: float) -> bool:
-        settled = self.files_settled_at(debounce)
-        if settled is None or now < settled:
-            return False
+        """True (once) if files changed and have been quiet for ``debounce`` s."""
         with self.lock:
-            self.first_event = None
-        return True
+            if self.last_event is None or now < self.last_event + debounce:
+                return False
+            self.last_event = None
+            return True
 
     def request_stop(self) -> None:
         self.stop.set()
@@ -183,9 +176,12 @@ class Watcher:
             if self.triggers.stop.is_set():
                 break
             now = time.monotonic()
+            settled = self.triggers.files_settled_at(self.options.debounce)
+            if settled is not None and now < settled:
+                continue  # files are being written: no pass of any kind until quiet
             if now >= next_tick:
                 next_tick = max(next_tick + self.options.interval, now)
-                self.triggers.take_file_change(now, 0.0)
+                self.triggers.take_file_change(now, self.options.debounce)
                 self.run_pass("interval", refresh=True)
             elif self.triggers.take_file_change(now, self.options.debounce):
                 self.run_pass("file change", refresh=False)
@@ -193,10 +189,10 @@ class Watcher:
                 self.run_pass("retry", refresh=False)
 
     def _next_wake(self, next_tick: float, now: float) -> float:
-        deadlines = [next_tick]
         settled = self.triggers.files_settled_at(self.options.debounce)
         if settled is not None:
-            deadlines.append(settled)
+            return settled  # ticks and retries wait for the files too
+        deadlines = [next_tick]
         for backoff in (self.backoff, self.pass_backoff):
             due = backoff.next_due(now)
             if due is not None:
