@@ -5,11 +5,11 @@ Enabled only when ``SKYSTATE_FAULTS`` names a JSON file holding one fault or a l
     {"cluster": "a", "op": "provision", "error": "transient", "times": 3}
 
 ``op`` is a Provider call (offers, provision, start, stop, terminate, observe, agent);
-``cluster`` limits it to calls about that cluster (omitted: every call; ``observe`` of
-all clusters matches any); ``error`` is ``transient`` (a ``ProviderError`` marked
-transient, as a throttled cloud API gives) or ``timeout`` (``TimeoutError``, as an
-unreachable host gives), raised after ``delay`` seconds (default 0); ``times`` is how
-many matching calls fail (omitted or null: all of them).
+``cluster`` limits it to calls about that cluster (omitted: every call; a call that
+names no cluster — ``offers``, ``observe`` of all — matches any); ``error`` is
+``transient`` (a ``ProviderError`` marked transient, as a throttled cloud API gives)
+or ``timeout`` (``TimeoutError``, as an unreachable host gives), raised after ``delay``
+seconds (default 0); ``times`` is how many matching calls fail (omitted or null: all).
 
 The fault file is never changed; how many times each fault fired is counted in
 ``<file>.fired.json`` (under an ``flock``, so every process applying against the same
