@@ -32,6 +32,7 @@ _EXPORTS: dict[str, str] = {
             "launch", "exec", "queue", "job_status", "tail_logs", "download_logs", "cancel",
             "autostop", "stop", "start", "down", "status", "plan", "apply", "get",
             "stream_and_get", "api_status", "api_cancel", "api_info", "api_start", "api_stop",
+            "refresh",
         )
     },
 }

@@ -232,10 +232,10 @@ def refresh(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Ask providers what exists: track, adopt leaks, mark vanished, leave foreign alone."""
-    from skystate.reconcile.engine import refresh_state
+    from skystate import sdk
     from skystate.status_view import render_refresh
 
-    report = refresh_state(directory, rebuild=rebuild, owners=owner)
+    report = sdk.get(sdk.refresh(directory, rebuild=rebuild, owners=owner))
     if as_json:
         print(report.model_dump_json(indent=2))
     else:

@@ -19,7 +19,7 @@ from skystate.enums import OptimizeTarget, StatusRefreshMode
 __all__ = [
     "api_cancel", "api_info", "api_start", "api_status", "api_stop", "apply", "autostop",
     "cancel", "down", "download_logs", "exec", "get", "job_status", "launch", "plan",
-    "queue", "start", "status", "stop", "stream_and_get", "tail_logs",
+    "queue", "refresh", "start", "status", "stop", "stream_and_get", "tail_logs",
 ]
 
 RequestId = str
@@ -162,12 +162,20 @@ def apply(state_dir_or_plan: Any, targets: Sequence[str] | None = None, prune: b
     source: Any = state_dir_or_plan
     if isinstance(source, Plan):
         source = source.to_json()
-    elif isinstance(source, (str, Path)) and Path(source).is_file():
-        source = Path(source).read_text()
+    elif isinstance(source, (str, Path)) and Path(source).suffix == ".json" and Path(
+            source).is_file():
+        source = Path(source).read_text()  # a saved plan
     elif isinstance(source, (str, Path)):
         source = str(Path(source).resolve())
     return _submit("apply", source=source, targets=list(targets or []), prune=prune,
                    refresh=refresh, wait=wait, lock_timeout=lock_timeout)
+
+
+def refresh(state_dir: str | Path | None = None, rebuild: bool = False,
+            owners: Sequence[str] | None = None) -> RequestId:
+    """Request returns the refresh report (tracked, leaked, vanished, foreign, unknown)."""
+    return _submit("refresh", state_dir=str(Path(state_dir).resolve()) if state_dir else None,
+                   rebuild=rebuild, owners=list(owners or []))
 
 
 # --- requests -------------------------------------------------------------------------

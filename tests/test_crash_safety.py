@@ -1,4 +1,5 @@
-"""SIGKILL the executor at random moments: nothing is torn, duplicated, leaked or forgotten."""
+"""SIGKILL the API server (and so its workers) at random moments during applies: nothing
+is torn, duplicated, leaked or forgotten, and the next call starts a new server."""
 
 from __future__ import annotations
 
@@ -72,6 +73,8 @@ def test_sigkill_during_apply_never_duplicates_or_forgets(home: Path, tmp_path: 
                               stderr=subprocess.DEVNULL) as proc:
             _wait_for_lock_holder(home)  # the apply is under way (lock taken)
             time.sleep(rng.uniform(0.0, 0.5))
+            server = json.loads((home / "api_server.json").read_text())["pid"]
+            os.kill(server, signal.SIGKILL)  # its workers die with it (PDEATHSIG)
             proc.send_signal(signal.SIGKILL)
             proc.wait()
         records = _records(home)

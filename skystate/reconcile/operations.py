@@ -243,11 +243,13 @@ def status(cluster_names: str | Sequence[str] | None = None,
 
 def _status_record(record: dict[str, Any], nodes: list[dict[str, Any]]) -> dict[str, Any]:
     from skystate.reconcile import imperative as imp
+    from skystate.reconcile.health import status_fields
     from skystate.status_view import resources_str
 
     autostop_cfg = record.get("autostop")
     user = record.get("user_name") or imp.current_user()
     return {
+        **status_fields(record),
         "name": record["name"],
         "launched_at": int(record.get("launched_at") or 0),
         "handle": ResourceHandle.from_records(record, nodes),
@@ -263,12 +265,18 @@ def _status_record(record: dict[str, Any], nodes: list[dict[str, Any]]) -> dict[
 
 
 def _refresh_all() -> None:
-    from skystate.providers.registry import Providers
-    from skystate.reconcile.refresh import refresh_clusters
-    from skystate.reconcile.store import Store
-    from skystate.spec.home_config import home_providers_config
+    from skystate.reconcile.engine import refresh_state
 
-    refresh_clusters(Store(), Providers(home_providers_config()))
+    refresh_state()
+
+
+def refresh(state_dir: str | None = None, rebuild: bool = False,
+            owners: Sequence[str] | None = None, lock_timeout: float = 30.0) -> Any:
+    """``skystate refresh``: what providers report, sorted and folded into the state."""
+    from skystate.reconcile.engine import refresh_state
+
+    return refresh_state(state_dir, rebuild=rebuild, owners=owners or (),
+                         lock_timeout=lock_timeout)
 
 
 def _single_task(task: Any) -> Any:

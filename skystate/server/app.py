@@ -90,11 +90,14 @@ def create_app(home: Path, *, token: str | None, max_workers: int = 8,
             loop.call_soon_threadsafe(wake)
 
         scheduler.notify = notify
-        scheduler.requeue_unfinished()
+        if not app.state.started:  # an ASGI test client may run the lifespan often
+            app.state.started = True
+            scheduler.requeue_unfinished()
         yield
-        scheduler.close()
 
     app = FastAPI(title="skystate API server", version=__version__, lifespan=lifespan)
+    app.state.scheduler = scheduler
+    app.state.started = False
 
     def check_token(request: Request) -> None:
         if not token:

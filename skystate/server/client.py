@@ -153,6 +153,8 @@ def client() -> ApiClient:
     if cached is not None and (remote or _alive(server_file())):
         return cached
     url = remote or ensure_server()
+    if cached is not None:
+        cached.http.close()
     _CLIENTS[key] = ApiClient(url, token)
     return _CLIENTS[key]
 
@@ -243,7 +245,9 @@ def stop_server(base: Path | None = None, timeout: float = 10.0) -> bool:
             os.kill(pid, signal.SIGKILL)
     with contextlib.suppress(FileNotFoundError):
         server_file(base).unlink()
-    _CLIENTS.pop(str(base), None)
+    cached = _CLIENTS.pop(str(base), None)
+    if cached is not None:
+        cached.http.close()
     return True
 
 

@@ -66,6 +66,7 @@ def serve(host: str = "127.0.0.1", port: int = 0, *, deploy: bool = False) -> No
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:
+        app.state.scheduler.close()
         with contextlib.suppress(OSError, ValueError):
             if json.loads(server_file(base).read_text()).get("pid") == os.getpid():
                 server_file(base).unlink()

@@ -50,6 +50,7 @@ KINDS: dict[str, RequestKind] = {
     "job_status": RequestKind("job_status", "short", _none),
     "status": RequestKind("status", "short", _none),
     "plan": RequestKind("plan", "long", _none),
+    "refresh": RequestKind("refresh", "long", _none),
     "apply": RequestKind("apply", "long", _apply_keys),
 }
 

@@ -25,6 +25,14 @@ class Worker:
         stdin.flush()
         stdin.close()
 
+    def discard(self) -> None:
+        """Kill an unused worker and release its pipes."""
+        self.proc.kill()
+        self.proc.wait()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                pipe.close()
+
     def reply(self) -> str:
         stdout: IO[str] = self.proc.stdout  # type: ignore[assignment]
         line = stdout.readline()
@@ -66,8 +74,7 @@ class WarmPool:
                 worker = self._ready.get_nowait()
             except queue.Empty:
                 return
-            worker.proc.kill()
-            worker.proc.wait()
+            worker.discard()
 
     def _refill(self) -> None:
         while True:
@@ -89,8 +96,11 @@ class WarmPool:
                 env={**os.environ, "SKYSTATE_HOME": str(self.home)},
             )
         stdout: IO[str] = proc.stdout  # type: ignore[assignment]
-        if stdout.readline().strip() != "ready":
+        if stdout.readline().strip() != "ready" or self._closed:
             proc.kill()
             proc.wait()
+            for pipe in (proc.stdin, proc.stdout):
+                if pipe is not None:
+                    pipe.close()
             return None
         return Worker(proc)

@@ -140,11 +140,12 @@ class Scheduler:
     def _dispatch(self, job: _Pending, running: _Running) -> None:
         worker = self.pool.take()
         with self._lock:
+            if running.cancelled or job.request_id in self._finished:
+                worker.discard()  # cancelled while we took a worker
+                return
             running.worker = worker
-            if running.cancelled:  # cancelled while we took a worker
-                worker.proc.kill()
-        self.db.update(job.request_id, status=RequestStatus.RUNNING, started_at=time.time(),
-                       pid=worker.pid)
+            self.db.update(job.request_id, status=RequestStatus.RUNNING,
+                           started_at=time.time(), pid=worker.pid)
         try:
             worker.send(json.dumps({"request_id": job.request_id, "name": job.name,
                                     "args": job.args, "user_name": job.user_name,
@@ -203,13 +204,16 @@ class Scheduler:
     # --- cancel -------------------------------------------------------------------
 
     def cancel(self, request_ids: list[str]) -> list[str]:
-        """Cancel now: never queued behind other work, works if the worker is gone."""
-        cancelled = []
-        for request_id in request_ids:
-            row = self.db.get(request_id)
-            if row is None or RequestStatus(row["status"]).is_finished():
-                continue
-            with self._lock:
+        """Cancel now: never queued behind other work, works if the worker is gone.
+
+        Every named request is taken off the queue (or marked) first, under one lock, so
+        cancelling a running request never lets one queued behind it start meanwhile.
+        """
+        targets: list[tuple[str, int | None]] = []
+        with self._lock:
+            for request_id in dict.fromkeys(request_ids):
+                if request_id in self._finished:
+                    continue
                 pending = next((p for p in self._pending if p.request_id == request_id), None)
                 if pending is not None:
                     self._pending.remove(pending)
@@ -217,7 +221,13 @@ class Scheduler:
                 if running is not None:
                     running.cancelled = True
                 worker = running.worker if running else None
-            procs.kill_request_tree(request_id, worker.pid if worker else row.get("pid"))
+                targets.append((request_id, worker.pid if worker else None))
+        cancelled = []
+        for request_id, pid in targets:
+            row = self.db.get(request_id)
+            if row is None or RequestStatus(row["status"]).is_finished():
+                continue
+            procs.kill_request_tree(request_id, pid or row.get("pid"))
             if self._finish(request_id, RequestStatus.CANCELLED):
                 cancelled.append(request_id)
         return cancelled
