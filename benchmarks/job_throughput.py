@@ -39,7 +39,7 @@ def main() -> None:
     from skystate.providers.base import JobRequest
     from skystate.reconcile.imperative import up_cluster_agent
 
-    sky.launch(sky.Task(), cluster_name="bench")
+    sky.get(sky.launch(sky.Task(), cluster_name="bench"))
     _, agent = up_cluster_agent("bench")
     try:
         started = time.perf_counter()
@@ -53,14 +53,15 @@ def main() -> None:
         started = time.perf_counter()
         ids = []
         for i in range(n):
-            job_id, _ = sky.exec(sky.Task(name=f"e{i}", run="true"), cluster_name="bench")
+            job_id, _ = sky.get(sky.exec(sky.Task(name=f"e{i}", run="true"),
+                                         cluster_name="bench"))
             ids.append(int(job_id))
         _wait_all(agent, ids, timeout=600)
         total = time.perf_counter() - started
         print(f"sky.exec: {n} jobs, all SUCCEEDED in {total:.2f} s -> {n / total:.0f} jobs/s "
               "end to end")
     finally:
-        sky.down("bench")
+        sky.get(sky.down("bench"))
 
 
 if __name__ == "__main__":

@@ -192,9 +192,9 @@ def watch(
 ) -> None:
     """Reconcile on every file change and every interval until SIGTERM/SIGINT."""
     from skystate.reconcile.watch import WatchOptions
-    from skystate.reconcile.watch import watch as watch_loop
+    from skystate.server.watching import watch_by_requests
 
-    watch_loop(directory, WatchOptions(interval=interval, backoff_base=backoff_base,
+    watch_by_requests(directory, WatchOptions(interval=interval, backoff_base=backoff_base,
                                        backoff_cap=backoff_cap, lock_timeout=lock_timeout))
 
 

@@ -16,30 +16,27 @@ def start(
     port: int = typer.Option(0, "--port", help="Port (0: any free one)."),
     foreground: bool = typer.Option(False, "--foreground", help="Run in this process."),
     deploy: bool = typer.Option(False, "--deploy", help="Listen on 0.0.0.0, more workers."),
+    watch: str | None = typer.Option(None, "--watch", metavar="DIR",
+                                     help="Also keep DIR applied (the watch loop)."),
 ) -> None:
     """Start this SKYSTATE_HOME's API server (non-loopback needs SKYSTATE_API_TOKEN)."""
-    import os
-
     from skystate import sdk
+    from skystate.server.client import ensure_server, server_info
 
-    if port:
-        os.environ["SKYSTATE_API_PORT"] = str(port)
+    if deploy and host == "127.0.0.1":
+        host = "0.0.0.0"
     if foreground:
-        sdk.api_start(deploy=deploy, host=host, foreground=True)
+        from skystate.server.main import serve
+
+        serve(host, port, deploy=deploy, watch_dir=watch)
         return
-    if port:  # a fixed port: start it detached on that port
-        import subprocess
-        import sys
-
-        from skystate.home import home
-
-        subprocess.Popen([sys.executable, "-m", "skystate.server", "--host", host, "--port",
-                          str(port), *(["--deploy"] if deploy else [])], cwd=home(),
-                         start_new_session=True, stdin=subprocess.DEVNULL,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    sdk.api_start(deploy=deploy, host=host)
+    if watch and server_info() is not None:
+        raise typer.BadParameter("an API server is already running; `skystate api stop` "
+                                 "it first to start one with --watch")
+    ensure_server(host=host, port=port, deploy=deploy, watch_dir=watch)
     info = sdk.api_info()
-    typer.echo(f"API server {info['version']} running at {info['url']} (pid {info['pid']})")
+    typer.echo(f"API server {info['version']} running at {info['url']} (pid {info['pid']})"
+               + (f", watching {watch}" if watch else ""))
 
 
 @api_app.command("stop")

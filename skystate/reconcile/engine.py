@@ -108,15 +108,17 @@ def apply_saved_plan(plan: Plan, *, progress: Progress | None = None,
 
 def cluster_operation(name: str, operation: ActionType, *, providers_config: dict[str, Any]
                       | None = None, progress: Progress | None = None) -> ApplyResult:
-    """``stop``/``start``/``down`` of a recorded cluster, as a one-action plan."""
-    with state_lock():
-        store = Store()
-        record = store.cluster(name)
-        if record is None:
-            raise ClusterDoesNotExist(f"cluster {name!r} does not exist")
-        action = Action(type=operation, kind="Cluster", address=address("Cluster", name),
-                        name=name, before=record, reason=f"requested: {operation.value}")
-        return apply_action(action, store, Providers(providers_config), progress=progress)
+    """``stop``/``start``/``down`` of a recorded cluster, as a one-action plan.
+
+    No state lock: the API server runs requests on one cluster one at a time.
+    """
+    store = Store()
+    record = store.cluster(name)
+    if record is None:
+        raise ClusterDoesNotExist(f"cluster {name!r} does not exist")
+    action = Action(type=operation, kind="Cluster", address=address("Cluster", name),
+                    name=name, before=record, reason=f"requested: {operation.value}")
+    return apply_action(action, store, Providers(providers_config), progress=progress)
 
 
 def refresh_state(state_dir: str | Path | None = None, *, rebuild: bool = False,

@@ -189,8 +189,8 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def ensure_server(*, host: str = "127.0.0.1", deploy: bool = False,
-                  timeout: float = 30.0) -> str:
+def ensure_server(*, host: str = "127.0.0.1", deploy: bool = False, port: int = 0,
+                  watch_dir: str | None = None, timeout: float = 30.0) -> str:
     """The URL of this home's server, starting it (or a newer version of it) if needed."""
     from filelock import FileLock
 
@@ -205,14 +205,16 @@ def ensure_server(*, host: str = "127.0.0.1", deploy: bool = False,
             return _url(info)
         if info:
             stop_server(base)
-        return _url(_spawn(base, host, deploy, timeout))
+        extra = ["--deploy"] if deploy else []
+        extra += ["--watch", str(Path(watch_dir).resolve())] if watch_dir else []
+        return _url(_spawn(base, host, port, extra, timeout))
 
 
-def _spawn(base: Path, host: str, deploy: bool, timeout: float) -> dict[str, Any]:
+def _spawn(base: Path, host: str, port: int, extra: list[str],
+           timeout: float) -> dict[str, Any]:
     """Start the server detached (reparented to init: it outlives this process)."""
-    argv = [sys.executable, "-m", "skystate.server", "--host", host, "--port", "0"]
-    if deploy:
-        argv.append("--deploy")
+    argv = [sys.executable, "-m", "skystate.server", "--host", host, "--port", str(port),
+            *extra]
     log = base / "api_server.log"
     subprocess.run(["bash", "-c", 'log=$1; shift; "$@" >>"$log" 2>&1 </dev/null &', "_",
                     str(log), *argv], check=True, cwd=base, start_new_session=True,

@@ -37,7 +37,8 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def serve(host: str = "127.0.0.1", port: int = 0, *, deploy: bool = False) -> None:
+def serve(host: str = "127.0.0.1", port: int = 0, *, deploy: bool = False,
+          watch_dir: str | None = None) -> None:
     import uvicorn
 
     from skystate.server.app import create_app
@@ -63,9 +64,17 @@ def serve(host: str = "127.0.0.1", port: int = 0, *, deploy: bool = False) -> No
     })
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
                             timeout_graceful_shutdown=2)
+    watcher = None
+    if watch_dir:
+        from skystate.server.watching import start_in_thread
+
+        watcher = start_in_thread(watch_dir)
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:
+        if watcher is not None:
+            watcher[1].set()
+            watcher[0].join(timeout=5)
         app.state.scheduler.close()
         with contextlib.suppress(OSError, ValueError):
             if json.loads(server_file(base).read_text()).get("pid") == os.getpid():
@@ -77,6 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--deploy", action="store_true")
+    parser.add_argument("--watch", metavar="DIR", help="Also run the watch loop on DIR.")
     args = parser.parse_args(argv)
     host = "0.0.0.0" if args.deploy and args.host == "127.0.0.1" else args.host
-    serve(host, args.port, deploy=args.deploy)
+    serve(host, args.port, deploy=args.deploy, watch_dir=args.watch)
