@@ -11,7 +11,7 @@ from skystate.exceptions import NotSupportedError
 from skystate.providers.base import Provider
 
 DEFAULT_PROVIDER = "local"
-IMPLEMENTED = ("local", "ssh")
+IMPLEMENTED = ("local", "ssh", "gcp")
 
 
 class Providers:
@@ -60,6 +60,10 @@ class Providers:
                 cpus_per_node=section.get("cpus"),
                 memory_gib_per_node=section.get("memory"),
             )
+        if name == "gcp":
+            from skystate.providers.gcp import GCPProvider
+
+            return GCPProvider.from_config(section)
         if name == "ssh":
             from skystate.providers.ssh import SSHProvider
 

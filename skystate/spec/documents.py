@@ -198,9 +198,18 @@ class AWSConfig(_Strict):
 
 
 class GCPConfig(_Strict):
-    project: str | None = None
-    regions: list[str] | None = None
-    api_endpoint: str | None = None
+    """``infra: gcp/...``; see ``skystate.providers.gcp``."""
+
+    project: str | None = None  # default: $GOOGLE_CLOUD_PROJECT
+    regions: list[str] | None = None  # offers only there (default: every catalog region)
+    api_endpoint: str | None = None  # plain http:// (a local fake/emulator): no credentials
+    ssh_user: str = "skystate"  # login on the instances
+    identity_file: str | None = None  # private key; its .pub goes in the ssh-keys metadata
+    remote_dir: str = "~/.skystate-node"  # node folders on the instances
+    image: str = "projects/debian-cloud/global/images/family/debian-12"
+    network: str = "global/networks/default"
+    # TESTS ONLY: reach every node's sshd at this "host:port" instead of its IP (fake API).
+    test_ssh_address: str | None = None
 
 
 class ProvidersConfig(_Strict):
