@@ -1,7 +1,9 @@
 """``skystate watch``: real daemon processes, real inotify events, real local clusters.
 
 Faults are injected with the real ``SKYSTATE_FAULTS`` provider wrapper around the real
-local provider (no mock): the cluster calls that are not faulted really run.
+local provider (no mock): the cluster calls that are not faulted really run. The
+providers run in the API server's workers, so a test with faults stops any running
+server first: the watch process starts a new one that inherits ``SKYSTATE_FAULTS``.
 """
 
 from __future__ import annotations
@@ -205,6 +207,7 @@ def test_injected_observe_timeout_never_recreates(home: Path, state: Path,
     (state / "b.yaml").write_text(_cluster("b"))
     run_cli(home, "apply", str(state), "--yes")
     before = {c["name"]: c for c in status_json(home)["clusters"]}
+    run_cli(home, "api", "stop")
     faults = tmp_path / "faults.json"
     faults.write_text(json.dumps({"cluster": "a", "op": "observe", "error": "timeout"}))
     watch = WatchProcess(home, state, "--interval", "0.3", "--backoff-base", "0.1",
