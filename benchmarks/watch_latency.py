@@ -1,10 +1,11 @@
 """Under ``watch``: save an edited YAML → the apply starts. p50/p95 over N saves.
 
 The real loop (watchdog observer, debounce, plan of the whole directory) runs in a
-thread of this process with the real in-process apply; the apply function is wrapped
-only to note when it is called. Saves alternate between writing the file in place and
-an editor's temp-file-then-rename. Each save changes a cluster's autostop, so each one
-needs an apply; the next save waits until that apply has finished.
+thread of this process and files each apply as a request to the real API server, as
+``skystate watch`` does; the figure is save → the server marks the request RUNNING.
+Saves alternate between writing the file in place and an editor's
+temp-file-then-rename. Each save changes a cluster's autostop, so each one needs an
+apply; the next save waits until that apply has finished.
 
     python benchmarks/watch_latency.py [--saves 20] [--clusters 3]
 """
@@ -37,6 +38,7 @@ def _save(path: Path, text: str, rename: bool) -> None:
 def measure(saves: int, clusters: int, root: Path) -> list[float]:
     os.environ["SKYSTATE_HOME"] = str(root / "home")
     from skystate.reconcile import watch as watching
+    from skystate.server.watching import plan_by_request
 
     state = root / "state"
     state.mkdir()
@@ -48,16 +50,22 @@ def measure(saves: int, clusters: int, root: Path) -> list[float]:
 
     def timed_apply(state_dir: Path, targets: list[str],
                     lock_timeout: float) -> list[watching.AppliedAction]:
-        started.append(time.monotonic())
+        import skystate as sky
+
         try:
-            return watching.apply_in_process(state_dir, targets, lock_timeout)
+            request_id = sky.apply(state_dir, targets=targets, lock_timeout=lock_timeout)
+            result = sky.get(request_id)
+            [row] = sky.api_status([request_id], all_status=True)
+            started.append(float(row["started_at"]))
+            return [watching.AppliedAction(o["address"], o["type"], o["status"], o["message"])
+                    for o in result["outcomes"]]
         finally:
             finished.set()
 
     stop = threading.Event()
     loop = threading.Thread(target=watching.watch, args=(state,), kwargs=dict(
         options=watching.WatchOptions(interval=3600), apply_fn=timed_apply,
-        out=lambda line: None, stop=stop))
+        plan_fn=plan_by_request, out=lambda line: None, stop=stop))
     loop.start()
     if not finished.wait(120):
         raise SystemExit("the first apply (creating the clusters) did not finish")
@@ -67,7 +75,7 @@ def measure(saves: int, clusters: int, root: Path) -> list[float]:
             time.sleep(0.3)  # let the previous pass settle
             finished.clear()
             before = len(started)
-            saved_at = time.monotonic()
+            saved_at = time.time()
             _save(state / "c0.yaml", _cluster_yaml("c0", 11 + n), rename=n % 2 == 1)
             if not finished.wait(30):
                 raise SystemExit(f"save {n}: no apply within 30 s")
@@ -75,11 +83,11 @@ def measure(saves: int, clusters: int, root: Path) -> list[float]:
     finally:
         stop.set()
         loop.join()
-        from skystate.reconcile.engine import cluster_operation
-        from skystate.reconcile.plan import ActionType
+        import skystate as sky
 
         for i in range(clusters):
-            cluster_operation(f"c{i}", ActionType.DOWN)
+            sky.get(sky.down(f"c{i}"))
+        sky.api_stop()
     return latencies
 
 
