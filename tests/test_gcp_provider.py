@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -114,8 +115,10 @@ def test_names_and_labels_are_valid_for_gce() -> None:
 def test_two_node_cluster_provision_stop_start_delete(
     provider: GCPProvider, fake: FakeCompute, sshd: SSHD, tmp_path: Path
 ) -> None:
+    started_at = time.monotonic()
     obs = provider.provision(_request(provider, "train", 2, ports=("8080",),
                                       labels={"team": "ml"}, disk_size=50))
+    print(f"provision 2 nodes: {time.monotonic() - started_at:.2f}s")
     assert obs.state is NodeState.RUNNING and obs.owner == "me" and obs.provider == "gcp"
     assert [n.rank for n in obs.nodes] == [0, 1] and obs.offer is not None
     assert obs.offer.instance_type == "e2-standard-2" and obs.tags["team"] == "ml"
@@ -158,17 +161,23 @@ def test_two_node_cluster_provision_stop_start_delete(
     (seen,) = fresh.observe()
     assert (seen.name, seen.owner, seen.offer, len(seen.nodes)) == ("train", "me", obs.offer, 2)
 
+    started_at = time.monotonic()
     stopped = provider.stop("train", "me")
+    print(f"stop: {time.monotonic() - started_at:.2f}s")
     assert stopped.state is NodeState.STOPPED and not stopped.stopped_by_autostop
     assert {i["status"] for i in _instances(fake).values()} == {"TERMINATED"}
     assert runtime.agent_pid(head_dir) is None
 
+    started_at = time.monotonic()
     started = provider.start("train", "me")
+    print(f"start: {time.monotonic() - started_at:.2f}s")
     assert started.state is NodeState.RUNNING
     assert {i["status"] for i in _instances(fake).values()} == {"RUNNING"}
     assert runtime.agent_pid(head_dir) is not None
 
+    started_at = time.monotonic()
     provider.terminate("train", "me")
+    print(f"terminate: {time.monotonic() - started_at:.2f}s")
     assert fake.instances == {} and fake.disks == {} and fake.firewalls == {}
     assert _owner_listing(fake) == [] and provider.observe() == []
     provider.terminate("train", "me")  # nothing left: still fine
