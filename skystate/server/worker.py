@@ -28,9 +28,11 @@ def _warm_imports() -> None:
 
 
 def _run(request: dict[str, Any]) -> dict[str, Any]:
+    from skystate.reconcile.lock import current_request_id
     from skystate.server.codec import decode_args, encode, encode_error
     from skystate.server.names import function_of
 
+    current_request_id.set(request["request_id"])  # the state lock's holder names it
     try:
         args = decode_args(request["args"])
         value = function_of(request["name"])(**args)
