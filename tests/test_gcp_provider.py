@@ -206,6 +206,16 @@ def test_spot_cluster_runs_as_spot(provider: GCPProvider, fake: FakeCompute) -> 
     inst = _instances(fake)[obs.nodes[0].node_id]
     assert inst["scheduling"]["provisioningModel"] == "SPOT"
     assert obs.offer is not None and obs.offer.use_spot
+    # Another owner's cluster of the same name is never touched.
+    other = ProvisionRequest("cheap", "you", obs.offer, 1)
+    with pytest.raises(ProviderError, match="belongs to owner me"):
+        provider.provision(other)
+    with pytest.raises(ProviderError, match="belongs to owner me"):
+        provider.terminate("cheap", "you")
+    # Preempted (GCE stops a spot VM): observed stopped, and not by autostop.
+    fake.set_status("us-central1-a", obs.nodes[0].node_id, "TERMINATED")
+    (seen,) = provider.observe(["cheap"])
+    assert seen.state is NodeState.STOPPED and not seen.stopped_by_autostop
 
 
 # --- errors and failover --------------------------------------------------------------------
