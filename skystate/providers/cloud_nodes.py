@@ -189,9 +189,17 @@ class SSHAgent:
     same ``run`` as the submit (workers in parallel).
     """
 
-    def __init__(self, conns: Connections, pool: Pool, nodes: list[RemoteNode]) -> None:
+    def __init__(
+        self,
+        conns: Connections,
+        pool: Pool,
+        nodes: list[RemoteNode],
+        on_autostop: Callable[[bool], None] | None = None,
+    ) -> None:
         self.conns, self.pool, self.nodes = conns, pool, nodes
         self.head = nodes[0]
+        # called with ``down`` before autostop is enabled (clouds set the shutdown behaviour)
+        self.on_autostop = on_autostop
 
     def _runtime_command(self, command: str, *args: str, stdin: Any = None) -> str:
         d = shlex.quote(self.head.dir)
@@ -285,6 +293,8 @@ class SSHAgent:
         return str(self._call("log", str(int(job_id)))["log"])
 
     def set_autostop(self, idle_minutes: int, down: bool, wait_for: str) -> None:
+        if self.on_autostop is not None and idle_minutes >= 0:
+            self.on_autostop(down)
         args = ["-i", str(idle_minutes), "--wait-for", wait_for] + (["--down"] if down else [])
         self._call("autostop", *args)
 
@@ -437,54 +447,59 @@ class CloudNodes:
     def _self_stop(
         self, slot: NodeSlot, refs: Sequence[Mapping[str, Any]], nodes: Mapping[int, CloudNode]
     ) -> dict[str, list[str]]:
-        """Stop/down the runtime everywhere, then power every node off (workers first)."""
+        """End the runtime everywhere (``hostctl selfstop``) and power every node off.
+
+        ``stop`` powers the workers off after the runtime ended cleanly on them; ``down``
+        powers them off first, since ``selfstop down`` deletes the head's folder and with
+        it the key the head reaches its workers with. The head powers itself off last.
+        """
         from skystate.runtime.hostctl import ssh_argv
 
         power_off = self.access.power_off
-        result = {}
-        for action in ("stop", "down"):
-            lines = [shlex.join(hostctl_argv(slot.dir, "selfstop", action, slot.dir))]
-            if power_off:
-                options = {"insecure_host_keys": True}
-                if self.access.identity_file and len(refs) > 1:
-                    options["identity_file"] = "ssh/id"  # relative to the head's folder
-                for ref in refs:
-                    command = shlex.join(self._format(power_off, nodes[int(ref["rank"])]))
-                    if int(ref["rank"]) != slot.rank:
-                        argv = ssh_argv(Path(slot.dir), options, dict(ref))
-                        command = shlex.join([*argv, command])
-                        lines.insert(1, command)
-                    else:
-                        lines.append(command)
-            result[action] = ["bash", "-c", "\n".join(lines)]
-        return result
+        selfstop = {a: shlex.join(hostctl_argv(slot.dir, "selfstop", a, slot.dir))
+                    for a in ("stop", "down")}  # fmt: skip
+        if not power_off:
+            return {action: ["bash", "-c", line] for action, line in selfstop.items()}
+        options: dict[str, Any] = {"insecure_host_keys": True}
+        if self.access.identity_file and len(refs) > 1:
+            options["identity_file"] = f"{slot.dir}/ssh/id"
+        workers, own = [], ""
+        for ref in refs:
+            command = shlex.join(self._format(power_off, nodes[int(ref["rank"])]))
+            if int(ref["rank"]) == slot.rank:
+                own = command
+            else:
+                workers.append(shlex.join([*ssh_argv(Path(slot.dir), options, dict(ref)),
+                                           command]))  # fmt: skip
+        return {
+            "stop": ["bash", "-c", "\n".join([selfstop["stop"], *workers, own])],
+            "down": ["bash", "-c", "\n".join([*workers, selfstop["down"], own])],
+        }
 
     @staticmethod
     def _format(command: Sequence[str], node: CloudNode) -> list[str]:
         values = {"instance_id": node.node_id, **node.places}
         return [part.format_map(_Blank(values)) for part in command]
 
-    def stop_runtime(
-        self, cluster: str, nodes: Sequence[CloudNode], infos: Sequence[NodeInfo]
-    ) -> None:
+    def stop_runtime(self, cluster: str, nodes: Sequence[CloudNode]) -> None:
         """Before the machines stop: cancel the head's jobs and end its agent (best effort)."""
-        dirs = {i.node_id: i.extra.get("dir") for i in infos}
         head = min(nodes, key=lambda n: n.rank, default=None)
-        if head is None or not dirs.get(head.node_id):
+        if head is None:
             return
+        pool = self.pool(cluster, [head])
         try:
-            self.conns.hostctl(
-                self.pool(cluster, [head]),
-                self.host(head),
-                "stop",
-                {"dir": dirs[head.node_id], "clear_marker": True},
-                PYTHON,
-            )
+            found = self._locate(pool, cluster, head)
+            self.conns.hostctl(pool, self.host(head), "stop",
+                               {"dir": found["dir"], "clear_marker": True}, PYTHON)  # fmt: skip
         except ProviderError:
             pass  # an unreachable head stops with its machine all the same
 
     def agent(
-        self, cluster: str, nodes: Sequence[CloudNode], infos: Sequence[NodeInfo]
+        self,
+        cluster: str,
+        nodes: Sequence[CloudNode],
+        infos: Sequence[NodeInfo],
+        on_autostop: Callable[[bool], None] | None = None,
     ) -> SSHAgent:
         """The agent of a running cluster; folders found from records or by asking nodes."""
         nodes = sorted(nodes, key=lambda n: n.rank)
@@ -496,7 +511,7 @@ class CloudNodes:
             if not extra.get("dir") or not extra.get("home"):
                 extra = self._locate(pool, cluster, node)
             remote.append(RemoteNode(self.host(node), str(extra["dir"]), str(extra["home"])))
-        return SSHAgent(self.conns, pool, remote)
+        return SSHAgent(self.conns, pool, remote, on_autostop)
 
     def _locate(self, pool: Pool, cluster: str, node: CloudNode) -> dict[str, str]:
         scan = self.conns.hostctl(pool, self.host(node), "scan", {

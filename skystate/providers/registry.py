@@ -11,7 +11,7 @@ from skystate.exceptions import NotSupportedError
 from skystate.providers.base import Provider
 
 DEFAULT_PROVIDER = "local"
-IMPLEMENTED = ("local", "ssh", "gcp")
+IMPLEMENTED = ("local", "ssh", "aws", "gcp")
 
 
 class Providers:
@@ -64,6 +64,10 @@ class Providers:
             from skystate.providers.gcp import GCPProvider
 
             return GCPProvider.from_config(section)
+        if name == "aws":
+            from skystate.providers.aws import AWSProvider
+
+            return AWSProvider(section)
         if name == "ssh":
             from skystate.providers.ssh import SSHProvider
 

@@ -144,10 +144,10 @@ class Connections:
 
     def __init__(self) -> None:
         self._conns: dict[tuple[str, str], Any] = {}
-        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._locks: dict[tuple[str, ...], threading.Lock] = {}
         self._guard = threading.Lock()
 
-    def _lock(self, cache_key: tuple[str, str]) -> threading.Lock:
+    def _lock(self, cache_key: tuple[str, ...]) -> threading.Lock:
         with self._guard:
             return self._locks.setdefault(cache_key, threading.Lock())
 
@@ -243,7 +243,8 @@ class Connections:
         import io
 
         conn = self.get(pool, host)
-        self._translate(host, lambda: conn.put(io.BytesIO(data), remote_path))
+        with self._lock((pool.name, host.key, "sftp")):  # one SFTP session per connection
+            self._translate(host, lambda: conn.put(io.BytesIO(data), remote_path))
 
     def server_key_line(self, pool: Pool, host: Host) -> str:
         """``known_hosts`` line of the host's key as seen on our connection."""

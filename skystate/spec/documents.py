@@ -193,8 +193,20 @@ class SSHConfig(_Strict):
 
 
 class AWSConfig(_Strict):
+    """``providers: aws:``; see ``skystate.providers.aws``."""
+
     regions: list[str] | None = None
-    endpoint_url: str | None = None
+    endpoint_url: str | None = None  # e.g. a moto server
+    ssh_user: str = "ubuntu"
+    identity_file: str | None = None  # private key; its .pub becomes the EC2 key pair
+    key_name: str | None = None  # an existing EC2 key pair (matching identity_file)
+    image_id: str | dict[str, str] | None = None  # AMI, or {region: AMI}
+    security_group: str | None = None  # existing group name (default: one per cluster)
+    remote_dir: str = "~/.skystate-node"  # node folders; "{host}" expands to the instance id
+    isolate_home: bool = False  # jobs' HOME (and / mounts) inside the node folder
+    shutdown_command: list[str] | None = None  # powers a node off (default: sudo shutdown)
+    # TEST ONLY: reach every node's sshd at "host:port" (a cloud emulator has no machines)
+    test_ssh_address: str | None = None
 
 
 class GCPConfig(_Strict):
