@@ -270,8 +270,9 @@ def test_capacity_error_in_the_first_region_fails_over_to_the_next(
     assert len(east) == len(east_offers)  # every us-east-1 zone was tried first
     owned = _owned(aws, spec["owner"])
     assert [i["Placement"]["AvailabilityZone"][:-1] for i in owned["instances"]] == ["us-west-2"]
-    assert {g["GroupName"] for g in owned["groups"]} == {"skystate-fo"}  # none left in east
+    assert [g["GroupName"] for g in owned["groups"]] == ["skystate-fo"]  # none left in east
     prov.terminate("fo", spec["owner"])
+    assert _owned(aws, spec["owner"]) == {"instances": [], "volumes": [], "groups": []}
 
     west = _inject(prov, "us-west-2", "RunInstances", "InsufficientInstanceCapacity")
     with pytest.raises(ResourcesUnavailableError) as info:
@@ -282,7 +283,7 @@ def test_capacity_error_in_the_first_region_fails_over_to_the_next(
     assert all("InsufficientInstanceCapacity" in str(e) for e in history)
     assert [str(e).split(":")[0] for e in history] == [f"aws/{o.region}" for o in
                                                        sorted(offers, key=lambda o: o.infra)]
-    assert _owned(aws, spec["owner"])["instances"] == []
+    assert _owned(aws, spec["owner"]) == {"instances": [], "volumes": [], "groups": []}
 
 
 # --- autostop from inside the node ------------------------------------------------------

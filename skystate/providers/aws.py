@@ -45,6 +45,7 @@ from skystate.exceptions import (
     ClusterDoesNotExist,
     NotSupportedError,
     ProviderError,
+    ResourcesUnavailableError,
 )
 from skystate.home import home
 from skystate.providers import aws_api
@@ -174,10 +175,11 @@ class AWSProvider:
             self._start_instances(region, stopped)
         missing = [r for r in range(request.num_nodes) if r not in ranks.values()]
         if missing:
-            self._launch(request, region, missing)
+            self._launch(request, region, missing, fresh=not existing)
         return self._bring_up(request.cluster_name, request.owner)
 
-    def _launch(self, request: ProvisionRequest, region: str, ranks: list[int]) -> None:
+    def _launch(self, request: ProvisionRequest, region: str, ranks: list[int],
+                fresh: bool) -> None:  # fmt: skip
         offer = request.offer
         tags = {"Name": request.cluster_name, CLUSTER_TAG: request.cluster_name,
                 OWNER_TAG: request.owner, **{str(k): str(v) for k, v in request.labels.items()}}
@@ -205,7 +207,12 @@ class AWSProvider:
             **(spot if offer.use_spot else {}),
             **({"Placement": {"AvailabilityZone": offer.zone}} if offer.zone else {}),
         }  # fmt: skip
-        launched = self.ec2.call(region, "run_instances", **kwargs)["Instances"]
+        try:
+            launched = self.ec2.call(region, "run_instances", **kwargs)["Instances"]
+        except (ProviderError, ResourcesUnavailableError):  # failing over leaves no group
+            if fresh and not self.config.security_group:
+                self._delete_group(region, request.cluster_name, request.owner)
+            raise
         for rank, instance in zip(ranks, launched, strict=False):
             self.ec2.call(region, "create_tags", Resources=[instance["InstanceId"]],
                           Tags=[{"Key": RANK_TAG, "Value": str(rank)}])  # fmt: skip
