@@ -347,8 +347,8 @@ def test_state_dir_ssh_cluster_is_reachable_from_anywhere(sshd: SSHD, home: Path
         "kind: Job\nname: hi\ncluster: sshc\nrun: echo over ssh\n")
     run_cli(home, "apply", str(state), "--yes", "--wait", timeout=120)
     assert not (home / "config.yaml").exists()
-    [job] = sky.queue("sshc")
+    [job] = sky.get(sky.queue("sshc"))
     assert job["status"] is JobStatus.SUCCEEDED
     assert "over ssh" in run_cli(home, "logs", "sshc", "1", timeout=60).stdout
     run_cli(home, "down", "sshc", timeout=60)
-    assert sky.status(["sshc"]) == []
+    assert sky.get(sky.status(["sshc"])) == []

@@ -7,6 +7,7 @@ restarted when it runs another skystate version.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import getpass
 import json
@@ -28,6 +29,13 @@ from skystate.server.main import server_file
 
 FINISHED = ("SUCCEEDED", "FAILED", "CANCELLED")
 _CLIENTS: dict[str, ApiClient] = {}
+
+
+@atexit.register
+def _close_clients() -> None:
+    for cached in _CLIENTS.values():
+        cached.http.close()
+    _CLIENTS.clear()
 
 
 def user_name() -> str:
