@@ -12,7 +12,7 @@ moto, which cannot produce these errors itself.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -311,8 +311,9 @@ def test_autostop_powers_the_nodes_off_and_autodown_terminates_them(
     prov = _make(aws, sshd, tmp_path, shutdown_command=shutdown)
     offer = _offer(prov, cpus="2+", region="us-east-1")
     obs = prov.provision(ProvisionRequest("auto", "me", offer, 2))
-    state: Callable[[], NodeState] = lambda: (  # noqa: E731
-        prov.observe(["auto"])[0].state if prov.observe(["auto"]) else NodeState.TERMINATED)
+    def state() -> NodeState:
+        seen = prov.observe(["auto"])  # one call: the cluster may vanish between two
+        return seen[0].state if seen else NodeState.TERMINATED
     prov.agent(obs).set_autostop(1, False, "jobs")
     wait_until(lambda: state() is NodeState.STOPPED, timeout=15, what="autostop")
     assert {n.state for n in prov.observe(["auto"])[0].nodes} == {NodeState.STOPPED}

@@ -92,13 +92,9 @@ def describe_holder(lock_path: Path | None = None) -> str:
 
 
 def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    from skystate.runtime.procs import is_zombie_or_gone
+
+    return pid > 0 and not is_zombie_or_gone(pid)
 
 
 def _try_flock(fd: int) -> bool:

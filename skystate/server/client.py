@@ -183,18 +183,9 @@ def _alive(path: Path) -> bool:
 
 
 def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(OSError), open(f"/proc/{pid}/stat") as stat:
-        if stat.read().split(") ", 1)[1].startswith("Z"):  # a zombie is not a server
-            return False
-    return True
+    from skystate.runtime.procs import is_zombie_or_gone
+
+    return pid > 0 and not is_zombie_or_gone(pid)
 
 
 def ensure_server(*, host: str = "127.0.0.1", deploy: bool = False, port: int = 0,

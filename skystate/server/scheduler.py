@@ -161,7 +161,7 @@ class Scheduler:
         with self._lock:
             cancelled = self._running.get(request_id, _Running(request_id, [])).cancelled
         if cancelled:
-            self._finish(request_id, RequestStatus.CANCELLED)
+            pass  # cancel() records it (and reports it as cancelled)
         elif line:
             reply = json.loads(line)
             if reply["ok"]:
