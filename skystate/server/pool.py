@@ -23,7 +23,6 @@ class Worker:
         stdin: IO[str] = self.proc.stdin  # type: ignore[assignment]
         stdin.write(line + "\n")
         stdin.flush()
-        stdin.close()
 
     def discard(self) -> None:
         """Kill an unused worker and release its pipes."""
@@ -34,24 +33,30 @@ class Worker:
                 pipe.close()
 
     def reply(self) -> str:
+        """The request's reply line; empty if the worker died (or was killed)."""
         stdout: IO[str] = self.proc.stdout  # type: ignore[assignment]
-        line = stdout.readline()
-        stdout.close()
-        return line
+        return stdout.readline()
 
 
 class WarmPool:
-    """Keeps ``size`` idle workers ready; ``take()`` returns one (or starts one)."""
+    """Idle workers, ``size`` of them started ahead; up to ``limit`` alive at once.
 
-    def __init__(self, home: Path, size: int, log: Path) -> None:
+    A worker that finished a request comes back (``give_back``); one that died or was
+    killed by a cancel is replaced (``lost``), so ``size`` stay warm.
+    """
+
+    def __init__(self, home: Path, size: int, log: Path, limit: int = 64) -> None:
         self.home = home
         self.size = size
+        self.limit = max(limit, size)
         self.log = log
         self._ready: queue.Queue[Worker] = queue.Queue()
         self._wanted = threading.Semaphore(0)
+        self._count_lock = threading.Lock()
+        self._alive = 0  # idle + busy + being started
         self._closed = False
         for _ in range(size):
-            self._wanted.release()
+            self._start_one()
         # pdeathsig is tied to the thread that forked the worker: these live as long as
         # the server does. Two of them start workers in parallel after a burst.
         for n in range(2):
@@ -59,11 +64,34 @@ class WarmPool:
 
     def take(self) -> Worker:
         try:
-            worker = self._ready.get_nowait()
+            return self._ready.get_nowait()
         except queue.Empty:
-            worker = self._ready.get()  # the refill thread is starting one now
+            pass
+        with self._count_lock:
+            if self._alive < self.limit:
+                self._start_one_locked()
+        return self._ready.get()
+
+    def give_back(self, worker: Worker) -> None:
+        if self._closed:
+            worker.discard()
+        else:
+            self._ready.put(worker)
+
+    def lost(self) -> None:
+        """A worker died or was killed: keep ``size`` of them around."""
+        with self._count_lock:
+            self._alive -= 1
+            if self._alive < self.size and not self._closed:
+                self._start_one_locked()
+
+    def _start_one(self) -> None:
+        with self._count_lock:
+            self._start_one_locked()
+
+    def _start_one_locked(self) -> None:
+        self._alive += 1
         self._wanted.release()
-        return worker
 
     def close(self) -> None:
         self._closed = True
@@ -84,8 +112,8 @@ class WarmPool:
             worker = self._spawn()
             if worker is not None:
                 self._ready.put(worker)
-            else:
-                self._wanted.release()
+            elif not self._closed:
+                self._wanted.release()  # try again
 
     def _spawn(self) -> Worker | None:
         with open(self.log, "ab") as log:

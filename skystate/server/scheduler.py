@@ -54,7 +54,7 @@ class Scheduler:
         self.logs = home / "requests"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.max_workers = max_workers
-        self.pool = WarmPool(home, warm, home / "api_server.log")
+        self.pool = WarmPool(home, warm, home / "api_server.log", limit=max_workers + warm)
         self.short = ThreadPoolExecutor(max_workers=8, thread_name_prefix="short")
         self._lock = threading.Condition()
         self._pending: list[_Pending] = []
@@ -142,6 +142,7 @@ class Scheduler:
         with self._lock:
             if running.cancelled or job.request_id in self._finished:
                 worker.discard()  # cancelled while we took a worker
+                self.pool.lost()
                 return
             running.worker = worker
             self.db.update(job.request_id, status=RequestStatus.RUNNING,
@@ -157,22 +158,26 @@ class Scheduler:
 
     def _await_reply(self, request_id: str, worker: Worker) -> None:
         line = worker.reply()
-        code = worker.proc.wait()
         with self._lock:
             cancelled = self._running.get(request_id, _Running(request_id, [])).cancelled
-        if cancelled:
-            pass  # cancel() records it (and reports it as cancelled)
-        elif line:
+        if line and not cancelled:
+            self.pool.give_back(worker)  # it takes the next request
             reply = json.loads(line)
             if reply["ok"]:
                 self._finish(request_id, RequestStatus.SUCCEEDED, value=reply["value"])
             else:
                 self._finish(request_id, RequestStatus.FAILED, error=reply["error"])
         else:
-            error = {"type": "skystate.exceptions:RequestInterruptedError", "args": [],
-                     "attrs": {}, "message": f"the request's worker died (exit code {code})"}
-            error["args"] = [error["message"]]
-            self._finish(request_id, RequestStatus.FAILED, error=error)
+            if line:  # a cancel raced the reply: the worker may still be alive
+                worker.proc.kill()
+            code = worker.proc.wait()
+            worker.discard()
+            self.pool.lost()
+            if not cancelled:  # (a cancelled request is recorded by cancel())
+                message = f"the request's worker died (exit code {code})"
+                self._finish(request_id, RequestStatus.FAILED, error={
+                    "type": "skystate.exceptions:RequestInterruptedError",
+                    "args": [message], "attrs": {}, "message": message})
         procs.kill_request_tree(request_id, None)  # nothing it started outlives it
 
     def _run_short(self, request_id: str, name: str, args: Any, user_name: str) -> None:

@@ -1,10 +1,11 @@
-"""One request in one process: ``python -m skystate.server.worker``.
+"""A request worker process: ``python -m skystate.server.worker``.
 
 The server starts workers ahead of time (imports done, so a request starts in
-milliseconds), hands each exactly one request on stdin and reads one JSON reply on
-the original stdout; the request's own output (progress, logs) goes to its log
-file. A fresh process per request means a cancel can kill the whole tree, and no
-state leaks from one request into the next.
+milliseconds) and hands each one request at a time on stdin; it reads one JSON reply
+per request on the original stdout, while the request's own output (progress, logs)
+goes to the request's log file. A worker runs one request at a time in its own
+session, so a cancel kills the whole tree (and the server starts a fresh worker);
+after a request that finished, the worker takes the next one.
 """
 
 from __future__ import annotations
@@ -41,6 +42,16 @@ def _run(request: dict[str, Any]) -> dict[str, Any]:
         return {"ok": False, "error": encode_error(exc)}
 
 
+def _redirect_output(path: str) -> None:
+    """Point fds 1 and 2 (and so print, rich and child processes) at ``path``."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+
+
 def main() -> None:
     from skystate.server.procs import TAG, die_with_parent
 
@@ -48,26 +59,21 @@ def main() -> None:
     os.chdir(os.environ.get("SKYSTATE_HOME") or os.getcwd())
     _warm_imports()
     reply = os.fdopen(os.dup(1), "w")
+    _redirect_output(os.devnull)
+    sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
+    sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
     reply.write("ready\n")
     reply.flush()
-    line = sys.stdin.readline()
-    if not line:
-        os._exit(0)  # the server closed the pool
-    request = json.loads(line)
-    os.environ[TAG] = request["request_id"]
-    if request.get("user_name"):
-        os.environ["SKYSTATE_USER"] = request["user_name"]
-    log = os.open(request["log_path"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
-    sys.stdout = os.fdopen(1, "w", buffering=1)
-    sys.stderr = os.fdopen(2, "w", buffering=1)
-    result = _run(request)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    reply.write(json.dumps(result) + "\n")
-    reply.flush()
-    os._exit(0)
+    for line in sys.stdin:
+        request = json.loads(line)
+        os.environ[TAG] = request["request_id"]  # inherited by what the request starts
+        os.environ["SKYSTATE_USER"] = request.get("user_name") or ""
+        _redirect_output(request["log_path"])
+        result = _run(request)
+        _redirect_output(os.devnull)
+        reply.write(json.dumps(result) + "\n")
+        reply.flush()
+    os._exit(0)  # stdin closed: the server is done with this worker
 
 
 if __name__ == "__main__":
