@@ -62,6 +62,7 @@ def main() -> None:
               "end to end")
     finally:
         sky.get(sky.down("bench"))
+        sky.api_stop()
 
 
 if __name__ == "__main__":
