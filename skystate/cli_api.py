@@ -74,7 +74,8 @@ def status(
 
     rows = sdk.api_status(request_ids or None, all_status=all_status)
     if as_json:
-        typer.echo(json.dumps([{**r, "status": r["status"].value} for r in rows], indent=2))
+        typer.echo(json.dumps([{**r, "status": r["status"].value} for r in rows], indent=2,
+                              default=str))
         return
     table = Table()
     for column in ("ID", "USER", "NAME", "CLUSTER", "CREATED", "STATUS"):

@@ -205,17 +205,25 @@ def stream_and_get(request_id: RequestId | None = None, log_path: str | None = N
             raise ValueError("there is no request to stream")
         request_id = str(mine[0]["request_id"])
     full_id = client.resolve(request_id)
-    client.stream(full_id, follow=follow, tail=tail, out=out)
+    try:
+        client.stream(full_id, follow=follow, tail=tail, out=out)
+    except KeyboardInterrupt:
+        print(f"\nThe request keeps running on the API server. Follow it again with "
+              f"`skystate api logs {full_id[:8]}`; stop it with "
+              f"`skystate api cancel {full_id[:8]}`.", file=sys.stderr)
+        raise
     return client.result(full_id)
 
 
 def api_status(request_ids: list[RequestId] | None = None,
                all_status: bool = False) -> list[dict[str, Any]]:
     """Requests (unfinished ones unless ``all_status``), newest first."""
+    from skystate.server.codec import decode
     from skystate.server.records import RequestStatus
 
     rows = _client().listing(request_ids=request_ids, all_status=all_status)
-    return [{**row, "status": RequestStatus(row["status"])} for row in rows]
+    return [{**row, "status": RequestStatus(row["status"]),
+             "return_value": decode(row.get("return_value"))} for row in rows]
 
 
 def api_cancel(request_ids: RequestId | list[RequestId] | None = None, all_users: bool = False,

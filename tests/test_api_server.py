@@ -253,3 +253,23 @@ def _cmdline(pid: int) -> bytes:
             return handle.read().replace(b"\0", b" ")
     except OSError:
         return b""
+
+
+def test_finished_requests_past_retention_are_pruned(home: Path) -> None:
+    """Rows and logs of old finished requests go; unfinished and recent ones stay."""
+    from skystate.server.records import RequestDB, RequestStatus
+    from skystate.server.scheduler import RETENTION_SECONDS
+
+    db = RequestDB(home / "requests.db")
+    now = time.time()
+    for name, status, age in (("old", RequestStatus.SUCCEEDED, RETENTION_SECONDS + 60),
+                              ("recent", RequestStatus.FAILED, 60),
+                              ("stuck", RequestStatus.PENDING, RETENTION_SECONDS + 60)):
+        log = home / f"{name}.log"
+        log.write_text(name)
+        db.insert({"request_id": name, "name": "status", "status": status,
+                   "finished_at": None if status is RequestStatus.PENDING else now - age,
+                   "log_path": str(log)})
+    assert db.prune(now - RETENTION_SECONDS) == [str(home / "old.log")]
+    assert db.get("old") is None and db.get("recent") and db.get("stuck")
+    db.close()

@@ -118,6 +118,16 @@ class RequestDB:
             rows = cursor.fetchall()
         return [{c: _load(c, v) for c, v in zip(_COLUMNS, row, strict=True)} for row in rows]
 
+    def prune(self, finished_before: float) -> list[str]:
+        """Forget finished requests older than a time; their log paths, to delete."""
+        params = [*FINISHED, finished_before]
+        where = (f"status IN ({', '.join('?' * len(FINISHED))}) AND finished_at < ?")
+        with self._lock:
+            logs = [row[0] for row in self._conn.execute(
+                f"SELECT log_path FROM requests WHERE {where}", params)]
+            self._conn.execute(f"DELETE FROM requests WHERE {where}", params)
+        return [path for path in logs if path]
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()

@@ -7,7 +7,9 @@ arrival order, one at a time; the rest run in parallel up to ``max_workers``.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import threading
 import time
 import uuid
@@ -24,6 +26,10 @@ from skystate.server.pool import WarmPool, Worker
 from skystate.server.records import RequestDB, RequestStatus
 
 Notify = Callable[[str], None]
+# Finished requests (rows and logs) are kept this long, then pruned (FACTS: keep hot
+# tables small). Checked at start and every PRUNE_EVERY submissions.
+RETENTION_SECONDS = float(os.environ.get("SKYSTATE_REQUEST_RETENTION_DAYS", "7")) * 86400
+PRUNE_EVERY = 500
 
 
 @dataclass
@@ -60,6 +66,7 @@ class Scheduler:
         self._pending: list[_Pending] = []
         self._running: dict[str, _Running] = {}
         self._finished: set[str] = set()
+        self._submitted = 0
         self.notify: Notify = lambda request_id: None
         threading.Thread(target=self._loop, name="scheduler", daemon=True).start()
 
@@ -85,7 +92,18 @@ class Scheduler:
             "keys": keys, "schedule_type": kind.schedule,
         })
         self._enqueue(request_id, name, args, kind, keys, user_name, str(log_path))
+        self._submitted += 1
+        if self._submitted % PRUNE_EVERY == 0:
+            threading.Thread(target=self.prune, name="prune", daemon=True).start()
         return request_id
+
+    def prune(self) -> int:
+        """Forget finished requests older than the retention time; how many."""
+        paths = self.db.prune(time.time() - RETENTION_SECONDS)
+        for path in paths:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        return len(paths)
 
     def _enqueue(self, request_id: str, name: str, args: Any, kind: RequestKind,
                  keys: list[str], user_name: str, log_path: str) -> None:
@@ -101,6 +119,7 @@ class Scheduler:
 
     def requeue_unfinished(self) -> None:
         """On start: requests a dead server left RUNNING fail; PENDING ones run now."""
+        self.prune()
         for row in self.db.with_status([RequestStatus.RUNNING]):
             procs.kill_request_tree(row["request_id"], row.get("pid"))
             error = encode_error(_interrupted(row), with_traceback=False)
