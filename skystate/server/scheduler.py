@@ -121,7 +121,9 @@ class Scheduler:
         """On start: requests a dead server left RUNNING fail; PENDING ones run now."""
         self.prune()
         for row in self.db.with_status([RequestStatus.RUNNING]):
-            procs.kill_request_tree(row["request_id"], row.get("pid"))
+            # Its worker died with the old server (PDEATHSIG), and its pid may be reused
+            # by now: only the processes carrying the request's tag are killed.
+            procs.kill_request_tree(row["request_id"], None)
             error = encode_error(_interrupted(row), with_traceback=False)
             self._finish(row["request_id"], RequestStatus.FAILED, error=error,
                          status_msg="the API server died while this request was running")
