@@ -8,7 +8,8 @@ Enabled only when ``SKYSTATE_FAULTS`` names a JSON file holding one fault or a l
 ``cluster`` limits it to calls about that cluster (omitted: every call; a call that
 names no cluster — ``offers``, ``observe`` of all — matches any); ``error`` is
 ``transient`` (a ``ProviderError`` marked transient, as a throttled cloud API gives)
-or ``timeout`` (``TimeoutError``, as an unreachable host gives), raised after ``delay``
+or ``timeout`` (``TimeoutError``, as an unreachable host gives) or ``unavailable`` (a
+``ResourcesUnavailableError``, as a cloud out of capacity gives), raised after ``delay``
 seconds (default 0); ``times`` is how many matching calls fail (omitted or null: all).
 
 The fault file is never changed; how many times each fault fired is counted in
@@ -30,7 +31,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 
-from skystate.exceptions import ProviderError
+from skystate.exceptions import ProviderError, ResourcesUnavailableError
 from skystate.providers.base import (
     ClusterAgent,
     ClusterObservation,
@@ -49,7 +50,7 @@ class Fault(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     op: Op
-    error: Literal["transient", "timeout"]
+    error: Literal["transient", "timeout", "unavailable"]
     cluster: str | None = None
     times: int | None = None
     delay: float = 0.0
@@ -115,6 +116,8 @@ def _raise(fault: Fault, op: str, clusters: Sequence[str] | None) -> None:
     what = f"{op} of {', '.join(clusters)}" if clusters else op
     if fault.error == "timeout":
         raise TimeoutError(f"injected timeout: {what} did not answer")
+    if fault.error == "unavailable":
+        raise ResourcesUnavailableError(f"injected capacity error: {what} has no capacity")
     raise ProviderError(f"injected transient error: {what} was throttled", transient=True)
 
 

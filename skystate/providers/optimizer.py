@@ -17,6 +17,7 @@ A request without a cloud runs on the default provider (``local``); ``infra: '*'
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from skystate.enums import OptimizeTarget
 from skystate.exceptions import NotSupportedError
@@ -113,10 +114,13 @@ def rank_offers(resources: Resources, num_nodes: int, providers: Providers, *,
         ranked.extend(sorted(candidate_offers(candidate, num_nodes, providers), key=key))
     if resources.ordered is None:
         ranked.sort(key=key)
-    seen: set[tuple[str, str | None, str | None, str, bool]] = set()
+    # Same place and machine is one offer; the local and ssh providers name every machine
+    # alike ("local"), so what it hands out (accelerators) is part of the identity.
+    seen: set[tuple[Any, ...]] = set()
     unique = []
     for offer in ranked:
-        identity = (offer.provider, offer.region, offer.zone, offer.instance_type, offer.use_spot)
+        identity = (offer.provider, offer.region, offer.zone, offer.instance_type,
+                    offer.use_spot, tuple(sorted(offer.accelerators.items())))
         if identity not in seen:
             seen.add(identity)
             unique.append(offer)

@@ -61,13 +61,41 @@ def run_action(ctx: HandlerContext, action: Action) -> str:
 
 
 def _create(ctx: HandlerContext, action: Action) -> str:
-    spec = dict(action.after or {})
+    """Provision on the plan's offer, else on its failover offers in order; then set up.
+
+    Capacity, quota and access errors of ``provision`` move on to the next offer (the
+    provider cleans up what a failed fresh provision made); a transient error does not,
+    so the cluster is retried where the plan put it instead of wandering off on a blip.
+    """
     if not action.offer:
         raise ResourcesUnavailableError(f"{action.address}: the plan chose no offer")
-    offer = Offer.from_dict(action.offer)
+    spec = dict(action.after or {})
+    history: list[Exception] = []
+    for offer_dict in (action.offer, *action.failover_offers):
+        offer = Offer.from_dict(offer_dict)
+        try:
+            provider, observation = _provision_on(ctx, spec, offer)
+        except (ResourcesUnavailableError, ProviderError) as exc:
+            if isinstance(exc, ProviderError) and exc.transient:
+                raise
+            history.append(exc)
+            continue
+        status = _set_up(ctx, spec, provider, observation)
+        tried = (f" after {len(history)} failed offer(s): " + "; ".join(map(str, history))
+                 if history else "")
+        return f"created on {offer.infra} ({status}){tried}"
+    if len(history) == 1:
+        raise history[0]  # one offer (the SDK's failover loop hands them one by one)
+    raise ResourcesUnavailableError(
+        f"{action.address}: every offer failed ({len(history)}); last: {history[-1]}",
+        failover_history=history)
+
+
+def _provision_on(ctx: HandlerContext, spec: dict[str, Any], offer: Offer) -> tuple[Any, Any]:
+    """Record the intent (INIT, with this offer), then provision; nodes recorded."""
     now = time.time()
     ctx.write(lambda s: s.put_cluster({
-        **spec, "status": "INIT", "provider": offer.provider, "offer": action.offer,
+        **spec, "status": "INIT", "provider": offer.provider, "offer": offer.to_dict(),
         "launched_at": now, "status_updated_at": now, "stopped_by_autostop": False,
         "last_error": None, "user_name": getpass.getuser(),
         "provider_config": ctx.providers.config.get(offer.provider) or {},
@@ -84,6 +112,10 @@ def _create(ctx: HandlerContext, action: Action) -> str:
         else None,
     ))
     ctx.write(lambda s: s.set_nodes(spec["name"], node_records(observation)))
+    return provider, observation
+
+
+def _set_up(ctx: HandlerContext, spec: dict[str, Any], provider: Any, observation: Any) -> str:
     agent = provider.agent(observation)
     _apply_autostop(agent, spec.get("autostop"))
     _run_cluster_setup(ctx, agent, spec)
@@ -92,7 +124,7 @@ def _create(ctx: HandlerContext, action: Action) -> str:
         observation = provider.stop(spec["name"], spec["owner"])
         status = "STOPPED"
     _record_status(ctx, spec["name"], status, observation_nodes=node_records(observation))
-    return f"created on {offer.infra} ({status})"
+    return status
 
 
 def _replace(ctx: HandlerContext, action: Action) -> str:

@@ -54,6 +54,9 @@ class Action(BaseModel):
     changes: list[FieldChange] = Field(default_factory=list)
     depends_on: list[str] = Field(default_factory=list)  # action ids
     offer: dict[str, Any] | None = None
+    # The next-best offers, in order: a create that hits a capacity, quota or access error
+    # on ``offer`` tries these (the optimizer's failover order), recorded in the plan.
+    failover_offers: list[dict[str, Any]] = Field(default_factory=list)
     hourly_before: float = 0.0
     hourly_after: float = 0.0
     warnings: list[str] = Field(default_factory=list)

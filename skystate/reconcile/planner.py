@@ -23,6 +23,8 @@ from skystate.spec.desired import DesiredState, address
 from skystate.spec.documents import Cluster
 from skystate.spec.resources import Resources
 
+FAILOVER_OFFERS = 8  # how many next-best offers a create may fall back to
+
 OfferRanker = Callable[[Resources, int], list[Offer]]
 Record = dict[str, Any]
 
@@ -100,7 +102,8 @@ class _PlanBuilder:
     warnings: list[str] = field(default_factory=list)
     cluster_actions: dict[str, Action] = field(default_factory=dict)
     job_cancels: dict[str, list[str]] = field(default_factory=dict)  # cluster -> action ids
-    _offer_cache: dict[str, tuple[Offer, dict[str, Any]] | None] = field(default_factory=dict)
+    _offer_cache: dict[str, tuple[Offer, dict[str, Any], list[dict[str, Any]]] | None] = (
+        field(default_factory=dict))
 
     # --- helpers -------------------------------------------------------------------
 
@@ -108,12 +111,16 @@ class _PlanBuilder:
         source = self.desired.source_of(addr)
         return f"{source}: " if source else ""
 
-    def offer_for(self, cluster: Cluster) -> tuple[Offer, dict[str, Any]] | None:
-        """The best offer and its JSON form, computed once per distinct request."""
+    def offer_for(self, cluster: Cluster
+                  ) -> tuple[Offer, dict[str, Any], list[dict[str, Any]]] | None:
+        """The best offer, its JSON form and the failover offers after it; computed once
+        per distinct request."""
         key = json.dumps([cluster.resources.canonical(), cluster.num_nodes], sort_keys=True)
         if key not in self._offer_cache:
             offers = self.rank_offers(cluster.resources, cluster.num_nodes)
-            self._offer_cache[key] = (offers[0], offers[0].to_dict()) if offers else None
+            self._offer_cache[key] = (
+                (offers[0], offers[0].to_dict(),
+                 [o.to_dict() for o in offers[1:1 + FAILOVER_OFFERS]]) if offers else None)
         return self._offer_cache[key]
 
     def add(self, action: Action) -> Action:
@@ -134,7 +141,7 @@ class _PlanBuilder:
             )
             return
         chosen = self.offer_for(cluster)
-        offer, offer_dict = chosen if chosen else (None, None)
+        offer, offer_dict, failover = chosen if chosen else (None, None, [])
         needs_offer = record is None or record["immutable_hash"] != after["immutable_hash"]
         if offer is None and needs_offer:
             reason = self.explain(cluster.resources) if self.explain else "no feasible offer"
@@ -155,6 +162,8 @@ class _PlanBuilder:
             action = self._replace(addr, cluster, record, after, offer_dict, after_cost)
         else:
             action = self._update_in_place(addr, cluster, record, after)
+        if action.type in (ActionType.CREATE, ActionType.REPLACE) and failover:
+            action = self._with_failover(action, failover)
         self.cluster_actions[cluster.name] = action
 
     def _owned(self, record: Record) -> bool:
@@ -168,6 +177,11 @@ class _PlanBuilder:
                 f"{addr} has accelerators but no autostop: it bills until stopped "
                 "(set autostop: {idle_minutes: N})"
             )
+
+    def _with_failover(self, action: Action, failover: list[Record]) -> Action:
+        updated = action.model_copy(update={"failover_offers": failover})
+        self.actions[self.actions.index(action)] = updated
+        return updated
 
     def _create(self, addr: str, cluster: Cluster, after: Record, offer: Record | None,
                 cost: float, reason: str, record: Record | None = None) -> Action:
