@@ -46,6 +46,8 @@ def render_action(action: Action) -> list[str]:
     symbol, colour = _SYMBOLS.get(action.type, (" ", "white"))
     num_nodes = int((action.after or action.before or {}).get("num_nodes") or 1)
     offer = offer_text(action.offer, num_nodes) if action.kind == "Cluster" else ""
+    if action.failover_offers:
+        offer += f" (then {len(action.failover_offers)} failover offer(s))"
     head = (f"[{colour}]{symbol:>3} {action.address}[/{colour}]  [bold]{action.type.value}"
             f"[/bold]  {offer}".rstrip())
     lines = [head, f"      [dim]reason: {action.reason}[/dim]"]
