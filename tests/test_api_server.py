@@ -273,3 +273,24 @@ def test_finished_requests_past_retention_are_pruned(home: Path) -> None:
     assert db.prune(now - RETENTION_SECONDS) == [str(home / "old.log")]
     assert db.get("old") is None and db.get("recent") and db.get("stuck")
     db.close()
+
+
+def test_api_start_watch_keeps_a_directory_applied(home: Path, tmp_path: Path) -> None:
+    """``skystate api start --watch DIR``: the loop runs inside the server and files
+    apply requests; an edit is applied and ``api stop`` ends both."""
+    from helpers import run_cli, status_json
+
+    state = tmp_path / "watched"
+    state.mkdir()
+    (state / "a.yaml").write_text("kind: Cluster\nname: wa\n")
+    run_cli(home, "api", "start", "--watch", str(state))
+    wait_until(lambda: [c["status"] for c in status_json(home)["clusters"]] == ["UP"], 30,
+               "the watched cluster to be created")
+    (state / "b.yaml").write_text("kind: Cluster\nname: wb\n")
+    wait_until(lambda: sorted(c["name"] for c in status_json(home)["clusters"]
+                              if c["status"] == "UP") == ["wa", "wb"], 30, "the edit")
+    applies = [r for r in sky.api_status(all_status=True) if r["name"] == "apply"]
+    assert len(applies) >= 2 and {r["status"].value for r in applies} == {"SUCCEEDED"}
+    pid = _server_pid(home)
+    run_cli(home, "api", "stop")
+    wait_until(lambda: not _alive(pid), 10, "the server to stop")
