@@ -423,6 +423,14 @@ def main() -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - anything else, e.g. a request's own error
+        if _DEBUG["on"]:
+            raise
+        from rich.markup import escape
+
+        _console(stderr=True).print(f"[red]Error:[/red] {type(exc).__name__}: "
+                                    f"{escape(str(exc))} (--debug shows the traceback)")
+        sys.exit(1)
 
 
 if __name__ == "__main__":
