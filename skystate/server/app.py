@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -77,10 +77,20 @@ def create_app(home: Path, *, token: str | None, max_workers: int = 8,
     db = RequestDB(home / "requests.db")
     scheduler = Scheduler(db, home, max_workers=max_workers, warm=warm)
     waiters: dict[str, list[asyncio.Event]] = {}
-    started_at = time.time()
+    docs = {} if not token else {"openapi_url": None, "docs_url": None, "redoc_url": None}
+    app = FastAPI(title="skystate API server", version=__version__,
+                  lifespan=_lifespan(scheduler, waiters),
+                  dependencies=[Depends(_token_check(token))], **docs)  # type: ignore[arg-type]
+    app.state.scheduler = scheduler
+    app.state.started = False
+    app.include_router(_health_route(home))
+    app.include_router(_request_routes(db, scheduler, waiters))
+    return app
 
+
+def _lifespan(scheduler: Scheduler, waiters: dict[str, list[asyncio.Event]]) -> Any:
     @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
 
         def notify(request_id: str) -> None:
@@ -95,10 +105,10 @@ def create_app(home: Path, *, token: str | None, max_workers: int = 8,
             scheduler.requeue_unfinished()
         yield
 
-    app = FastAPI(title="skystate API server", version=__version__, lifespan=lifespan)
-    app.state.scheduler = scheduler
-    app.state.started = False
+    return lifespan
 
+
+def _token_check(token: str | None) -> Any:
     def check_token(request: Request) -> None:
         if not token:
             return
@@ -109,14 +119,26 @@ def create_app(home: Path, *, token: str | None, max_workers: int = 8,
             raise HTTPException(status_code=401, detail="missing or wrong bearer token",
                                 headers={"WWW-Authenticate": "Bearer"})
 
-    auth = [Depends(check_token)]
+    return check_token
 
-    @app.get("/api/health", response_model=Health, dependencies=auth)
+
+def _health_route(home: Path) -> APIRouter:
+    router = APIRouter()
+    started_at = time.time()
+
+    @router.get("/api/health", response_model=Health)
     async def health() -> Health:
         return Health(status="healthy", version=__version__, api_version=API_VERSION,
                       pid=os.getpid(), started_at=started_at, home=str(home))
 
-    @app.post("/api/v1/requests", response_model=SubmitReply, dependencies=auth)
+    return router
+
+
+def _request_routes(db: RequestDB, scheduler: Scheduler,
+                    waiters: dict[str, list[asyncio.Event]]) -> APIRouter:
+    router = APIRouter(prefix="/api/v1")
+
+    @router.post("/requests", response_model=SubmitReply)
     def submit(body: SubmitBody) -> SubmitReply:
         from skystate.server.validate import check_args
 
@@ -125,7 +147,7 @@ def create_app(home: Path, *, token: str | None, max_workers: int = 8,
             raise HTTPException(status_code=422, detail=problem)
         return SubmitReply(request_id=scheduler.submit(body.name, body.args, body.user_name))
 
-    @app.get("/api/v1/requests", response_model=list[RequestRow], dependencies=auth)
+    @router.get("/requests", response_model=list[RequestRow])
     def listing(request_ids: list[str] | None = Query(None),  # noqa: B008
                 all_status: bool = False, user_name: str | None = None,
                 prefix: str | None = None, limit: int = Query(1000, ge=1, le=100000),
@@ -135,35 +157,30 @@ def create_app(home: Path, *, token: str | None, max_workers: int = 8,
         return db.listing(request_ids=request_ids, all_status=all_status,
                           user_name=user_name, limit=limit)
 
-    @app.get("/api/v1/requests/{request_id}", response_model=RequestRow, dependencies=auth)
+    @router.get("/requests/{request_id}", response_model=RequestRow)
     async def one(request_id: str,
                   wait: float = Query(0.0, ge=0.0, le=60.0)) -> dict[str, Any]:
-        row = db.get(request_id)
-        if row is None:
-            raise HTTPException(status_code=404, detail=f"no request {request_id!r}")
+        row = _row_or_404(db, request_id)
         if wait and not RequestStatus(row["status"]).is_finished():
             event = asyncio.Event()
             waiters.setdefault(request_id, []).append(event)
             row = db.get(request_id) or row  # it may have finished meanwhile
             if not RequestStatus(row["status"]).is_finished():
-                try:
+                with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(event.wait(), timeout=wait)
-                except asyncio.TimeoutError:
-                    pass
                 row = db.get(request_id) or row
         return row
 
-    @app.get("/api/v1/requests/{request_id}/logs", dependencies=auth)
+    @router.get("/requests/{request_id}/logs")
     async def logs(request_id: str, follow: bool = True,
                    tail: int | None = Query(None, ge=0)) -> StreamingResponse:
-        row = db.get(request_id)
-        if row is None:
-            raise HTTPException(status_code=404, detail=f"no request {request_id!r}")
+        row = _row_or_404(db, request_id)
         return StreamingResponse(_stream_log(db, row, follow, tail),
                                  media_type="text/plain; charset=utf-8")
 
-    @app.post("/api/v1/cancel", response_model=SubmitReply, dependencies=auth)
+    @router.post("/cancel", response_model=SubmitReply)
     def cancel(body: CancelBody) -> SubmitReply:
+        """Answered at once, never queued; recorded as a finished ``api_cancel``."""
         ids = body.request_ids
         if not ids:
             rows = db.listing(user_name=None if body.all_users else body.user_name or None)
@@ -175,7 +192,14 @@ def create_app(home: Path, *, token: str | None, max_workers: int = 8,
             "api_cancel", {"request_ids": body.request_ids, "all_users": body.all_users},
             body.user_name, cancelled))
 
-    return app
+    return router
+
+
+def _row_or_404(db: RequestDB, request_id: str) -> dict[str, Any]:
+    row = db.get(request_id)
+    if row is None:
+        raise HTTPException(status_code=404, detail=f"no request {request_id!r}")
+    return row
 
 
 async def _stream_log(db: RequestDB, row: dict[str, Any], follow: bool,
