@@ -171,6 +171,16 @@ class JobRequest:
     # apply killed between submit and record never runs a job twice.
     submission_id: str | None = None
 
+    def agent_spec(self, workdir_on_node: str) -> dict[str, Any]:
+        """The job as the runtime agent's ``submit`` takes it (workdir already synced)."""
+        return {
+            "name": self.name, "run": self.run, "setup": self.setup, "envs": dict(self.envs),
+            "workdir": workdir_on_node if self.workdir else None,
+            "num_nodes": self.num_nodes, "cpus": self.cpus,
+            "accelerators": dict(self.accelerators), "username": self.username,
+            "submission_id": self.submission_id,
+        }
+
 
 @runtime_checkable
 class ClusterAgent(Protocol):

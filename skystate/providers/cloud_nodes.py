@@ -258,18 +258,7 @@ class SSHAgent:
 
     def submit(self, job: JobRequest) -> int:
         prefix = self.sync(job.workdir, job.file_mounts)
-        spec = {
-            "name": job.name,
-            "run": job.run,
-            "setup": job.setup,
-            "envs": dict(job.envs),
-            "workdir": WORKDIR if job.workdir else None,
-            "num_nodes": job.num_nodes,
-            "cpus": job.cpus,
-            "accelerators": dict(job.accelerators),
-            "username": job.username,
-            "submission_id": job.submission_id,
-        }
+        spec = job.agent_spec(WORKDIR)
         return int(self._call("submit", stdin=spec, prefix=prefix)["job_id"])
 
     def queue(self, job_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:

@@ -321,18 +321,7 @@ class LocalAgent:
 
     def submit(self, job: JobRequest) -> int:
         self.sync(job.workdir, job.file_mounts)
-        spec = {
-            "name": job.name,
-            "run": job.run,
-            "setup": job.setup,
-            "envs": dict(job.envs),
-            "workdir": WORKDIR if job.workdir else None,
-            "num_nodes": job.num_nodes,
-            "cpus": job.cpus,
-            "accelerators": dict(job.accelerators),
-            "username": job.username,
-            "submission_id": getattr(job, "submission_id", None),
-        }
+        spec = job.agent_spec(WORKDIR)
         return runtime.submit(self.head, spec)
 
     def queue(self, job_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
