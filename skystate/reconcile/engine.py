@@ -14,6 +14,7 @@ from skystate.exceptions import ClusterDoesNotExist, PlanError
 from skystate.providers.registry import Providers
 from skystate.reconcile.actual import ActualState
 from skystate.reconcile.executor import ApplyResult, Progress, apply_action, apply_plan
+from skystate.reconcile.gc_pauses import fewer_gc_passes
 from skystate.reconcile.health import record_outcomes
 from skystate.reconcile.lock import state_lock
 from skystate.reconcile.plan import Action, ActionType, Plan
@@ -34,7 +35,8 @@ Confirm = Callable[[Plan], bool]
 def load_desired(state_dir: str | Path) -> DesiredState:
     from skystate.spec.loader import load_state_dir
 
-    return load_state_dir(Path(state_dir))
+    with fewer_gc_passes():
+        return load_state_dir(Path(state_dir))
 
 
 def providers_for(desired: DesiredState) -> Providers:
@@ -47,15 +49,17 @@ def _plan_against(desired: DesiredState, actual: ActualState, providers: Provide
     from skystate.providers.optimizer import explain_infeasible, rank_offers
 
     actual = with_live_job_statuses(actual, providers, nodes)
-    return make_plan(
-        desired, actual,
-        rank_offers=lambda res, n: rank_offers(res, n, providers),
-        explain_infeasible=lambda res: explain_infeasible(res, providers),
-        now=time.time(), targets=list(targets), prune=prune, refreshed=refreshed,
-        state_dir=state_dir,
-    )
+    with fewer_gc_passes():
+        return make_plan(
+            desired, actual,
+            rank_offers=lambda res, n: rank_offers(res, n, providers),
+            explain_infeasible=lambda res: explain_infeasible(res, providers),
+            now=time.time(), targets=list(targets), prune=prune, refreshed=refreshed,
+            state_dir=state_dir,
+        )
 
 
+@fewer_gc_passes()
 def plan_state_dir(state_dir: str | Path, *, targets: Iterable[str] = (), prune: bool = True,
                    refresh: bool = False, lock_timeout: float = 30.0) -> Plan:
     """Plan without taking the lock (reads the atomically written state file)."""
