@@ -116,6 +116,22 @@ def test_rebuild_recovers_a_deleted_database(home: Path, tmp_path: Path) -> None
     assert _clusters(home)["solo"]["status"] == "STOPPED"
 
 
+def test_after_a_rebuild_jobs_that_ran_are_not_run_again(home: Path, tmp_path: Path) -> None:
+    """Job records are not rebuilt, so the next apply submits again: the agent dedups the
+    submission (same owner, name and spec hash), so the job does not run a second time."""
+    import skystate as sky
+
+    folder = _state_dir(tmp_path, a=_cluster("alpha") + "---\nkind: Job\nname: once\n"
+                        "cluster: alpha\nrun: echo ran-once\n")
+    run_cli(home, "apply", str(folder), "--yes", "--wait")
+    (home / "state.json").unlink()
+    run_cli(home, "refresh", str(folder), "--rebuild")
+    out = run_cli(home, "apply", str(folder), "--yes", "--wait").stdout
+    assert "submitted as job 1" in out  # the first run's id: nothing new was queued
+    assert [j["job_id"] for j in sky.get(sky.queue("alpha"))] == [1]
+    assert _changes(_plan(home, folder)) == {}
+
+
 def test_rebuild_without_the_directory_keeps_what_tags_say(home: Path, tmp_path: Path) -> None:
     """No DIR: owner, managed_by, protect and the spec hash come from the tags alone."""
     folder = _state_dir(tmp_path, a=_cluster("alpha", "protect: true\n"))
