@@ -294,3 +294,15 @@ def test_api_start_watch_keeps_a_directory_applied(home: Path, tmp_path: Path) -
     pid = _server_pid(home)
     run_cli(home, "api", "stop")
     wait_until(lambda: not _alive(pid), 10, "the server to stop")
+
+
+def test_task_secrets_are_used_but_never_shown(home: Path) -> None:
+    sky.get(sky.launch(sky.Task(run="true").set_resources(sky.Resources(infra="local")),
+                       cluster_name="sec"))
+    task = sky.Task(run='test "${#API_KEY}" = 7').update_secrets({"API_KEY": "hunter2"})
+    request_id = sky.exec(task, cluster_name="sec")
+    job_id, _ = sky.get(request_id)
+    wait_until(lambda: sky.get(sky.job_status("sec", [job_id]))[job_id]
+               is sky.JobStatus.SUCCEEDED, 20, "the job to use its secret")
+    shown = json.dumps(sky.api_status([request_id], all_status=True), default=str)
+    assert "hunter2" not in shown and "<redacted>" in shown

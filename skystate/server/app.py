@@ -152,10 +152,9 @@ def _request_routes(db: RequestDB, scheduler: Scheduler,
                 all_status: bool = False, user_name: str | None = None,
                 prefix: str | None = None, limit: int = Query(1000, ge=1, le=100000),
                 ) -> list[dict[str, Any]]:
-        if prefix:
-            return db.by_prefix(prefix)[:limit]
-        return db.listing(request_ids=request_ids, all_status=all_status,
-                          user_name=user_name, limit=limit)
+        rows = (db.by_prefix(prefix)[:limit] if prefix else db.listing(
+            request_ids=request_ids, all_status=all_status, user_name=user_name, limit=limit))
+        return [_shown(row) for row in rows]
 
     @router.get("/requests/{request_id}", response_model=RequestRow)
     async def one(request_id: str,
@@ -169,7 +168,7 @@ def _request_routes(db: RequestDB, scheduler: Scheduler,
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(event.wait(), timeout=wait)
                 row = db.get(request_id) or row
-        return row
+        return _shown(row)
 
     @router.get("/requests/{request_id}/logs")
     async def logs(request_id: str, follow: bool = True,
@@ -193,6 +192,28 @@ def _request_routes(db: RequestDB, scheduler: Scheduler,
             body.user_name, cancelled))
 
     return router
+
+
+def _redacted(value: Any) -> Any:
+    """Request args as shown to clients: a task's ``secrets`` values never leave the server
+    (the worker reads them from the database, not from these replies)."""
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    shown = {}
+    for key, item in value.items():
+        if key == "secrets" and isinstance(item, dict):
+            inner = item.get("__map__", item)
+            masked = {k: "<redacted>" for k in inner}
+            shown[key] = {"__map__": masked} if "__map__" in item else masked
+        else:
+            shown[key] = _redacted(item)
+    return shown
+
+
+def _shown(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "args": _redacted(row.get("args"))}
 
 
 def _row_or_404(db: RequestDB, request_id: str) -> dict[str, Any]:
