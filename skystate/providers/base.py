@@ -9,9 +9,26 @@ creating a second one, so a crash mid-apply never duplicates a cluster.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
+
+# Names a provider accepts (folder names, tags, labels); SDK names are looser than the
+# state files' (spec.documents.CLUSTER_NAME).
+PROVIDER_CLUSTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+def fit_quantity(asked: str | None, have: float) -> float | None:
+    """How much of ``have`` a request gets: ``"8"`` exactly 8, ``"8+"`` all of it if
+    ``have >= 8``; unset takes all; None when it does not fit."""
+    text = str(asked or "").strip()
+    if not text:
+        return have
+    value = float(text.rstrip("+"))
+    if value > have:
+        return None
+    return have if text.endswith("+") else value
 
 
 class NodeState(str, enum.Enum):

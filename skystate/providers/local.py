@@ -23,7 +23,6 @@ the agents run by autostop (see ``local_nodes``).
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import sys
 import time
@@ -43,6 +42,7 @@ from skystate.exceptions import (
 )
 from skystate.home import local_clusters_dir
 from skystate.providers.base import (
+    PROVIDER_CLUSTER_NAME,
     ClusterObservation,
     JobRequest,
     NodeInfo,
@@ -50,6 +50,7 @@ from skystate.providers.base import (
     Offer,
     OfferQuery,
     ProvisionRequest,
+    fit_quantity,
 )
 from skystate.providers.local_nodes import (
     LocalNode,
@@ -65,20 +66,8 @@ from skystate.providers.local_nodes import (
 from skystate.runtime.hostctl import machine_memory_gib
 
 WORKDIR = "~/sky_workdir"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
-
-def _fit(asked: str | None, have: float) -> float | None:
-    """``"8"``: exactly 8 (at most what we have); ``"8+"``: all we have if ≥ 8."""
-    if asked is None or str(asked).strip() == "":
-        return have
-    text = str(asked).strip()
-    at_least = text.endswith("+")
-    value = float(text.rstrip("+"))
-    if value > have:
-        return None
-    return have if at_least else value
 
 
 class LocalProvider:
@@ -103,7 +92,7 @@ class LocalProvider:
         return (self._root or local_clusters_dir()).resolve()
 
     def _cluster_dir(self, name: str) -> Path:
-        if not _NAME.match(name):
+        if not PROVIDER_CLUSTER_NAME.match(name):
             raise InvalidClusterNameError(f"invalid local cluster name {name!r}")
         return self.root / name
 
@@ -118,8 +107,8 @@ class LocalProvider:
             return []
         if query.instance_type and query.instance_type != "local":
             return []
-        cpus = _fit(query.cpus, self.cpus_per_node)
-        memory = _fit(query.memory, self.memory_gib_per_node)
+        cpus = fit_quantity(query.cpus, self.cpus_per_node)
+        memory = fit_quantity(query.memory, self.memory_gib_per_node)
         if cpus is None or memory is None:
             return []
         accelerators: dict[str, int] = {}

@@ -51,7 +51,6 @@ Timing (FACTS.md): connect ~66 ms, every ``run`` ~110–140 ms, so each operatio
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -63,12 +62,14 @@ from skystate.exceptions import (
     ResourcesUnavailableError,
 )
 from skystate.providers.base import (
+    PROVIDER_CLUSTER_NAME,
     ClusterObservation,
     NodeInfo,
     NodeState,
     Offer,
     OfferQuery,
     ProvisionRequest,
+    fit_quantity,
 )
 from skystate.providers.cloud_nodes import (
     PYTHON,
@@ -81,19 +82,7 @@ from skystate.providers.cloud_nodes import (
 from skystate.providers.ssh_conn import Connections, Host, Pool, parallel
 
 INSTANCE_TYPE = "ssh-host"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
-
-def _fit(asked: str | None, have: float) -> float | None:
-    """``"8"``: exactly 8 (at most what we have); ``"8+"``: all we have if ≥ 8."""
-    if asked is None or str(asked).strip() == "":
-        return have
-    text = str(asked).strip()
-    at_least = text.endswith("+")
-    value = float(text.rstrip("+"))
-    if value > have:
-        return None
-    return have if at_least else value
 
 
 class _Scan:
@@ -183,8 +172,8 @@ class SSHProvider:
             free = [s for s in scans if isinstance(s, _Scan) and s.pool is pool and s.free]
             if len(free) < query.num_nodes:
                 continue
-            cpus = _fit(query.cpus, pool.cpus or min(s.cpus for s in free))
-            memory = _fit(query.memory, pool.memory or min(s.memory_gib for s in free))
+            cpus = fit_quantity(query.cpus, pool.cpus or min(s.cpus for s in free))
+            memory = fit_quantity(query.memory, pool.memory or min(s.memory_gib for s in free))
             if cpus is None or memory is None:
                 continue
             result.append(
@@ -210,7 +199,7 @@ class SSHProvider:
     # --- lifecycle ---------------------------------------------------------------------
 
     def _check_name(self, name: str) -> None:
-        if not _NAME.match(name):
+        if not PROVIDER_CLUSTER_NAME.match(name):
             raise InvalidClusterNameError(f"invalid SSH cluster name {name!r}")
 
     def provision(self, request: ProvisionRequest) -> ClusterObservation:

@@ -9,7 +9,6 @@ process retries one resource, so there is no herd to spread out.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -17,15 +16,6 @@ from skystate.reconcile.plan import Action
 
 DEFAULT_BASE = 1.0
 DEFAULT_CAP = 300.0
-
-
-def time_scale() -> float:
-    """``SKYSTATE_TIME_SCALE`` (60: a minute lasts a second), as the runtime reads it."""
-    try:
-        scale = float(os.environ.get("SKYSTATE_TIME_SCALE", "1") or 1)
-    except ValueError:
-        return 1.0
-    return scale if scale > 0 else 1.0
 
 
 @dataclass

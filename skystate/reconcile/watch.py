@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from skystate.exceptions import PlanError, SpecError, SpecIssue
-from skystate.reconcile.backoff import DEFAULT_BASE, DEFAULT_CAP, Backoff, split_held, time_scale
+from skystate.reconcile.backoff import DEFAULT_BASE, DEFAULT_CAP, Backoff, split_held
 from skystate.reconcile.lock import DEFAULT_LOCK_TIMEOUT
 from skystate.reconcile.plan import Action, Plan
+from skystate.runtime.layout import time_scale
 
 YAML_SUFFIXES = (".yaml", ".yml")
 RELEVANT_EVENTS = frozenset({"created", "modified", "deleted", "moved", "closed"})
