@@ -226,7 +226,9 @@ def status(cluster_names: str | Sequence[str] | None = None,
     from skystate.reconcile.store import group_nodes, read_snapshot
 
     if refresh not in (False, StatusRefreshMode.NONE):
-        _refresh_all()
+        from skystate.reconcile.engine import refresh_state
+
+        refresh_state()  # what ``refresh`` requests do (``refresh`` is the argument here)
     names = [cluster_names] if isinstance(cluster_names, str) else cluster_names
     tables = read_snapshot()
     nodes = group_nodes(tables.get("nodes", []))
@@ -262,12 +264,6 @@ def _status_record(record: dict[str, Any], nodes: list[dict[str, Any]]) -> dict[
         "user_name": user,
         "resources_str": resources_str(record),
     }
-
-
-def _refresh_all() -> None:
-    from skystate.reconcile.engine import refresh_state
-
-    refresh_state()
 
 
 def refresh(state_dir: str | None = None, rebuild: bool = False,
@@ -317,9 +313,7 @@ def apply(source: Any, targets: Sequence[str] | None = None, prune: bool = True,
     from skystate.reconcile.render import render_plan
 
     out = Console(file=sys.stdout, highlight=False, soft_wrap=True)
-    the_plan: Any = source if isinstance(source, Plan) else None
-    if the_plan is None and isinstance(source, str) and source.lstrip().startswith("{"):
-        the_plan = Plan.from_json(source)
+    the_plan = saved_plan(source)
     if the_plan is not None:
         result = engine.apply_saved_plan(the_plan, progress=progress_printer(out),
                                          lock_timeout=lock_timeout)
@@ -346,6 +340,18 @@ def apply(source: Any, targets: Sequence[str] | None = None, prune: bool = True,
                       "status": o.status, "message": o.message, "seconds": o.seconds}
                      for o in result.outcomes],
     }
+
+
+def saved_plan(source: Any) -> Any:
+    """An apply's source as a saved ``Plan`` (given as one or as its JSON); None for a
+    state directory path."""
+    from skystate.reconcile.plan import Plan
+
+    if isinstance(source, Plan):
+        return source
+    if isinstance(source, str) and source.lstrip().startswith("{"):
+        return Plan.from_json(source)
+    return None
 
 
 def progress_printer(out: Any) -> Any:

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from skystate import __version__
 from skystate.server.records import RequestDB, RequestStatus
-from skystate.server.scheduler import Scheduler
+from skystate.server.scheduler import InvalidRequest, Scheduler
 
 API_VERSION = "1"
 
@@ -140,12 +140,11 @@ def _request_routes(db: RequestDB, scheduler: Scheduler,
 
     @router.post("/requests", response_model=SubmitReply)
     def submit(body: SubmitBody) -> SubmitReply:
-        from skystate.server.validate import check_args
-
-        problem = check_args(body.name, body.args)
-        if problem:
-            raise HTTPException(status_code=422, detail=problem)
-        return SubmitReply(request_id=scheduler.submit(body.name, body.args, body.user_name))
+        try:
+            return SubmitReply(request_id=scheduler.submit(body.name, body.args,
+                                                           body.user_name))
+        except InvalidRequest as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from None
 
     @router.get("/requests", response_model=list[RequestRow])
     def listing(request_ids: list[str] | None = Query(None),  # noqa: B008

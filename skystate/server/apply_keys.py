@@ -12,17 +12,13 @@ from typing import Any
 
 
 def keys_of_apply(source: Any) -> list[str]:
-    from skystate.reconcile.plan import Plan
+    from skystate.reconcile.operations import saved_plan
 
-    if isinstance(source, Plan):
-        plan = source
-    elif isinstance(source, str) and source.lstrip().startswith("{"):
-        plan = Plan.from_json(source)
-    else:
+    plan = saved_plan(source)
+    if plan is None:
         return _keys_of_directory(Path(str(source)))
-    keys = [f"cluster:{a.cluster or a.name}" for a in plan.actions
-            if (a.cluster or a.name)]
-    return sorted(set(keys))
+    return sorted({f"cluster:{a.cluster or a.name}" for a in plan.actions
+                   if (a.cluster or a.name)})
 
 
 def _keys_of_directory(directory: Path) -> list[str]:

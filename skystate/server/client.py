@@ -28,6 +28,7 @@ from skystate.server.codec import decode, decode_error, encode
 from skystate.server.main import server_file
 
 FINISHED = ("SUCCEEDED", "FAILED", "CANCELLED")
+FULL_ID_LENGTH = 36  # str(uuid.uuid4())
 _CLIENTS: dict[str, ApiClient] = {}
 
 
@@ -63,6 +64,9 @@ class ApiClient:
                           timeout=wait + 30.0)
 
     def resolve(self, prefix: str) -> str:
+        """The full request ID of a prefix (a full ID is returned without a call)."""
+        if len(prefix) == FULL_ID_LENGTH:
+            return prefix
         rows = self._call("GET", "/api/v1/requests", params={"prefix": prefix})
         if not rows:
             raise ValueError(f"no request with ID {prefix!r}")

@@ -24,8 +24,14 @@ from skystate.server.codec import decode_args, encode, encode_error
 from skystate.server.names import RequestKind, function_of, kind_of
 from skystate.server.pool import WarmPool, Worker
 from skystate.server.records import RequestDB, RequestStatus
+from skystate.server.validate import check_args
 
 Notify = Callable[[str], None]
+
+
+class InvalidRequest(ValueError):
+    """A request the server will not queue: unknown name or arguments that do not fit."""
+
 # Finished requests (rows and logs) are kept this long, then pruned (FACTS: keep hot
 # tables small). Checked at start and every PRUNE_EVERY submissions.
 RETENTION_SECONDS = float(os.environ.get("SKYSTATE_REQUEST_RETENTION_DAYS", "7")) * 86400
@@ -73,9 +79,15 @@ class Scheduler:
     # --- submission -------------------------------------------------------------
 
     def submit(self, name: str, args: dict[str, Any], user_name: str) -> str:
-        """Record a request and queue it; its ID at once. KeyError: unknown name."""
-        decoded = decode_args(args)
-        if name in ("launch",) and not decoded.get("cluster_name"):
+        """Record a request and queue it; its ID at once. InvalidRequest: bad name/args."""
+        try:
+            decoded = decode_args(args)
+        except Exception as exc:  # noqa: BLE001 - any undecodable argument is the caller's
+            raise InvalidRequest(f"{name}: arguments cannot be decoded: {exc}") from None
+        problem = check_args(name, decoded)
+        if problem:
+            raise InvalidRequest(problem)
+        if name == "launch" and not decoded.get("cluster_name"):
             from skystate.reconcile.imperative import generate_cluster_name
 
             decoded["cluster_name"] = generate_cluster_name()
