@@ -88,3 +88,11 @@ def wait_for_job(home: Path, cluster: str, name: str, timeout: float = 20) -> di
             return jobs[0]
         assert time.time() < deadline, f"job {cluster}/{name} did not finish: {jobs}"
         time.sleep(0.2)
+
+
+def cluster_state(provider: Any, name: str) -> Any:
+    """A cluster's state as its provider observes it (TERMINATED when it sees none)."""
+    from skystate.providers.base import NodeState
+
+    seen = provider.observe([name])  # one call: the cluster may vanish between two
+    return seen[0].state if seen else NodeState.TERMINATED

@@ -9,20 +9,13 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import kill_everything_under, run_cli, status_json
+from helpers import run_cli, status_json
 
 pytestmark = pytest.mark.slow
 
 PROJECT = "kind: Project\nname: fo\nproviders:\n  local: {accelerators: {A100: 2}}\n"
 CLUSTER = ("kind: Cluster\nname: fo\nresources:\n  ordered:\n"
            "    - {infra: local, accelerators: A100:1}\n    - {infra: local, cpus: 1}\n")
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    home = tmp_path / "home"
-    yield home
-    kill_everything_under(tmp_path)
 
 
 @pytest.fixture

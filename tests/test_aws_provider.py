@@ -19,7 +19,7 @@ from typing import Any
 import moto_fixture
 import pytest
 import sshd_fixture
-from helpers import kill_everything_under, run_cli, wait_job, wait_until
+from helpers import cluster_state, run_cli, wait_job, wait_until
 from moto_fixture import REGIONS, ec2
 from sshd_fixture import SSHD
 
@@ -49,13 +49,6 @@ def aws_config(url: str, sshd: SSHD, tmp_path: Path, **extra: Any) -> dict[str, 
         "identity_file": str(sshd.key), "remote_dir": str(tmp_path / "remote" / "{host}"),
         "isolate_home": True, "test_ssh_address": f"{sshd.address}:{sshd.port}", **extra,
     }  # fmt: skip
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.setenv("SKYSTATE_HOME", str(tmp_path / "home"))
-    yield tmp_path / "home"
-    kill_everything_under(tmp_path)
 
 
 def _make(aws: str, sshd: SSHD, tmp_path: Path, **extra: Any) -> AWSProvider:
@@ -312,8 +305,7 @@ def test_autostop_powers_the_nodes_off_and_autodown_terminates_them(
     offer = _offer(prov, cpus="2+", region="us-east-1")
     obs = prov.provision(ProvisionRequest("auto", "me", offer, 2))
     def state() -> NodeState:
-        seen = prov.observe(["auto"])  # one call: the cluster may vanish between two
-        return seen[0].state if seen else NodeState.TERMINATED
+        return cluster_state(prov, "auto")
     prov.agent(obs).set_autostop(1, False, "jobs")
     wait_until(lambda: state() is NodeState.STOPPED, timeout=15, what="autostop")
     assert {n.state for n in prov.observe(["auto"])[0].nodes} == {NodeState.STOPPED}

@@ -6,15 +6,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import REPO, kill_everything_under, run_cli, status_json, wait_for_job
+from helpers import REPO, run_cli, status_json, wait_for_job
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def home(tmp_path: Path):
-    yield tmp_path / "home"
-    kill_everything_under(tmp_path)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import kill_everything_under, run_cli
+from helpers import run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -49,12 +49,6 @@ def _wait_for_lock_holder(home: Path, timeout: float = 20.0) -> None:
     deadline = time.time() + timeout
     while not holder.exists() and time.time() < deadline:
         time.sleep(0.005)
-
-
-@pytest.fixture
-def home(tmp_path: Path):
-    yield tmp_path / "home"
-    kill_everything_under(tmp_path)
 
 
 def test_sigkill_during_apply_never_duplicates_or_forgets(home: Path, tmp_path: Path) -> None:

@@ -9,19 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import REPO, kill_everything_under, run_cli, status_json
+from helpers import REPO, run_cli, status_json
 
 pytestmark = pytest.mark.slow
 
 EXAMPLES = REPO / "examples"
 STATE_DIRS = sorted(p for p in EXAMPLES.iterdir() if p.is_dir())
 SCRIPTS = sorted(EXAMPLES.glob("*.py"))
-
-
-@pytest.fixture
-def home(tmp_path: Path):
-    yield tmp_path / "home"
-    kill_everything_under(tmp_path)
 
 
 @pytest.mark.parametrize("example", STATE_DIRS, ids=lambda p: p.name)

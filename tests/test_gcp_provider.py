@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import sshd_fixture
 from gcp_fake import FakeCompute
-from helpers import kill_everything_under, run_cli, status_json, wait_job, wait_until
+from helpers import run_cli, status_json, wait_job, wait_until
 from sshd_fixture import SSHD
 
 from skystate import runtime
@@ -42,13 +42,6 @@ def fake() -> Iterator[FakeCompute]:
     compute.start()
     yield compute
     compute.stop()
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.setenv("SKYSTATE_HOME", str(tmp_path / "home"))
-    yield tmp_path / "home"
-    kill_everything_under(tmp_path)
 
 
 def gcp_config(fake: FakeCompute, sshd: SSHD, tmp_path: Path, **extra: Any) -> dict[str, Any]:

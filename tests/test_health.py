@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import kill_everything_under, run_cli, status_json, wait_for_job
+from helpers import run_cli, status_json, wait_for_job
 
 from skystate.reconcile.executor import ActionOutcome
 from skystate.reconcile.health import annotate, cluster_health, cluster_sync, record_outcomes
@@ -80,13 +79,6 @@ def test_record_outcomes_writes_only_what_changed(tmp_path: Path) -> None:
 
 
 # --- end to end: applies record, status shows ---------------------------------------------
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.setenv("SKYSTATE_HOME", str(tmp_path / "home"))
-    yield tmp_path / "home"
-    kill_everything_under(tmp_path)
 
 
 def _write(folder: Path, setup: str, run: str) -> None:

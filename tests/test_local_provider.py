@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import job_status, kill_everything_under, wait_job, wait_until
+from helpers import cluster_state, job_status, wait_job, wait_until
 
 from skystate.enums import JobStatus
 from skystate.exceptions import ProviderError, ResourcesMismatchError, ResourcesUnavailableError
@@ -25,13 +25,6 @@ from skystate.providers.base import (
 from skystate.providers.local import LocalProvider
 from skystate.providers.local_nodes import write_tags
 from skystate.runtime.procs import group_members
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.setenv("SKYSTATE_HOME", str(tmp_path / "home"))
-    yield tmp_path / "home"
-    kill_everything_under(tmp_path)
 
 
 @pytest.fixture
@@ -51,17 +44,6 @@ def _provision(
 ):
     offer = prov.offers(OfferQuery(accelerators=accelerators or {}, num_nodes=num_nodes))[0]
     return prov.provision(ProvisionRequest(name, owner, offer, num_nodes))
-
-
-
-
-
-
-
-
-def _state(prov: LocalProvider, name: str) -> NodeState:
-    seen = prov.observe([name])
-    return seen[0].state if seen else NodeState.TERMINATED
 
 
 # --- offers and inventory ------------------------------------------------------------
@@ -287,8 +269,9 @@ def test_autostop_stops_soon_after_the_last_job(provider: LocalProvider, fast_ti
     job_id = agent.submit(JobRequest(name="work", run="sleep 1.5"))
     assert wait_job(agent, job_id) is JobStatus.SUCCEEDED
     ended = time.monotonic()
-    assert _state(provider, "c1") is NodeState.RUNNING  # busy until now: timer restarted
-    wait_until(lambda: _state(provider, "c1") is NodeState.STOPPED, timeout=5, what="autostop")
+    assert cluster_state(provider, "c1") is NodeState.RUNNING  # busy until now: timer restarted
+    wait_until(lambda: cluster_state(provider, "c1") is NodeState.STOPPED, timeout=5,
+               what="autostop")
     assert 0.5 < time.monotonic() - ended < 4
     assert provider.observe(["c1"])[0].stopped_by_autostop
     restarted = provider.start("c1", "me")
@@ -305,14 +288,15 @@ def test_autostop_timer_reset_by_submit_and_cancelled_by_negative(
     time.sleep(1.2)
     agent.submit(JobRequest(name="tick", run="true"))  # resets the 2 s timer
     time.sleep(max(0.0, 2.6 - (time.monotonic() - t0)))
-    assert _state(provider, "c1") is NodeState.RUNNING
-    wait_until(lambda: _state(provider, "c1") is NodeState.STOPPED, timeout=5, what="autostop")
+    assert cluster_state(provider, "c1") is NodeState.RUNNING
+    wait_until(lambda: cluster_state(provider, "c1") is NodeState.STOPPED, timeout=5,
+               what="autostop")
 
     agent = provider.agent(provider.start("c1", "me"))
     agent.set_autostop(1, False, "jobs_and_ssh")
     agent.set_autostop(-1, False, "jobs_and_ssh")
     time.sleep(1.8)
-    assert _state(provider, "c1") is NodeState.RUNNING
+    assert cluster_state(provider, "c1") is NodeState.RUNNING
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import kill_everything_under, run_cli, status_json
+from helpers import run_cli, status_json
 
 from skystate.exceptions import StateLockedError
 from skystate.reconcile.lock import current_request_id, holder_path, read_holder, state_lock
@@ -28,14 +28,6 @@ with state_lock(purpose="test holder", request_id=sys.argv[1] or None):
     print("held", flush=True)
     time.sleep(float(sys.argv[2]))
 """
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    folder = tmp_path / "home"
-    monkeypatch.setenv("SKYSTATE_HOME", str(folder))
-    yield folder
-    kill_everything_under(tmp_path)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import kill_everything_under, run_cli, status_json, wait_until
+from helpers import run_cli, status_json, wait_until
 
 from skystate import runtime
 from skystate.providers.base import OfferQuery, ProvisionRequest
@@ -29,13 +29,6 @@ from skystate.reconcile.refresh import RefreshClass, refresh_clusters
 from skystate.reconcile.store import Store
 
 PROJECT = "kind: Project\nname: team\ndefaults:\n  resources: {infra: local}\n"
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.setenv("SKYSTATE_HOME", str(tmp_path / "home"))
-    yield tmp_path / "home"
-    kill_everything_under(tmp_path)
 
 
 def _state_dir(tmp_path: Path, **files: str) -> Path:

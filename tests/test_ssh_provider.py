@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import sshd_fixture
-from helpers import job_status, kill_everything_under, wait_job, wait_until
+from helpers import cluster_state, job_status, wait_job, wait_until
 from sshd_fixture import SSHD
 
 from skystate import runtime
@@ -53,13 +53,6 @@ def pool_config(sshd: SSHD, remote: Path, hosts: list[str] | None = None, **extr
     }
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.setenv("SKYSTATE_HOME", str(tmp_path / "home"))
-    yield tmp_path / "home"
-    kill_everything_under(tmp_path)
-
-
 def _make(sshd: SSHD, tmp_path: Path, **extra: Any) -> SSHProvider:
     lab = pool_config(sshd, tmp_path / "remote", **extra)
     provider = Providers({"ssh": {"pools": {"lab": lab}}}).get("ssh")
@@ -79,17 +72,6 @@ def provider(sshd: SSHD, home: Path, tmp_path: Path) -> Iterator[SSHProvider]:
 def _provision(prov: SSHProvider, name: str = "c1", num_nodes: int = 1, owner: str = "me"):
     offer = prov.offers(OfferQuery(num_nodes=num_nodes))[0]
     return prov.provision(ProvisionRequest(name, owner, offer, num_nodes))
-
-
-
-
-
-
-
-
-def _state(prov: SSHProvider, name: str) -> NodeState:
-    seen = prov.observe([name])
-    return seen[0].state if seen else NodeState.TERMINATED
 
 
 # --- offers and lifecycle --------------------------------------------------------------
@@ -314,7 +296,8 @@ def test_autostop_stops_the_cluster(
     agent.set_autostop(1, False, "jobs_and_ssh")
     job_id = agent.submit(JobRequest(name="work", run="sleep 1"))
     assert wait_job(agent, job_id) is JobStatus.SUCCEEDED
-    wait_until(lambda: _state(provider, "c1") is NodeState.STOPPED, timeout=8, what="autostop")
+    wait_until(lambda: cluster_state(provider, "c1") is NodeState.STOPPED, timeout=8,
+               what="autostop")
     obs = provider.observe(["c1"])[0]
     assert obs.stopped_by_autostop and {n.state for n in obs.nodes} == {NodeState.STOPPED}
     restarted = provider.start("c1", "me")
