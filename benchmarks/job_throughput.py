@@ -9,9 +9,9 @@ which also reads the state file and builds the request per call).
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 import time
+
+from bench_cluster import bench_cluster
 
 
 def _wait_all(agent, ids: list[int], timeout: float) -> None:
@@ -34,14 +34,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=1000)
     args = parser.parse_args()
-    os.environ["SKYSTATE_HOME"] = tempfile.mkdtemp(prefix="skystate-bench-")
     import skystate as sky
     from skystate.providers.base import JobRequest
-    from skystate.reconcile.imperative import up_cluster_agent
 
-    sky.get(sky.launch(sky.Task(), cluster_name="bench"))
-    _, agent = up_cluster_agent("bench")
-    try:
+    with bench_cluster() as agent:
         started = time.perf_counter()
         ids = [agent.submit(JobRequest(name=f"j{i}", run="true")) for i in range(args.jobs)]
         submitted = time.perf_counter() - started
@@ -60,9 +56,6 @@ def main() -> None:
         total = time.perf_counter() - started
         print(f"sky.exec: {n} jobs, all SUCCEEDED in {total:.2f} s -> {n / total:.0f} jobs/s "
               "end to end")
-    finally:
-        sky.get(sky.down("bench"))
-        sky.api_stop()
 
 
 if __name__ == "__main__":

@@ -11,23 +11,19 @@ one's job to start, so the figure is latency, not throughput.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import tempfile
 import time
+
+from bench_cluster import bench_cluster
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=50)
     args = parser.parse_args()
-    os.environ["SKYSTATE_HOME"] = tempfile.mkdtemp(prefix="skystate-bench-")
     import skystate as sky
-    from skystate.reconcile.imperative import up_cluster_agent
 
-    sky.get(sky.launch(sky.Task(), cluster_name="bench"))
-    _, agent = up_cluster_agent("bench")
-    try:
+    with bench_cluster() as agent:
         for _ in range(3):  # warm the server's threads and worker pool
             sky.get(sky.exec(sky.Task(run="true"), cluster_name="bench"))
         to_running, to_returned = [], []
@@ -49,9 +45,6 @@ def main() -> None:
             p95 = values[max(0, int(len(values) * 0.95) - 1)]
             print(f"{label}: p50 {statistics.median(values):.0f} ms, p95 {p95:.0f} ms "
                   f"({len(values)} runs)")
-    finally:
-        sky.get(sky.down("bench"))
-        sky.api_stop()
 
 
 if __name__ == "__main__":
