@@ -71,7 +71,6 @@ class Scheduler:
         self._lock = threading.Condition()
         self._pending: list[_Pending] = []
         self._running: dict[str, _Running] = {}
-        self._finished: set[str] = set()
         self._submitted = 0
         self.notify: Notify = lambda request_id: None
         threading.Thread(target=self._loop, name="scheduler", daemon=True).start()
@@ -173,7 +172,7 @@ class Scheduler:
     def _dispatch(self, job: _Pending, running: _Running) -> None:
         worker = self.pool.take()
         with self._lock:
-            if running.cancelled or job.request_id in self._finished:
+            if running.cancelled:
                 worker.discard()  # cancelled while we took a worker
                 self.pool.lost()
                 return
@@ -228,14 +227,14 @@ class Scheduler:
     def _finish(self, request_id: str, status: RequestStatus, *, value: Any = None,
                 error: Any = None, status_msg: str | None = None) -> bool:
         """Record the final status once (a cancel and a late reply race for it)."""
-        with self._lock:
-            if request_id in self._finished:
+        with self._lock:  # the row itself says whether it finished (no second record)
+            row = self.db.get(request_id)
+            if row is None or RequestStatus(row["status"]).is_finished():
                 return False
-            self._finished.add(request_id)
             self._running.pop(request_id, None)
+            self.db.update(request_id, status=status, finished_at=time.time(),
+                           return_value=value, error=error, status_msg=status_msg)
             self._lock.notify_all()
-        self.db.update(request_id, status=status, finished_at=time.time(),
-                       return_value=value, error=error, status_msg=status_msg)
         self.notify(request_id)
         return True
 
@@ -250,8 +249,6 @@ class Scheduler:
         targets: list[tuple[str, int | None]] = []
         with self._lock:
             for request_id in dict.fromkeys(request_ids):
-                if request_id in self._finished:
-                    continue
                 pending = next((p for p in self._pending if p.request_id == request_id), None)
                 if pending is not None:
                     self._pending.remove(pending)
