@@ -72,17 +72,11 @@ def decode(value: Any) -> Any:
 
 
 def encode_error(exc: BaseException, *, with_traceback: bool = True) -> dict[str, Any]:
-    attrs = {}
-    for key, val in vars(exc).items():
-        try:
-            attrs[key] = encode(val)
-        except TypeError:
-            attrs[key] = repr(val)
     error = {
         "type": _qualname(type(exc)),
         "message": str(exc),
-        "args": [encode(a) if _encodable(a) else repr(a) for a in exc.args],
-        "attrs": attrs,
+        "args": [_encode_or_repr(a) for a in exc.args],
+        "attrs": {key: _encode_or_repr(val) for key, val in vars(exc).items()},
     }
     if with_traceback:
         error["traceback"] = "".join(traceback.format_exception(exc))
@@ -109,12 +103,12 @@ def decode_error(error: dict[str, Any]) -> BaseException:
     return exc
 
 
-def _encodable(value: Any) -> bool:
+def _encode_or_repr(value: Any) -> Any:
+    """An exception's argument or attribute; its repr when it cannot travel as itself."""
     try:
-        encode(value)
+        return encode(value)
     except TypeError:
-        return False
-    return True
+        return repr(value)
 
 
 def _qualname(cls: type) -> str:
