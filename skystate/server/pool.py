@@ -124,11 +124,8 @@ class WarmPool:
                 env={**os.environ, "SKYSTATE_HOME": str(self.home)},
             )
         stdout: IO[str] = proc.stdout  # type: ignore[assignment]
+        worker = Worker(proc)
         if stdout.readline().strip() != "ready" or self._closed:
-            proc.kill()
-            proc.wait()
-            for pipe in (proc.stdin, proc.stdout):
-                if pipe is not None:
-                    pipe.close()
+            worker.discard()
             return None
-        return Worker(proc)
+        return worker
