@@ -24,7 +24,7 @@ from skystate.server.codec import decode_args, encode, encode_error
 from skystate.server.names import RequestKind, function_of, kind_of
 from skystate.server.pool import WarmPool, Worker
 from skystate.server.records import RequestDB, RequestStatus
-from skystate.server.validate import check_args
+from skystate.server.validate import check_args, check_name
 
 Notify = Callable[[str], None]
 
@@ -79,6 +79,9 @@ class Scheduler:
 
     def submit(self, name: str, args: dict[str, Any], user_name: str) -> str:
         """Record a request and queue it; its ID at once. InvalidRequest: bad name/args."""
+        problem = check_name(name)  # before decoding anything the caller sent
+        if problem:
+            raise InvalidRequest(problem)
         try:
             decoded = decode_args(args)
         except Exception as exc:  # noqa: BLE001 - any undecodable argument is the caller's
