@@ -15,6 +15,14 @@ from typing import Any
 from skystate.enums import JobStatus
 
 REPO = Path(__file__).resolve().parent.parent
+#: Every wait's deadline is multiplied by this: a wait ends as soon as its event happens, so a
+#: generous deadline costs nothing on an idle machine and keeps a loaded one green.
+DEADLINE_SCALE = float(os.environ.get("SKYSTATE_TEST_DEADLINE_SCALE", "4"))
+
+
+def deadline(seconds: float) -> float:
+    """A ``time.monotonic()`` deadline ``seconds`` away, scaled for a loaded machine."""
+    return time.monotonic() + seconds * DEADLINE_SCALE
 
 
 def _command_and_cwd(pid: str) -> tuple[str, str]:
@@ -45,9 +53,9 @@ def kill_everything_under(folder: Path) -> None:
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 10.0,
                what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
+    until = deadline(timeout)
     while not predicate():
-        if time.monotonic() > deadline:
+        if time.monotonic() > until:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
 
@@ -66,7 +74,8 @@ def run_cli(home: Path, *args: str, check: int | None = 0, timeout: float = 60,
             cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "SKYSTATE_HOME": str(home), "COLUMNS": "200"}
     proc = subprocess.run([sys.executable, "-m", "skystate.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=timeout, cwd=cwd)
+                          capture_output=True, text=True, timeout=timeout * DEADLINE_SCALE,
+                          cwd=cwd)
     if check is not None:
         assert proc.returncode == check, (
             f"skystate {' '.join(args)} exited {proc.returncode}, wanted {check}\n"
@@ -79,14 +88,14 @@ def status_json(home: Path) -> dict[str, Any]:
 
 
 def wait_for_job(home: Path, cluster: str, name: str, timeout: float = 20) -> dict[str, Any]:
-    deadline = time.time() + timeout
+    until = deadline(timeout)
     while True:
         jobs = [j for j in status_json(home)["jobs"]
                 if j["cluster"] == cluster and j["name"] == name]
         if jobs and jobs[0]["status"] in ("SUCCEEDED", "FAILED", "FAILED_SETUP", "CANCELLED",
                                           "FAILED_DRIVER"):
             return jobs[0]
-        assert time.time() < deadline, f"job {cluster}/{name} did not finish: {jobs}"
+        assert time.monotonic() < until, f"job {cluster}/{name} did not finish: {jobs}"
         time.sleep(0.2)
 
 

@@ -143,13 +143,19 @@ def test_two_applies_at_once_keep_the_state_consistent(home: Path, state: Path) 
     command = [sys.executable, "-m", "skystate.cli", "apply", str(state), "--yes"]
     applies = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    deadline = time.monotonic() + 20
-    while not holder_path().exists():  # one of them is applying (setup takes 3 s)
-        assert time.monotonic() < deadline, "no apply took the lock"
-        time.sleep(0.01)
-    impatient = run_cli(home, "apply", str(state), "--yes", "--lock-timeout", "0.2",
-                        check=None)
-    results = [(p.wait(timeout=60), *p.communicate()) for p in applies]
+    try:
+        deadline = time.monotonic() + 120  # generous: a loaded machine starts slowly
+        while not holder_path().exists():  # one of them is applying (setup takes 3 s)
+            assert time.monotonic() < deadline, "no apply took the lock"
+            time.sleep(0.01)
+        impatient = run_cli(home, "apply", str(state), "--yes", "--lock-timeout", "0.2",
+                            check=None)
+        results = [(p.wait(timeout=240), *p.communicate()) for p in applies]
+    finally:
+        for proc in applies:  # never leave the pipes open for the next test to collect
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate()
     results.append((impatient.returncode, impatient.stdout, impatient.stderr))
     for code, _, stderr in results:  # each one waited, or failed naming the holder
         assert code == 0 or re.search(r"the state is locked by pid \d+ on \S+ \(", stderr), \

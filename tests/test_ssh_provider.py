@@ -225,7 +225,7 @@ def test_gpu_jobs_share_four_devices_without_overlap(provider: SSHProvider, tmp_
         if all(s.is_terminal() for s in statuses):
             break
     assert all(j["status"] is JobStatus.SUCCEEDED for j in agent.queue(ids))
-    assert 1 <= most_running <= 4
+    assert most_running <= 4  # polled: a loaded machine may see none running at a poll
     windows = [(float(a), float(b), dev) for a, b, dev in
                (p.read_text().split() for p in record.iterdir())]  # fmt: skip
     assert len(windows) == 20 and {w[2] for w in windows} <= {"0", "1", "2", "3"}
@@ -296,7 +296,7 @@ def test_autostop_stops_the_cluster(
     agent.set_autostop(1, False, "jobs_and_ssh")
     job_id = agent.submit(JobRequest(name="work", run="sleep 1"))
     assert wait_job(agent, job_id) is JobStatus.SUCCEEDED
-    wait_until(lambda: cluster_state(provider, "c1") is NodeState.STOPPED, timeout=8,
+    wait_until(lambda: cluster_state(provider, "c1") is NodeState.STOPPED, timeout=60,
                what="autostop")
     obs = provider.observe(["c1"])[0]
     assert obs.stopped_by_autostop and {n.state for n in obs.nodes} == {NodeState.STOPPED}
@@ -304,7 +304,7 @@ def test_autostop_stops_the_cluster(
     assert restarted.state is NodeState.RUNNING and not restarted.stopped_by_autostop
 
     provider.agent(restarted).set_autostop(1, True, "jobs")
-    wait_until(lambda: provider.observe(["c1"]) == [], timeout=8, what="autodown")
+    wait_until(lambda: provider.observe(["c1"]) == [], timeout=60, what="autodown")
     assert not (tmp_path / "remote" / "localhost" / "c1").exists()
 
 
