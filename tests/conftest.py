@@ -1,14 +1,38 @@
 """The fixture most tests share: a private ``SKYSTATE_HOME`` whose processes (API server,
 workers, cluster agents) are all killed afterwards. Test files that need more (a config,
-no token) define their own ``home``."""
+no token) define their own ``home``.
+
+Also, for the whole session: no cloud metadata probe may leave the machine (boto3's
+instance-metadata lookup and google-auth's GCE check are off, and their hosts point at a
+closed loopback port), and any process a test left behind is reported and killed."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import kill_everything_under
+from helpers import kill_everything_under, processes_under
+
+NO_METADATA_PROBES = {
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "NO_GCE_CHECK": "True",
+    "GCE_METADATA_HOST": "127.0.0.1:9",  # the discard port: closed here, and loopback
+    "GCE_METADATA_IP": "127.0.0.1:9",
+}
+os.environ.update(NO_METADATA_PROBES)  # before any test imports boto3 or google.auth
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Report and kill what the tests left running under pytest's temporary folder."""
+    base = session.config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+    left = processes_under(base)
+    if left:
+        print(f"\nleftover processes killed after the session ({len(left)}):")
+        for pid, command in left:
+            print(f"  {pid} {command[:160]}")
+        kill_everything_under(base)
 
 
 @pytest.fixture

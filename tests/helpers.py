@@ -38,17 +38,25 @@ def _command_and_cwd(pid: str) -> tuple[str, str]:
     return command, cwd
 
 
-def kill_everything_under(folder: Path) -> None:
-    """Teardown: SIGKILL every process whose command line or cwd mentions the folder."""
+def processes_under(folder: Path) -> list[tuple[int, str]]:
+    """(pid, command) of every other process whose command line or cwd mentions the folder."""
+    found = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         command, cwd = _command_and_cwd(entry.name)
-        if str(folder) in command or cwd.startswith(str(folder)):
-            try:
-                os.kill(int(entry.name), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        if command and (str(folder) in command or cwd.startswith(str(folder))):
+            found.append((int(entry.name), command))
+    return found
+
+
+def kill_everything_under(folder: Path) -> None:
+    """Teardown: SIGKILL every process whose command line or cwd mentions the folder."""
+    for pid, _ in processes_under(folder):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 10.0,

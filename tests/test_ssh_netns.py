@@ -8,8 +8,10 @@ Everything is torn down in a finalizer; skipped where ``ip netns add`` is not pe
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import sshd_fixture
-from helpers import kill_everything_under
+from helpers import deadline, kill_everything_under
 from sshd_fixture import SCRIPT, SSHD
 
 from skystate.enums import JobStatus
@@ -74,6 +76,9 @@ def two_hosts(sshd: SSHD, tmp_path: Path) -> Iterator[list[str]]:
         for folder in dirs:
             subprocess.run(["bash", str(SCRIPT), "stop", str(folder)], check=False)
         for ns in namespaces:
+            for pid in _ip("netns", "pids", ns, check=False).stdout.split():
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)  # sshd sessions left in the namespace
             _ip("netns", "del", ns, check=False)  # takes its veth ends (and pairs) along
         _ip("link", "del", BRIDGE, check=False)
 
@@ -106,9 +111,9 @@ def test_two_node_job_across_namespaced_hosts(
             'echo "rank $SKYPILOT_NODE_RANK of $SKYPILOT_NUM_NODES ips $(echo $SKYPILOT_NODE_IPS)"'
         )
         job_id = agent.submit(JobRequest(name="mn", num_nodes=2, run=run))
-        deadline = time.monotonic() + 20
+        until = deadline(20)
         while not agent.queue([job_id])[0]["status"].is_terminal():
-            assert time.monotonic() < deadline, "2-node job did not finish"
+            assert time.monotonic() < until, "2-node job did not finish"
             time.sleep(0.1)
         assert agent.queue([job_id])[0]["status"] is JobStatus.SUCCEEDED
         log = agent.read_log(job_id)
