@@ -15,6 +15,8 @@ from typing import Any
 from skystate.exceptions import SpecError, SpecIssue
 from skystate.spec.documents import ServiceSpec, TaskSpec
 from skystate.spec.issues import validate
+from skystate.spec.limits import check_num_nodes
+from skystate.spec.mounts import check_destination
 from skystate.spec.resources import Resources
 from skystate.spec.yaml_lines import YamlDoc, load_yaml_file
 
@@ -63,6 +65,7 @@ def _check_mount_paths(file_mounts: dict[str, Any]) -> None:
     for dst, src in file_mounts.items():
         if not isinstance(dst, str) or not dst:
             raise ValueError(f"file_mounts: destination {dst!r} must be a non-empty path")
+        check_destination(dst)
         if dst.endswith("/") and dst != "/":
             raise ValueError(f"file_mounts: destination {dst!r} must not end with '/'")
         if isinstance(src, str) and src.endswith("/") and "://" not in src and src != "/":
@@ -122,6 +125,7 @@ class Task:
             value = 1
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"num_nodes must be a positive integer, got {value!r}")
+        check_num_nodes(value)
         self._num_nodes = value
 
     @property
@@ -190,6 +194,7 @@ class Task:
         for path in storage_mounts:
             if not isinstance(path, str) or not path:
                 raise ValueError(f"storage mount path {path!r} must be a non-empty string")
+            check_destination(path)
         self.storage_mounts.update(storage_mounts)
         return self
 
