@@ -404,8 +404,8 @@ def main() -> None:
         err = _console(stderr=True)
         err.print(f"[red]Error:[/red] {len(exc.issues)} problem(s) in the state files; "
                   "nothing was changed:", markup=True)
-        for issue in exc.issues:
-            err.print(f"  {issue}", markup=False, highlight=False)
+        for line in exc.shown():
+            err.print(f"  {line}", markup=False, highlight=False)
         sys.exit(1)
     except SkyStateError as exc:
         if _DEBUG["on"]:

@@ -42,11 +42,25 @@ class SpecIssue:
 
 
 class SpecError(SkyStateError, ValueError):
-    """Every problem found in a set of files, reported at once."""
+    """Every problem found in a set of files, reported at once.
+
+    ``issues`` holds them all; its text shows the first ``SHOWN_ISSUES`` and a count of
+    the rest, so a directory of 10^4 broken files prints a screenful, not a flood.
+    """
+
+    SHOWN_ISSUES = 50
 
     def __init__(self, issues: list[SpecIssue]) -> None:
         self.issues = list(issues)
-        super().__init__("\n".join(str(i) for i in self.issues))
+        super().__init__("\n".join(self.shown()))
+
+    def shown(self) -> list[str]:
+        """The first ``SHOWN_ISSUES`` issues as text, then "... and N more errors"."""
+        lines = [str(i) for i in self.issues[: self.SHOWN_ISSUES]]
+        rest = len(self.issues) - self.SHOWN_ISSUES
+        if rest > 0:
+            lines.append(f"... and {rest} more error{'s' if rest != 1 else ''}")
+        return lines
 
 
 class PlanError(SkyStateError):

@@ -50,6 +50,7 @@ def _task_config(task: Any) -> Any:
 
         raise NotSupportedError("a Task whose run is a Python callable cannot be sent to the "
                                 "API server; give run as a command string")
+    task.check_sources()  # here, the errors can name the task YAML's file:line
     config = task.to_yaml_config()
     if isinstance(config.get("workdir"), str):
         config["workdir"] = os.path.abspath(os.path.expanduser(config["workdir"]))

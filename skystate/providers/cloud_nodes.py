@@ -181,6 +181,9 @@ def _sync_tar(node: RemoteNode, isolate_home: bool, items: list[tuple[str, str]]
     return buffer.getvalue()
 
 
+INLINE_STDIN_BYTES = 32 * 1024  # a runtime call's JSON input sent inside the command
+
+
 class SSHAgent:
     """ClusterAgent of a cluster reached by SSH: the runtime's CLI on the head, over fabric.
 
@@ -207,10 +210,18 @@ class SSHAgent:
             f"cd {d} && PYTHONPATH={d}/pkg {PYTHON} -m skystate.runtime {command} "
             f"--node-dir {d} {' '.join(shlex.quote(a) for a in args)}"
         )
-        if stdin is not None:
+        if stdin is None:
+            return text
+        data = json.dumps(stdin)
+        if len(data) <= INLINE_STDIN_BYTES:
             marker = "SKYSTATE_JSON_EOF"
-            text += f" <<'{marker}'\n{json.dumps(stdin)}\n{marker}"
-        return text
+            return text + f" <<'{marker}'\n{data}\n{marker}"
+        # sshd runs the command as one argument of ``$SHELL -c`` (at most 128 KiB on
+        # Linux): a large job spec (setup/run near their limits) goes by SFTP instead.
+        path = f"{self.head.dir}/runtime/stdin-{time.time_ns()}.json"
+        self.conns.put(self.pool, self.head.host, data.encode(), path)
+        q = shlex.quote(path)
+        return text + f" <{q}; s=$?; rm -f {q}; exit $s"
 
     def _call(self, command: str, *args: str, stdin: Any = None, prefix: str = "") -> Any:
         result = self.conns.run(

@@ -276,6 +276,34 @@ class LocalProvider:
         return LocalAgent([n.dir for n in nodes])
 
 
+def _check_inside(node: Path, remote: str, source: Path, target: Path) -> None:
+    """Refuse a copy that would write outside the node folder (through a symlink there).
+
+    The spec already refuses destinations that climb out with ``..``; a symlink a job
+    left in the node (``ln -s / ~/out``) is caught here, for the target and for every
+    path below it that the copy would write through.
+    """
+    root = node.resolve()
+
+    def check(path: Path) -> None:
+        real = Path(os.path.realpath(path))
+        if real != root and root not in real.parents:
+            raise ProviderError(
+                f"file mount {remote!r}: {path} leads outside the node folder {root} "
+                f"(to {real}, through a symlink); nothing was copied"
+            )
+
+    check(target)
+    if not source.is_dir() or not target.exists():
+        return
+    for folder, dirs, files in os.walk(source):
+        dirs[:] = [d for d in dirs if d != ".git"]  # not copied (see _copy)
+        rel = Path(folder).relative_to(source)
+        for name in (*dirs, *files):
+            if os.path.lexists(target / rel / name):
+                check(target / rel / name)
+
+
 def _copy(source: Path, target: Path) -> None:
     """Copy a file or a folder (merged into an existing one; ``.git`` skipped)."""
     if source.is_dir():
@@ -301,12 +329,13 @@ class LocalAgent:
         """Copy the workdir to ``~/sky_workdir`` and file mounts into every node folder."""
         for node in self.node_dirs:
             paths = runtime.NodePaths(node)
-            if workdir:
-                _copy(Path(workdir).expanduser(), paths.resolve(WORKDIR))
-            for remote, local in (file_mounts or {}).items():
+            items = [(WORKDIR, workdir)] if workdir else []
+            for remote, local in [*items, *(file_mounts or {}).items()]:
                 if "://" in local:
                     raise NotSupportedError(f"local clusters cannot mount {local!r}")
-                _copy(Path(local).expanduser(), paths.resolve(remote))
+                source, target = Path(local).expanduser(), paths.resolve(remote)
+                _check_inside(node, remote, source, target)
+                _copy(source, target)
 
     def submit(self, job: JobRequest) -> int:
         self.sync(job.workdir, job.file_mounts)

@@ -36,6 +36,7 @@ def launch(task: Any, cluster_name: str | None = None, retry_until_up: bool = Fa
     from skystate.spec.home_config import home_providers_config
 
     task = _single_task(task)
+    task.check_sources()  # before any provider call: a missing workdir provisions nothing
     name = cluster_name or imp.generate_cluster_name()
     imp.check_cluster_name(name)
     if clone_disk_from is not None:
@@ -66,6 +67,7 @@ def exec(task: Any, cluster_name: str | None = None, dryrun: bool = False,  # no
     task = _single_task(task)
     if cluster_name is None:
         raise ValueError("exec needs cluster_name")
+    task.check_sources()
     record, _ = imp.cluster_record(cluster_name)
     if record.get("status") != "UP":
         raise ValueError(f"cluster {cluster_name!r} is {record.get('status')}, not UP; "

@@ -267,8 +267,8 @@ class Watcher:
         return f"{action.address} (retry #{retry.failures + 1} in {left:.2f}s)"
 
     def _spec_errors(self, exc: SpecError) -> str:
-        issues = [str(issue) for issue in exc.issues]
-        line = f"{len(issues)} error(s) in the files; nothing applied until they are fixed"
+        issues = exc.shown()
+        line = f"{len(exc.issues)} error(s) in the files; nothing applied until they are fixed"
         if issues != self.shown_issues:
             self.shown_issues = issues
             line += "".join(f"\n  {issue}" for issue in issues)

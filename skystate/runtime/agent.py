@@ -31,7 +31,7 @@ from skystate.runtime.jobdb import ACTIVE, STARTED, JobDB
 from skystate.runtime.layout import NodePaths, read_node_config, time_scale, write_json_atomic
 from skystate.runtime.procs import group_members, kill_groups, signal_group
 from skystate.runtime.resources import Capacity, Demand, Usage
-from skystate.runtime.runners import phase_wrapper, runner_for
+from skystate.runtime.runners import phase_wrapper, runner_for, wrapper_argv
 
 POLL_SECONDS = 1.0
 AUTOSTOP_CHECK_SECONDS = 0.2
@@ -220,9 +220,10 @@ class Agent:
             )
             for rank in range(int(job["num_nodes"]))
         ]
-        text = phase_wrapper(shells, Path(job["log_path"]), self.paths.exit_file(job_id, phase))
+        exit_file = self.paths.exit_file(job_id, phase)
+        text = phase_wrapper(shells, Path(job["log_path"]), exit_file)
         proc = subprocess.Popen(
-            ["bash", "-c", text],
+            wrapper_argv(text, exit_file.with_name(exit_file.name + ".sh")),
             start_new_session=True,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,

@@ -25,7 +25,7 @@ from skystate.runtime.layout import NodePaths, read_node_config
 from skystate.runtime.procs import agent_pid as _agent_pid
 from skystate.runtime.procs import kill_groups
 from skystate.runtime.resources import Capacity, Demand
-from skystate.runtime.runners import phase_wrapper, runner_for
+from skystate.runtime.runners import phase_wrapper, runner_for, wrapper_argv
 
 JOB_KEYS = (
     "name", "run", "setup", "envs", "workdir", "num_nodes", "cpus", "accelerators",
@@ -219,7 +219,8 @@ def run_on_nodes(
         shells.append(runner.shell(node, script, env, workdir))
     paths.make_dirs()
     subprocess.run(
-        ["bash", "-c", phase_wrapper(shells, log_file, exit_file)],
+        wrapper_argv(phase_wrapper(shells, log_file, exit_file),
+                     exit_file.with_name(exit_file.name + ".sh")),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

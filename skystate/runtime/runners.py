@@ -121,6 +121,18 @@ def runner_for(config: NodeConfig) -> NodeRunner:
     raise ValueError(f"unknown node runner {config.runner!r} in node.json")
 
 
+def wrapper_argv(text: str, path: Path) -> list[str]:
+    """``bash`` argv running wrapper ``text`` from a file (it removes the file first).
+
+    Never ``bash -c text``: the text holds every node's copy of the script, and Linux
+    refuses an argument over 128 KiB (MAX_ARG_STRLEN), so a 20 KiB script on 8 nodes
+    would fail to start. bash keeps reading the unlinked file through its open fd.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"rm -f -- {shlex.quote(str(path))}\n{text}", encoding="utf-8")
+    return ["bash", str(path)]
+
+
 def phase_wrapper(node_shells: Sequence[str], log: Path, exit_file: Path) -> str:
     """Bash text running one phase on every node; writes the first failing exit code.
 

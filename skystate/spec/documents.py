@@ -7,10 +7,20 @@ they share ``TaskFields``; ``from:`` is resolved by the loader before validation
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from skystate.spec import limits
+from skystate.spec.mounts import check_destination
 from skystate.spec.resources import AutostopSpec, Resources
 
 CLUSTER_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
@@ -33,12 +43,24 @@ def _env_values(value: Any) -> Any:
     return value
 
 
+# A file_mounts key: a destination on the node (an error names its own line).
+Destination = Annotated[str, AfterValidator(check_destination)]
+
+
+def _command(value: Any, info: ValidationInfo) -> Any:
+    return limits.check_command(value, str(info.field_name))
+
+
+def _envs_size(value: Any, info: ValidationInfo) -> Any:
+    return limits.check_envs(value, str(info.field_name))
+
+
 class ServiceSpec(_Strict):
     """SkyPilot's ``service:`` section (validated; reconciled by a later release)."""
 
     readiness_probe: str | dict[str, Any] | None = None
     replica_policy: dict[str, Any] | None = None
-    replicas: int | None = Field(default=None, ge=0)
+    replicas: int | None = Field(default=None, ge=0, le=limits.MAX_REPLICAS)
     load_balancing_policy: str | None = None
     ports: int | str | None = None
     tls: dict[str, Any] | None = None
@@ -51,11 +73,11 @@ class TaskFields(_Strict):
     """Every field of a SkyPilot task YAML."""
 
     workdir: str | dict[str, Any] | None = None
-    num_nodes: int | None = Field(default=None, ge=1)
+    num_nodes: int | None = Field(default=None, ge=1, le=limits.MAX_NUM_NODES)
     resources: Resources | None = None
     envs: dict[str, str] | None = None
     secrets: dict[str, str] | None = None
-    file_mounts: dict[str, str | dict[str, Any]] | None = None
+    file_mounts: dict[Destination, str | dict[str, Any]] | None = None
     setup: str | None = None
     run: str | None = None
     service: ServiceSpec | None = None
@@ -73,6 +95,8 @@ class TaskFields(_Strict):
     metadata: dict[str, Any] | None = Field(default=None, alias="_metadata")
 
     _env = field_validator("envs", "secrets", mode="before")(_env_values)
+    _env_size = field_validator("envs", "secrets")(_envs_size)
+    _commands = field_validator("setup", "run")(_command)
 
     @model_validator(mode="before")
     @classmethod
@@ -99,16 +123,18 @@ class _Named(_Strict):
 class Cluster(_Named):
     kind: Literal["Cluster"] = "Cluster"
     resources: Resources = Field(default_factory=Resources)
-    num_nodes: int = Field(default=1, ge=1)
+    num_nodes: int = Field(default=1, ge=1, le=limits.MAX_NUM_NODES)
     power: Literal["up", "stopped"] = "up"
     autostop: AutostopSpec | None = None
     protect: bool = False
     setup: str | None = None
     workdir: str | None = None
-    file_mounts: dict[str, str] | None = None
+    file_mounts: dict[Destination, str] | None = None
     envs: dict[str, str] | None = None
 
     _env = field_validator("envs", mode="before")(_env_values)
+    _env_size = field_validator("envs")(_envs_size)
+    _commands = field_validator("setup")(_command)
 
     @field_validator("name")
     @classmethod

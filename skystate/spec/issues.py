@@ -43,6 +43,8 @@ def field_path(path: tuple[Any, ...]) -> str:
     """``("resources", "any_of", 0, "cpus")`` → ``resources.any_of[0].cpus``."""
     out = ""
     for part in path:
+        if part == "[key]":  # pydantic's marker of an error in a mapping key
+            continue
         if isinstance(part, int):
             out += f"[{part}]"
         else:

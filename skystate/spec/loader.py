@@ -44,6 +44,7 @@ from skystate.spec.documents import (
     TaskSpec,
 )
 from skystate.spec.issues import translate, validate
+from skystate.spec.mounts import missing_sources
 from skystate.spec.resources import merge_resources
 from skystate.spec.suggest import did_you_mean
 from skystate.spec.yaml_lines import YamlDoc, load_yaml_file
@@ -62,6 +63,7 @@ __all__ = [
 PROJECT_FILE = "skystate.yaml"
 YAML_SUFFIXES = (".yaml", ".yml")
 TASK_KINDS = ("Job", "ManagedJob", "Service")
+TASK_MODELS = (Job, ManagedJob, Service)
 _KEYWISE = ("envs", "secrets", "file_mounts")
 _LOCATION = ("infra", "cloud", "region", "zone")
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
@@ -182,6 +184,12 @@ def load_task_yaml(path: Path, issues: list[SpecIssue]) -> dict[str, Any] | None
     if not isinstance(doc.data, dict):
         issues.append(SpecIssue(shown, doc.start_line, "", "a task YAML must be a mapping"))
         return None
+    if "kind" in doc.data:
+        issues.append(SpecIssue(shown, doc.line_of(("kind",)), "kind", (
+            "from: must name a SkyPilot task YAML; this is a state document "
+            f"(kind: {doc.data['kind']!r})"
+        )))
+        return None
     if validate(TaskSpec, doc.data, doc, issues) is None:
         return None
     return _absolutize(doc.data, path.parent)
@@ -202,6 +210,8 @@ class _Loader:
     def __init__(self) -> None:
         self.issues: list[SpecIssue] = []
         self.tasks: dict[Path, _Task] = {}
+        self.state_files: set[Path] = set()  # files with a ``kind:`` document
+        self.from_edges: dict[Path, list[Path]] = {}  # state file -> its from: files
 
     # parse and sort documents by kind -------------------------------------------------
 
@@ -224,17 +234,26 @@ class _Loader:
                     out.append(item)
         return out
 
-    @staticmethod
-    def _from_targets(parsed: list[tuple[Path, list[YamlDoc]]]) -> set[Path]:
+    def _from_targets(self, parsed: list[tuple[Path, list[YamlDoc]]]) -> set[Path]:
+        """Files named by a ``from:`` (task YAMLs, not state files); records the edges.
+
+        A file holding a document with ``kind`` is a state file even when a ``from:``
+        names it: that ``from:`` is then an error (see ``_from_state_file``).
+        """
         targets: set[Path] = set()
         for path, docs in parsed:
             for doc in docs:
                 data = doc.data
-                if isinstance(data, dict) and data.get("kind") in TASK_KINDS:
+                if not isinstance(data, dict) or "kind" not in data:
+                    continue
+                self.state_files.add(path)
+                if data.get("kind") in TASK_KINDS:
                     ref = data.get("from")
                     if isinstance(ref, str) and ref:
-                        targets.add(Path(os.path.normpath(path.parent / ref)))
-        return targets
+                        target = Path(os.path.normpath(path.parent / ref))
+                        targets.add(target)
+                        self.from_edges.setdefault(path, []).append(target)
+        return targets - self.state_files
 
     def _classify(self, doc: YamlDoc, path: Path, is_project_file: bool) -> _Doc | None:
         data = doc.data
@@ -292,6 +311,10 @@ class _Loader:
                                              "from must be the path of a SkyPilot task YAML"))
                 return None
             target = Path(os.path.normpath(item.path.parent / ref))
+            if target in self.state_files:
+                self.issues.append(SpecIssue(doc.file, doc.line_of(("from",)), "from",
+                                             self._from_state_file(item.path, target, ref)))
+                return None
             if not target.is_file():
                 self.issues.append(SpecIssue(doc.file, doc.line_of(("from",)), "from",
                                              f"task file {ref!r} not found"))
@@ -306,7 +329,37 @@ class _Loader:
         result = validate(model, data, doc, self.issues)
         if result is None:
             return None
+        if isinstance(result, (Cluster, *TASK_MODELS)):
+            self._check_sources(result, item)
         return self._apply_defaults(result, project, doc)
+
+    def _check_sources(self, result: Any, item: _Doc) -> None:
+        """A local workdir / mount source that does not exist fails validation."""
+        doc = item.doc
+
+        def where(path: tuple[Any, ...]) -> tuple[str, int | None]:
+            if path[0] in item.data or "from" not in item.data:
+                return doc.file, doc.line_of(path)
+            return doc.file, doc.line_of(("from",))  # the value came from the task YAML
+
+        self.issues.extend(missing_sources(result.workdir, result.file_mounts, where))
+
+    def _from_state_file(self, path: Path, target: Path, ref: str) -> str:
+        """The message for a ``from:`` naming a state file: itself, a cycle, or another."""
+        if target == path:
+            return f"{ref!r} is this file itself; from: must name a SkyPilot task YAML"
+        chain, todo = {target: [path, target]}, [target]
+        while todo:
+            here = todo.pop()
+            for nxt in self.from_edges.get(here, []):
+                if nxt == path:
+                    names = " -> ".join(display_path(p) for p in [*chain[here], path])
+                    return (f"a cycle of from: ({names}); from: must name a SkyPilot task "
+                            "YAML, not a state file")
+                if nxt not in chain:
+                    chain[nxt] = [*chain[here], nxt]
+                    todo.append(nxt)
+        return f"{ref!r} is a state file (it has 'kind:' documents), not a SkyPilot task YAML"
 
     def _apply_defaults(self, result: Any, project: Project, doc: YamlDoc) -> Any:
         defaults = project.defaults

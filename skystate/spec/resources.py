@@ -14,6 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic._internal._model_construction import ModelMetaclass
 
+from skystate.spec import limits
+
 # Clouds SkyPilot accepts in ``cloud:``/``infra:`` (so its task YAMLs load unchanged),
 # plus the providers only skystate has. Only some have a provider (see providers/).
 KNOWN_CLOUDS = (
@@ -27,6 +29,7 @@ _ACCEL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]*$")
 _TIME = re.compile(r"^(\d+)\s*([smhdw]?)$", re.IGNORECASE)
 _TIME_MINUTES = {"": 1, "m": 1, "s": 1 / 60, "h": 60, "d": 1440, "w": 10080}
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b)?$", re.IGNORECASE)
+_QUANTITY_MAX = {"cpus": (limits.MAX_CPUS, ""), "memory": (limits.MAX_MEMORY_GB, " GB")}
 _SIZE_GB = {"k": 1 / 1024**2, "m": 1 / 1024, "g": 1, "": 1, "t": 1024, "p": 1024**2}
 
 
@@ -63,7 +66,7 @@ class AutostopSpec(_Strict):
 
 class JobRecovery(_Strict):
     strategy: str | None = None
-    max_restarts_on_errors: int = Field(default=0, ge=0)
+    max_restarts_on_errors: int = Field(default=0, ge=0, le=limits.MAX_RESTARTS)
     recover_on_exit_codes: list[int] | None = None
 
     @model_validator(mode="before")
@@ -113,6 +116,9 @@ def parse_quantity(value: Any, field: str) -> str | None:
     number = float(match.group(1))
     if number <= 0:
         raise ValueError(f"{field} must be positive, got {value!r}")
+    top, unit = _QUANTITY_MAX.get(field, (None, ""))
+    if top is not None and number > top:
+        raise ValueError(f"{field} must be at most {top:,}{unit} per node, got {value!r}")
     canonical = str(int(number)) if number.is_integer() else str(number)
     return canonical + ("+" if match.group(3) else "")
 
@@ -146,8 +152,11 @@ def parse_accelerators(value: Any) -> dict[str, int | float] | None:
         raise ValueError(f"accelerators: invalid accelerator name {name!r}")
     if isinstance(count, bool) or not isinstance(count, (int, float)):
         raise ValueError(f"accelerators: count of {name} must be a number, got {count!r}")
-    if count <= 0:
+    if count <= 0 or count != count:
         raise ValueError(f"accelerators: count of {name} must be positive, got {count!r}")
+    if count > limits.MAX_ACCELERATORS:
+        raise ValueError(f"accelerators: count of {name} must be at most "
+                         f"{limits.MAX_ACCELERATORS} per node, got {count:g}")
     return {name: int(count) if float(count).is_integer() else float(count)}
 
 
@@ -155,6 +164,9 @@ def parse_ports(value: Any) -> list[str] | None:
     if value is None:
         return None
     items = value if isinstance(value, (list, tuple)) else [value]
+    if len(items) > limits.MAX_PORT_ENTRIES:
+        raise ValueError(f"ports: at most {limits.MAX_PORT_ENTRIES} ports or ranges (use "
+                         f"ranges like '8000-8100'), got {len(items)}")
     ports: list[str] = []
     for item in items:
         if isinstance(item, bool):
@@ -298,7 +310,11 @@ class Resources(_Strict, metaclass=_ResourcesMeta):
     @field_validator("disk_size", mode="before")
     @classmethod
     def _disk_size(cls, value: Any) -> Any:
-        return parse_disk_size(value)
+        size = parse_disk_size(value)
+        if isinstance(size, int) and size > limits.MAX_DISK_GB:
+            raise ValueError(f"disk_size must be at most {limits.MAX_DISK_GB:,} GB (64 TB), "
+                             f"got {value!r}")
+        return size
 
     @field_validator("cpus", "memory", mode="before")
     @classmethod

@@ -15,6 +15,8 @@ from typing import Any
 from skystate.exceptions import SpecError, SpecIssue
 from skystate.spec.documents import ServiceSpec, TaskSpec
 from skystate.spec.issues import validate
+from skystate.spec.limits import check_num_nodes
+from skystate.spec.mounts import check_destination, missing_sources
 from skystate.spec.resources import Resources
 from skystate.spec.yaml_lines import YamlDoc, load_yaml_file
 
@@ -63,6 +65,7 @@ def _check_mount_paths(file_mounts: dict[str, Any]) -> None:
     for dst, src in file_mounts.items():
         if not isinstance(dst, str) or not dst:
             raise ValueError(f"file_mounts: destination {dst!r} must be a non-empty path")
+        check_destination(dst)
         if dst.endswith("/") and dst != "/":
             raise ValueError(f"file_mounts: destination {dst!r} must not end with '/'")
         if isinstance(src, str) and src.endswith("/") and "://" not in src and src != "/":
@@ -109,6 +112,7 @@ class Task:
         self.storage_mounts: dict[str, Any] = {}
         self.service: ServiceSpec | None = None
         self.extra: dict[str, Any] = {}  # other SkyPilot task fields (config, volumes, ...)
+        self._origin: YamlDoc | None = None  # the YAML it came from (for file:line errors)
 
     # --- properties --------------------------------------------------------------------
 
@@ -122,6 +126,7 @@ class Task:
             value = 1
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"num_nodes must be a positive integer, got {value!r}")
+        check_num_nodes(value)
         self._num_nodes = value
 
     @property
@@ -190,6 +195,7 @@ class Task:
         for path in storage_mounts:
             if not isinstance(path, str) or not path:
                 raise ValueError(f"storage mount path {path!r} must be a non-empty string")
+            check_destination(path)
         self.storage_mounts.update(storage_mounts)
         return self
 
@@ -252,7 +258,9 @@ class Task:
             raise SpecError([
                 SpecIssue(i.file, i.line or None, i.field, i.message) for i in issues
             ])
-        return Task.from_spec(spec)
+        task = Task.from_spec(spec)
+        task._origin = doc
+        return task
 
     @staticmethod
     def from_spec(spec: TaskSpec) -> Task:
@@ -322,6 +330,23 @@ class Task:
     def to_spec(self) -> TaskSpec:
         """This task as a validated TaskSpec (what the runtime and planner consume)."""
         return TaskSpec.model_validate(self.to_yaml_config())
+
+    def check_sources(self) -> None:
+        """Raise SpecError (file:line when loaded from YAML) for a missing local source.
+
+        Called before anything is provisioned, so a typo in ``workdir`` or a mount
+        source costs nothing.
+        """
+        origin = self._origin
+        file = origin.file if origin is not None else "<task>"
+
+        def where(path: tuple[Any, ...]) -> tuple[str, int | None]:
+            return file, (origin.line_of(path) or None) if origin is not None else None
+
+        mounts = {**(self.file_mounts or {}), **self.storage_mounts}
+        issues = missing_sources(self.workdir, mounts, where)
+        if issues:
+            raise SpecError(issues)
 
     # --- misc -----------------------------------------------------------------------------
 
