@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import kill_everything_under, wait_until
+from helpers import kill_everything_under, run_cli, wait_until
 
 import skystate as sky
 from skystate import exceptions
@@ -143,6 +143,8 @@ def test_a_user_cannot_change_another_users_cluster(home: Path,
         with pytest.raises(exceptions.ClusterOwnerIdentityMismatchError,
                            match="owned by user 'alice'.*you \\('bob'\\)"):
             sky.get(call())
+    refused = run_cli(home, "down", "alices", check=1)  # the CLI says it once, no traceback
+    assert "owned by user 'alice'" in refused.stderr and "Traceback" not in refused.stderr
     assert sky.get(sky.status()) == []  # bob's own clusters: none
     [record] = sky.get(sky.status(all_users=True))
     assert record["user_name"] == "alice" and record["status"] is sky.ClusterStatus.UP
