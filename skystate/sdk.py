@@ -231,7 +231,10 @@ def api_cancel(request_ids: RequestId | list[RequestId] | None = None, all_users
                silent: bool = False) -> RequestId:
     """Cancel now; request returns the IDs that were cancelled.
 
-    With no IDs, every unfinished request of this user (of everyone with ``all_users``).
+    With no IDs (None), every unfinished request of this user (of everyone with
+    ``all_users``). Each ID is a full ID or a prefix of at least 8 characters naming one
+    request of this user (any user's with ``all_users``); a shorter, ambiguous or other
+    user's ID is an error and nothing is cancelled. An empty list cancels nothing.
     """
     ids = [request_ids] if isinstance(request_ids, str) else request_ids
     client = _client()

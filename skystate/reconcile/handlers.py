@@ -7,7 +7,6 @@ again; providers are idempotent by tags, so that never makes a second cluster).
 
 from __future__ import annotations
 
-import getpass
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from skystate.reconcile.adopt import ownership_labels
 from skystate.reconcile.handles import node_records, observation_of
 from skystate.reconcile.plan import Action, ActionType
 from skystate.reconcile.store import Store
+from skystate.reconcile.users import current_user
 from skystate.spec.resources import quantity_bounds
 
 Record = dict[str, Any]
@@ -97,7 +97,7 @@ def _provision_on(ctx: HandlerContext, spec: dict[str, Any], offer: Offer) -> tu
     ctx.write(lambda s: s.put_cluster({
         **spec, "status": "INIT", "provider": offer.provider, "offer": offer.to_dict(),
         "launched_at": now, "status_updated_at": now, "stopped_by_autostop": False,
-        "last_error": None, "user_name": getpass.getuser(),
+        "last_error": None, "user_name": current_user(),
         "provider_config": ctx.providers.config.get(offer.provider) or {},
     }))
     provider = ctx.providers.get(offer.provider)
@@ -107,7 +107,7 @@ def _provision_on(ctx: HandlerContext, spec: dict[str, Any], offer: Offer) -> tu
         num_nodes=spec["num_nodes"], disk_size=resources.get("disk_size"),
         ports=tuple(resources.get("ports") or ()),
         labels={**(resources.get("labels") or {}),
-                **ownership_labels(spec, getpass.getuser(), now)},  # rebuild reads them
+                **ownership_labels(spec, current_user(), now)},  # rebuild reads them
         image_id=resources.get("image_id") if isinstance(resources.get("image_id"), str)
         else None,
     ))
@@ -249,7 +249,7 @@ def _submit_job(ctx: HandlerContext, action: Action) -> str:
                                    "submitted_at": time.time()}))
     agent = ctx.agent(cluster)
     job_id = agent.submit(job_request(
-        spec.get("task") or {}, name=spec["name"], username=getpass.getuser(),
+        spec.get("task") or {}, name=spec["name"], username=current_user(),
         submission_id=f"{spec.get('owner')}:{spec['name']}:{spec.get('spec_hash')}"))
     log_path = agent.log_path(job_id)
     ctx.write(lambda s: s.put_job({**spec, "status": "PENDING", "job_id": job_id,

@@ -7,13 +7,10 @@ here are recorded ``managed_by: sdk`` and are never pruned by a state directory.
 
 from __future__ import annotations
 
-import getpass
 import hashlib
-import os
 import re
 import time
 from collections.abc import Sequence
-from contextvars import ContextVar
 from typing import Any
 
 from skystate.enums import OptimizeTarget
@@ -34,24 +31,18 @@ from skystate.reconcile.handlers import job_request
 from skystate.reconcile.handles import ResourceHandle, observation_of
 from skystate.reconcile.plan import Action, ActionType
 from skystate.reconcile.store import Store, group_nodes, read_snapshot
+from skystate.reconcile.users import (  # noqa: F401 - REQUEST_USER, user_hash: re-exported
+    REQUEST_USER,
+    check_cluster_owner,
+    current_user,
+    user_hash,
+)
 from skystate.spec.desired import address, spec_hash
 from skystate.spec.documents import CLUSTER_NAME
 from skystate.spec.resources import Resources, quantity_bounds
 from skystate.spec.task import Task
 
 Record = dict[str, Any]
-
-
-REQUEST_USER: ContextVar[str | None] = ContextVar("skystate_request_user", default=None)
-
-
-def current_user() -> str:
-    """The requesting user: the API server runs requests of several users."""
-    return REQUEST_USER.get() or os.environ.get("SKYSTATE_USER") or getpass.getuser()
-
-
-def user_hash(user: str | None = None) -> str:
-    return hashlib.md5((user or current_user()).encode()).hexdigest()[:8]
 
 
 def check_cluster_name(name: str) -> None:
@@ -86,8 +77,18 @@ def cluster_record(name: str) -> tuple[Record, list[Record]]:
     return record, group_nodes(tables.get("nodes", [])).get(name, [])
 
 
-def up_cluster_agent(name: str, providers: Providers | None = None) -> tuple[Record, ClusterAgent]:
+def owned_cluster_record(name: str) -> tuple[Record, list[Record]]:
+    """``cluster_record`` of a cluster the requesting user may change (or raise
+    ``ClusterOwnerIdentityMismatchError``)."""
     record, nodes = cluster_record(name)
+    check_cluster_owner(record)
+    return record, nodes
+
+
+def up_cluster_agent(name: str, providers: Providers | None = None, *,
+                     owned: bool = False) -> tuple[Record, ClusterAgent]:
+    """The agent of an UP cluster; ``owned``: only if the requesting user may change it."""
+    record, nodes = owned_cluster_record(name) if owned else cluster_record(name)
     return record, _agent_of_up(record, nodes, providers)
 
 
@@ -189,6 +190,8 @@ def ensure_cluster(name: str, resources: Resources, num_nodes: int, *, retry_unt
     """
     store = Store()
     record = store.cluster(name)
+    if record is not None:
+        check_cluster_owner(record)  # launching onto another user's cluster
     if record is not None and record.get("status") in ("UP", "STOPPED"):
         check_fits(record, resources, num_nodes)
         if record["status"] == "STOPPED":

@@ -68,7 +68,7 @@ def exec(task: Any, cluster_name: str | None = None, dryrun: bool = False,  # no
     if cluster_name is None:
         raise ValueError("exec needs cluster_name")
     task.check_sources()
-    record, _ = imp.cluster_record(cluster_name)
+    record, _ = imp.owned_cluster_record(cluster_name)
     if record.get("status") != "UP":
         raise ValueError(f"cluster {cluster_name!r} is {record.get('status')}, not UP; "
                          "use sky.launch or sky.start first")
@@ -147,7 +147,7 @@ def cancel(cluster_name: str, all: bool = False, all_users: bool = False,  # noq
         raise ValueError("give either job_ids or all/all_users, not both")
     if not job_ids and not (all or all_users):
         raise ValueError("give job_ids, or all=True to cancel every job")
-    _, agent = imp.up_cluster_agent(cluster_name)
+    _, agent = imp.up_cluster_agent(cluster_name, owned=True)
     if job_ids:
         agent.cancel([int(i) for i in job_ids])
         return
@@ -163,7 +163,8 @@ def autostop(cluster_name: str, idle_minutes: int, down: bool = False) -> None:
     from skystate.reconcile.store import Store
     from skystate.spec.home_config import home_providers_config
 
-    imp.up_cluster_agent(cluster_name)  # ClusterDoesNotExist / ClusterNotUpError
+    # ClusterDoesNotExist / ClusterOwnerIdentityMismatchError / ClusterNotUpError
+    imp.up_cluster_agent(cluster_name, owned=True)
     imp.set_autostop_locked(Store(), cluster_name, imp.autostop_spec(idle_minutes, down),
                             Providers(home_providers_config()))
 
@@ -178,7 +179,7 @@ def start(cluster_name: str, idle_minutes_to_autostop: int | None = None,
         raise ValueError("down=True requires idle_minutes_to_autostop to be set")
     from skystate.reconcile import imperative as imp
 
-    record, _ = imp.cluster_record(cluster_name)
+    record, _ = imp.owned_cluster_record(cluster_name)
     if record.get("status") != "UP" or force:
         _cluster_op(cluster_name, "start", False)
     if idle_minutes_to_autostop is not None:
@@ -192,10 +193,12 @@ def down(cluster_name: str, purge: bool = False) -> None:
 def _cluster_op(cluster_name: str, op: str, purge: bool) -> None:
     from rich.console import Console
 
+    from skystate.reconcile import imperative as imp
     from skystate.reconcile.engine import cluster_operation
     from skystate.reconcile.plan import ActionType
     from skystate.spec.home_config import home_providers_config
 
+    imp.owned_cluster_record(cluster_name)  # ClusterDoesNotExist / ...OwnerIdentity...
     out = Console(file=sys.stdout, highlight=False, soft_wrap=True)
     result = cluster_operation(cluster_name, ActionType(op),
                                providers_config=home_providers_config(),

@@ -2,14 +2,15 @@
 
 Every route needs the bearer token when the server has one (always when it listens
 beyond loopback). The token is compared in constant time and never logged, stored
-in a request or echoed in an error.
+in a request or echoed in an error. Before any of that, a body over the size limit is
+refused (``body_limit``). Who a request's user is, what ``api_cancel`` may cancel and
+the request-ID prefix rules: docs/security-authz.md.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import os
 import time
 from collections.abc import AsyncIterator
@@ -21,17 +22,22 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from skystate import __version__
-from skystate.server.records import RequestDB, RequestStatus
+from skystate.server.auth import UNAUTHORIZED, TokenGate, token_matches
+from skystate.server.body_limit import BodyLimit, max_body_bytes
+from skystate.server.records import ANONYMOUS, MIN_PREFIX_LENGTH, RequestDB, RequestStatus
 from skystate.server.scheduler import InvalidRequest, Scheduler
 
 API_VERSION = "1"
+# A user name as the client reports it: printable, no control characters (it is shown
+# in tables and logs).
+USER_NAME = r"^[^\x00-\x1f\x7f]*$"
 
 
 class SubmitBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=64)
     args: dict[str, Any] = Field(default_factory=dict)
-    user_name: str = Field(default="", max_length=256)
+    user_name: str = Field(default="", max_length=256, pattern=USER_NAME)
 
 
 class SubmitReply(BaseModel):
@@ -42,7 +48,7 @@ class CancelBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     request_ids: list[str] | None = None
     all_users: bool = False
-    user_name: str = Field(default="", max_length=256)
+    user_name: str = Field(default="", max_length=256, pattern=USER_NAME)
 
 
 class RequestRow(BaseModel):
@@ -73,7 +79,7 @@ class Health(BaseModel):
 
 
 def create_app(home: Path, *, token: str | None, max_workers: int = 8,
-               warm: int = 2) -> FastAPI:
+               warm: int = 2, max_body: int | None = None) -> FastAPI:
     db = RequestDB(home / "requests.db")
     scheduler = Scheduler(db, home, max_workers=max_workers, warm=warm)
     waiters: dict[str, list[asyncio.Event]] = {}
@@ -85,7 +91,19 @@ def create_app(home: Path, *, token: str | None, max_workers: int = 8,
     app.state.started = False
     app.include_router(_health_route(home))
     app.include_router(_request_routes(db, scheduler, waiters))
+    # The last added is the outermost: the body's size, then the token, are checked on
+    # the headers before any of the body is read (FastAPI reads it before dependencies).
+    if token:
+        app.add_middleware(TokenGate, token=token)
+    app.add_middleware(BodyLimit, max_bytes=max_body or max_body_bytes())
     return app
+
+
+def request_user(claimed: str) -> str:
+    """The user a request acts for: the name its client reported (trusted as is; see
+    docs/security-authz.md), or ``anonymous`` when it gave none (never the server's own
+    user)."""
+    return claimed.strip() or ANONYMOUS
 
 
 def _lifespan(scheduler: Scheduler, waiters: dict[str, list[asyncio.Event]]) -> Any:
@@ -112,11 +130,8 @@ def _token_check(token: str | None) -> Any:
     def check_token(request: Request) -> None:
         if not token:
             return
-        header = request.headers.get("authorization", "")
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(),
-                                                                 token.encode()):
-            raise HTTPException(status_code=401, detail="missing or wrong bearer token",
+        if not token_matches(request.headers.get("authorization", ""), token):
+            raise HTTPException(status_code=401, detail=UNAUTHORIZED,
                                 headers={"WWW-Authenticate": "Bearer"})
 
     return check_token
@@ -142,7 +157,7 @@ def _request_routes(db: RequestDB, scheduler: Scheduler,
     def submit(body: SubmitBody) -> SubmitReply:
         try:
             return SubmitReply(request_id=scheduler.submit(body.name, body.args,
-                                                           body.user_name))
+                                                           request_user(body.user_name)))
         except InvalidRequest as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from None
 
@@ -151,8 +166,12 @@ def _request_routes(db: RequestDB, scheduler: Scheduler,
                 all_status: bool = False, user_name: str | None = None,
                 prefix: str | None = None, limit: int = Query(1000, ge=1, le=100000),
                 ) -> list[dict[str, Any]]:
-        rows = (db.by_prefix(prefix)[:limit] if prefix else db.listing(
-            request_ids=request_ids, all_status=all_status, user_name=user_name, limit=limit))
+        if prefix is not None:
+            _check_prefix(prefix)
+            rows = db.by_prefix(prefix)[:limit]
+        else:
+            rows = db.listing(request_ids=request_ids, all_status=all_status,
+                              user_name=user_name, limit=limit)
         return [_shown(row) for row in rows]
 
     @router.get("/requests/{request_id}", response_model=RequestRow)
@@ -178,17 +197,24 @@ def _request_routes(db: RequestDB, scheduler: Scheduler,
 
     @router.post("/cancel", response_model=SubmitReply)
     def cancel(body: CancelBody) -> SubmitReply:
-        """Answered at once, never queued; recorded as a finished ``api_cancel``."""
-        ids = body.request_ids
-        if not ids:
-            rows = db.listing(user_name=None if body.all_users else body.user_name or None)
+        """Answered at once, never queued; recorded as a finished ``api_cancel``.
+
+        No IDs (null): every unfinished request of the caller (of everyone with
+        ``all_users``). IDs: each a full ID or a prefix of at least MIN_PREFIX_LENGTH
+        characters naming one request, the caller's own unless ``all_users``; one bad ID
+        and nothing is cancelled (422 or 403). An empty list cancels nothing.
+        """
+        user = request_user(body.user_name)
+        if body.request_ids is None:
+            rows = db.listing(user_name=None if body.all_users else user)
             ids = [r["request_id"] for r in rows]
         else:
-            ids = [r["request_id"] for i in ids for r in db.by_prefix(i)]
+            ids = [i for given in body.request_ids
+                   if (i := _cancellable(db, given, user, body.all_users))]
         cancelled = scheduler.cancel(ids)
         return SubmitReply(request_id=scheduler.record_done(
             "api_cancel", {"request_ids": body.request_ids, "all_users": body.all_users},
-            body.user_name, cancelled))
+            user, cancelled))
 
     return router
 
@@ -213,6 +239,31 @@ def _redacted(value: Any) -> Any:
 
 def _shown(row: dict[str, Any]) -> dict[str, Any]:
     return {**row, "args": _redacted(row.get("args"))}
+
+
+def _check_prefix(prefix: str) -> None:
+    if len(prefix) < MIN_PREFIX_LENGTH:
+        raise HTTPException(status_code=422, detail=(
+            f"request ID prefix {prefix!r} is too short: give at least "
+            f"{MIN_PREFIX_LENGTH} characters of the ID"))
+
+
+def _cancellable(db: RequestDB, given: str, user: str, all_users: bool) -> str | None:
+    """The full ID a cancel names (None: no such request); HTTPException if refused."""
+    _check_prefix(given)
+    rows = db.by_prefix(given)
+    if len(rows) > 1:
+        raise HTTPException(status_code=422, detail=(
+            f"request ID prefix {given!r} is ambiguous ({len(rows)} requests); "
+            "give more of the ID"))
+    if not rows:
+        return None
+    owner = rows[0].get("user_name") or ANONYMOUS
+    if owner != user and not all_users:
+        raise HTTPException(status_code=403, detail=(
+            f"request {rows[0]['request_id']} belongs to user {owner!r}, not {user!r}; "
+            "nothing was cancelled (all_users=True cancels other users' requests)"))
+    return str(rows[0]["request_id"])
 
 
 def _row_or_404(db: RequestDB, request_id: str) -> dict[str, Any]:

@@ -30,6 +30,11 @@ class RequestStatus(str, enum.Enum):
 
 FINISHED = tuple(s.value for s in RequestStatus if s.is_finished())
 
+# Request IDs are ``str(uuid.uuid4())`` (36 characters); a prefix names one only if it
+# has at least the first group of 8 hex digits (32 random bits). Shorter: an error.
+MIN_PREFIX_LENGTH = 8
+ANONYMOUS = "anonymous"  # the user of a request whose client named none
+
 _COLUMNS = (
     "request_id", "name", "args", "user_name", "status", "created_at", "started_at",
     "finished_at", "pid", "log_path", "cluster_name", "keys", "schedule_type",
@@ -87,6 +92,10 @@ class RequestDB:
         return rows[0] if rows else None
 
     def by_prefix(self, prefix: str) -> list[Row]:
+        """Requests whose ID starts with ``prefix`` (ValueError: shorter than 8)."""
+        if len(prefix) < MIN_PREFIX_LENGTH:
+            raise ValueError(f"request ID prefix {prefix!r} is shorter than "
+                             f"{MIN_PREFIX_LENGTH} characters")
         escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         return self._select("request_id LIKE ? ESCAPE '\\'", [escaped + "%"])
 

@@ -23,7 +23,7 @@ from skystate.server import procs
 from skystate.server.codec import decode_args, encode, encode_error
 from skystate.server.names import RequestKind, function_of, kind_of
 from skystate.server.pool import WarmPool, Worker
-from skystate.server.records import RequestDB, RequestStatus
+from skystate.server.records import ANONYMOUS, RequestDB, RequestStatus
 from skystate.server.validate import check_args, check_name
 
 Notify = Callable[[str], None]
@@ -82,6 +82,7 @@ class Scheduler:
         problem = check_name(name)  # before decoding anything the caller sent
         if problem:
             raise InvalidRequest(problem)
+        user_name = user_name or ANONYMOUS  # never the server's own user
         try:
             decoded = decode_args(args)
         except Exception as exc:  # noqa: BLE001 - any undecodable argument is the caller's
@@ -145,7 +146,7 @@ class Scheduler:
             decoded = decode_args(row["args"] or {})
             kind = kind_of(row["name"], decoded)
             self._enqueue(row["request_id"], row["name"], row["args"] or {}, kind,
-                          row.get("keys") or [], row.get("user_name") or "",
+                          row.get("keys") or [], row.get("user_name") or ANONYMOUS,
                           row["log_path"])
 
     # --- running ------------------------------------------------------------------
