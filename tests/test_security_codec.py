@@ -22,7 +22,7 @@ import skystate as sky
 from skystate.enums import JobStatus
 from skystate.exceptions import ResourcesUnavailableError
 from skystate.reconcile.handles import ResourceHandle
-from skystate.server.client import stop_server
+from skystate.server.client import _CLIENTS, stop_server
 from skystate.server.codec import (
     CodecError,
     decode,
@@ -179,5 +179,8 @@ def test_a_hostile_server_cannot_make_the_client_run_anything(
                 assert isinstance(caught.value, CodecError), (name, caught.value)
             assert not marker.exists(), f"{name} ran in the client"
     finally:
+        cached = _CLIENTS.pop(f"http://127.0.0.1:{server.server_port}", None)
+        if cached is not None:
+            cached.http.close()  # its keep-alive socket would be collected in a later test
         server.shutdown()
         server.server_close()
