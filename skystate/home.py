@@ -1,15 +1,111 @@
-"""Where skystate keeps its files (``SKYSTATE_HOME``, default ``~/.skystate``)."""
+"""Where skystate keeps its files (``SKYSTATE_HOME``, default ``~/.skystate``), owner-only.
+
+The home holds the state, request records and logs, local node folders and task secrets
+while their requests and jobs run, so it is private to its user: the folder is 0700 and
+everything skystate creates under it is 0700 (folders) or 0600 (files). Two mechanisms:
+
+- ``PRIVATE_UMASK`` (0o077), set by every entry point that creates home content (the CLI,
+  the API server and its workers, the runtime agent and CLI), so new files are private;
+- ``secure_home``: a home found wider than 0700 is *fixed*, not refused — the folder and
+  every skystate-made file and folder in it lose their group/other bits (job files the
+  user's jobs made in a local node's ``home/`` and ``root/`` are left as they are: the
+  0700 home already hides them). The API server runs it at every start, so a file a
+  client made with a wider umask (the server log) is fixed too.
+
+It refuses (``InsecureHomeError``) a home it cannot make private: one owned by another
+user, or one that is the user's own home folder or ``/`` (never chmod those trees).
+"""
 
 from __future__ import annotations
 
 import os
+import stat
+import sys
 from pathlib import Path
+
+PRIVATE_UMASK = 0o077
+# Job content inside local node folders (``local/<cluster>/node-<rank>/{home,root}``).
+_JOB_CONTENT = ("home", "root")
+_secured: set[str] = set()
 
 
 def home() -> Path:
     path = Path(os.environ.get("SKYSTATE_HOME", "~/.skystate")).expanduser()
-    path.mkdir(parents=True, exist_ok=True)
+    key = str(path)
+    if key in _secured:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    else:
+        ensure_private_home(path)
+        _secured.add(key)
     return path
+
+
+def ensure_private_home(path: Path) -> None:
+    """Create the home 0700; a home that exists with wider modes is secured at once."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if stat.S_IMODE(path.stat().st_mode) & 0o077:
+        secure_home(path)
+
+
+def secure_home(path: Path) -> list[Path]:
+    """Make the home and what skystate made in it owner-only; the paths it changed."""
+    from skystate.exceptions import InsecureHomeError
+
+    resolved = path.resolve()
+    info = resolved.stat()
+    if info.st_uid != os.getuid():
+        raise InsecureHomeError(
+            f"SKYSTATE_HOME {path} belongs to uid {info.st_uid}, not to you (uid "
+            f"{os.getuid()}); skystate keeps secrets there, so it must be yours: set "
+            "SKYSTATE_HOME to a folder of your own")
+    if resolved in (Path("/"), Path.home().resolve()):
+        raise InsecureHomeError(
+            f"SKYSTATE_HOME {path} is {'/' if resolved == Path('/') else 'your home folder'};"
+            " skystate makes its home owner-only and would change every file in it: set "
+            "SKYSTATE_HOME to a folder of its own (default ~/.skystate)")
+    changed = [p for p in (resolved, *_walk(resolved, resolved)) if _make_private(p)]
+    if changed:
+        print(f"skystate: made {len(changed)} path(s) in SKYSTATE_HOME {path} owner-only "
+              "(it was readable by others)", file=sys.stderr)
+    return changed
+
+
+def _walk(top: Path, base: Path) -> list[Path]:
+    found = []
+    try:
+        entries = list(os.scandir(top))
+    except OSError:
+        return found
+    for entry in entries:
+        if entry.is_symlink():
+            continue  # chmod would follow it out of the home
+        entry_path = Path(entry.path)
+        found.append(entry_path)
+        if entry.is_dir(follow_symlinks=False) and not _is_job_content(entry_path, base):
+            found.extend(_walk(entry_path, base))
+    return found
+
+
+def _is_job_content(path: Path, base: Path) -> bool:
+    parts = path.relative_to(base).parts
+    return (len(parts) == 4 and parts[0] == "local" and parts[2].startswith("node-")
+            and parts[3] in _JOB_CONTENT)
+
+
+def _make_private(path: Path) -> bool:
+    try:
+        mode = stat.S_IMODE(path.lstat().st_mode)
+        if not mode & 0o077:
+            return False
+        os.chmod(path, mode & 0o700)
+    except OSError:
+        return False  # gone meanwhile, or not ours
+    return True
+
+
+def use_private_umask() -> int:
+    """Entry points: files created from now on are owner-only; the previous umask."""
+    return os.umask(PRIVATE_UMASK)
 
 
 def state_db_path() -> Path:

@@ -289,11 +289,12 @@ def job_request(task: Record, *, name: str | None, username: str,
     """A task in its JSON form (a job view's ``task``) as the runtime agent takes it."""
     resources = task.get("resources") or {}
     cpus, _ = quantity_bounds(resources.get("cpus"))
-    envs = {**(task.get("envs") or {}), **(task.get("secrets") or {})}
+    secrets = {str(k): str(v) for k, v in (task.get("secrets") or {}).items()}
+    envs = {k: v for k, v in (task.get("envs") or {}).items() if k not in secrets}
     workdir = task.get("workdir") if isinstance(task.get("workdir"), str) else None
     mounts = {k: v for k, v in (task.get("file_mounts") or {}).items() if isinstance(v, str)}
     return JobRequest(
-        name=name, run=task.get("run"), setup=task.get("setup"), envs=envs,
+        name=name, run=task.get("run"), setup=task.get("setup"), envs=envs, secrets=secrets,
         workdir=workdir, file_mounts=mounts, num_nodes=int(task.get("num_nodes") or 1),
         cpus=cpus, accelerators={k: int(v) for k, v in (resources.get("accelerators") or {})
                                  .items()},

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from skystate.runtime.layout import NodeConfig, NodePaths, NodeRef
+from skystate.runtime.layout import NodeConfig, NodePaths, NodeRef, write_private
 
 
 class NodeRunner(Protocol):
@@ -121,16 +121,24 @@ def runner_for(config: NodeConfig) -> NodeRunner:
     raise ValueError(f"unknown node runner {config.runner!r} in node.json")
 
 
-def phase_wrapper(node_shells: Sequence[str], log: Path, exit_file: Path) -> str:
+def phase_wrapper(node_shells: Sequence[str], log: Path, exit_file: Path,
+                  job_umask: int | None = None) -> str:
     """Bash text running one phase on every node; writes the first failing exit code.
 
     One node: output straight to the log. Several: each line is prefixed ``(rank N)``;
     the first node to fail fails the phase, and the wrapper then ends the others.
+    With ``job_umask`` the log and exit files are owner-only and each node's command
+    runs under ``job_umask``.
     """
     qlog, qexit = shlex.quote(str(log)), shlex.quote(str(exit_file))
+    if job_umask is not None:
+        head = "umask 077\n"
+        node_shells = [f"umask {job_umask:03o}; {text}" for text in node_shells]
+    else:
+        head = ""
     if len(node_shells) == 1:
-        return f'( {node_shells[0]} ) >>{qlog} 2>&1 </dev/null\necho "$?" >{qexit}\n'
-    lines = []
+        return f'{head}( {node_shells[0]} ) >>{qlog} 2>&1 </dev/null\necho "$?" >{qexit}\n'
+    lines = [head] if head else []
     for rank, text in enumerate(node_shells):
         prefix = shlex.quote(f"s/^/(rank {rank}) /")
         lines.append(
@@ -140,3 +148,13 @@ def phase_wrapper(node_shells: Sequence[str], log: Path, exit_file: Path) -> str
         )
     lines += ["wait", f"[ -s {qexit} ] || echo 0 >{qexit}"]
     return "\n".join(lines) + "\n"
+
+
+def script_argv(path: Path, text: str) -> list[str]:
+    """argv running bash text from an owner-only file that deletes itself once opened.
+
+    The text carries the job's environment (secrets included): as ``bash -c TEXT`` it
+    would be in the wrapper's command line, which every local user can read in ``ps``.
+    """
+    write_private(path, 'rm -f -- "$0"\n' + text)
+    return ["bash", str(path)]
