@@ -236,3 +236,31 @@ def _read(path: Path) -> bytes:
         return path.read_bytes()
     except OSError:
         return b""
+
+
+def test_a_declarative_jobs_secrets_are_read_from_its_files_and_recorded_nowhere(
+        home: Path, tmp_path: Path) -> None:
+    secret = f"decl-{uuid.uuid4().hex}"
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    (state_dir / "skystate.yaml").write_text(
+        "kind: Project\nname: sec\ndefaults:\n  resources: {infra: local}\n")
+    (state_dir / "cluster.yaml").write_text(
+        "kind: Cluster\nname: decl\nresources:\n  cpus: 1+\n")
+    (state_dir / "job.yaml").write_text(
+        f"kind: Job\nname: uses-token\ncluster: decl\nsecrets: {{HF_TOKEN: {secret}}}\n"
+        'run: test -n "$HF_TOKEN" && echo "HF_TOKEN is set (${#HF_TOKEN} chars)"\n')
+    saved = tmp_path / "plan.json"
+    shown = run_cli(home, "plan", str(state_dir), "-o", str(saved)).stdout
+    assert "HF_TOKEN" in shown and secret not in shown
+    assert secret not in saved.read_text()
+    out = run_cli(home, "apply", str(saved)).stdout
+    assert "submitted" in out and secret not in out
+    job = next(j for j in sky.get(sky.queue("decl")) if j["job_name"] == "uses-token")
+    assert _finished("decl", job["job_id"]) is sky.JobStatus.SUCCEEDED
+    assert f"HF_TOKEN is set ({len(secret)} chars)" in _log(home, "decl", job["job_id"])
+    plan_again = run_cli(home, "plan", str(state_dir), "--detailed-exitcode", check=0).stdout
+    assert secret not in plan_again  # unchanged: the recorded job matches the files
+    run_cli(home, "api", "stop")
+    assert [str(p) for p in home.rglob("*") if p.is_file() and secret.encode() in
+            p.read_bytes()] == []
