@@ -37,7 +37,7 @@ from skystate.runtime.layout import (
 )
 from skystate.runtime.procs import group_members, kill_groups, signal_group
 from skystate.runtime.resources import Capacity, Demand, Usage
-from skystate.runtime.runners import phase_wrapper, runner_for, script_argv
+from skystate.runtime.runners import phase_wrapper, runner_for
 from skystate.runtime.secrets import drop_finished_secrets, read_secrets
 
 POLL_SECONDS = 1.0
@@ -222,9 +222,14 @@ class Agent:
         assert self.db is not None
         job_id = int(job["job_id"])
         script = job["setup"] if phase == "setup" else (job["run"] or "true")
+        secrets = read_secrets(self.paths, job_id)
         shells = [
             self.runner.shell(
-                self.config.nodes[rank], script, self._job_env(job, rank, devices), job["workdir"]
+                self.config.nodes[rank],
+                script,
+                {k: v for k, v in self._job_env(job, rank, devices).items() if k not in secrets},
+                job["workdir"],
+                secrets,
             )
             for rank in range(int(job["num_nodes"]))
         ]
@@ -232,7 +237,8 @@ class Agent:
             shells, Path(job["log_path"]), self.paths.exit_file(job_id, phase), job_umask()
         )
         proc = subprocess.Popen(
-            script_argv(self.paths.scripts_dir / f"{job_id}.{phase}.sh", text),
+            ["bash", "-c", text],
+            env={**os.environ, **secrets} if secrets else None,
             start_new_session=True,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -263,7 +269,6 @@ class Agent:
             "JOB_ID": str(job["job_id"]),
         }
         env = {str(k): str(v) for k, v in job["envs"].items()}
-        env.update(read_secrets(self.paths, int(job["job_id"])))
         for key, value in ours.items():
             env[f"SKYPILOT_{key}"] = value
             env[f"SKYSTATE_{key}"] = value

@@ -25,7 +25,7 @@ from skystate.runtime.layout import NodePaths, job_umask, read_node_config
 from skystate.runtime.procs import agent_pid as _agent_pid
 from skystate.runtime.procs import kill_groups
 from skystate.runtime.resources import Capacity, Demand
-from skystate.runtime.runners import phase_wrapper, runner_for, script_argv
+from skystate.runtime.runners import phase_wrapper, runner_for
 from skystate.runtime.secrets import drop_secrets, write_secrets
 
 JOB_KEYS = (
@@ -227,8 +227,7 @@ def run_on_nodes(
         shells.append(runner.shell(node, script, env, workdir))
     paths.make_dirs()
     subprocess.run(
-        script_argv(paths.scripts_dir / f"setup-{stamp}.sh",
-                    phase_wrapper(shells, log_file, exit_file, job_umask())),
+        ["bash", "-c", phase_wrapper(shells, log_file, exit_file, job_umask())],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -66,11 +66,6 @@ class NodePaths:
         return self.secrets_dir / f"{job_id}.json"
 
     @property
-    def scripts_dir(self) -> Path:
-        """Phase wrappers (0600; each deletes itself once bash has opened it)."""
-        return self.runtime / "scripts"
-
-    @property
     def autostop_marker(self) -> Path:
         return self.runtime / "autostopped"
 
@@ -102,7 +97,7 @@ class NodePaths:
 
     def make_dirs(self) -> None:
         for path in (self.home, self.fs_root, self.runtime, self.exit_dir, self.job_logs,
-                     self.secrets_dir, self.scripts_dir):
+                     self.secrets_dir):
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 

@@ -16,13 +16,19 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from skystate.runtime.layout import NodeConfig, NodePaths, NodeRef, write_private
+from skystate.runtime.layout import NodeConfig, NodePaths, NodeRef
 
 
 class NodeRunner(Protocol):
-    """Turns "run this script on that node" into shell text the head's bash can run."""
+    """Turns "run this script on that node" into shell text the head's bash can run.
 
-    def shell(self, node: NodeRef, script: str, env: Mapping[str, str], cwd: str | None) -> str: ...
+    ``secrets`` are not in the text: the head's bash has them in its environment (never
+    on a command line, which every local user can read); a runner passes them on only
+    to a node that does not inherit that environment.
+    """
+
+    def shell(self, node: NodeRef, script: str, env: Mapping[str, str], cwd: str | None,
+              secrets: Mapping[str, str] | None = None) -> str: ...
 
 
 class LocalRunner:
@@ -32,7 +38,8 @@ class LocalRunner:
     node folder. HOME points at the node's home so ``~/x`` file mounts are found.
     """
 
-    def shell(self, node: NodeRef, script: str, env: Mapping[str, str], cwd: str | None) -> str:
+    def shell(self, node: NodeRef, script: str, env: Mapping[str, str], cwd: str | None,
+              secrets: Mapping[str, str] | None = None) -> str:
         if node.dir is None:
             raise ValueError(f"node {node.rank} has no folder in node.json")
         paths = NodePaths(Path(node.dir))
@@ -97,10 +104,12 @@ class SSHRunner:
         exports = "".join(f"export {k}={shlex.quote(str(v))}; " for k, v in env.items())
         return f"{exports}{_cd(cwd)}; exec bash -c {shlex.quote(script)}"
 
-    def shell(self, node: NodeRef, script: str, env: Mapping[str, str], cwd: str | None) -> str:
-        inner = self._on_node(node, script, env, cwd)
+    def shell(self, node: NodeRef, script: str, env: Mapping[str, str], cwd: str | None,
+              secrets: Mapping[str, str] | None = None) -> str:
         if node.rank == self.config.rank:
-            return inner
+            return self._on_node(node, script, env, cwd)
+        # Another host: it cannot inherit them (known gap: they are in ssh's command line).
+        inner = self._on_node(node, script, {**env, **(secrets or {})}, cwd)
         from skystate.runtime.hostctl import ssh_argv
 
         head = next((n for n in self.config.nodes if n.rank == self.config.rank), None)
@@ -149,12 +158,3 @@ def phase_wrapper(node_shells: Sequence[str], log: Path, exit_file: Path,
     lines += ["wait", f"[ -s {qexit} ] || echo 0 >{qexit}"]
     return "\n".join(lines) + "\n"
 
-
-def script_argv(path: Path, text: str) -> list[str]:
-    """argv running bash text from an owner-only file that deletes itself once opened.
-
-    The text carries the job's environment (secrets included): as ``bash -c TEXT`` it
-    would be in the wrapper's command line, which every local user can read in ``ps``.
-    """
-    write_private(path, 'rm -f -- "$0"\n' + text)
-    return ["bash", str(path)]

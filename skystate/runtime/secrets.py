@@ -4,8 +4,9 @@
 writes them to ``runtime/secrets/<job_id>.json`` (0600) in the same transaction that
 queues the job, the agent merges them into the job's environment when it starts each
 phase, and the file is removed as soon as the job is finished (the agent checks each
-step; ``cancel`` removes it at once). They reach the job's processes only through their
-environment (``/proc/PID/environ`` is owner-only), never a command line.
+step; ``cancel`` removes it at once). They reach the job's processes only through the
+environment of the phase's bash (``/proc/PID/environ`` is owner-only), never its
+command line (see ``runners.NodeRunner``).
 """
 
 from __future__ import annotations
@@ -33,10 +34,7 @@ def read_secrets(paths: NodePaths, job_id: int) -> dict[str, str]:
 
 
 def drop_secrets(paths: NodePaths, job_id: int) -> None:
-    """Remove a job's secrets (and any phase script of it bash never opened)."""
     paths.secrets_file(job_id).unlink(missing_ok=True)
-    for phase in ("setup", "run"):
-        (paths.scripts_dir / f"{job_id}.{phase}.sh").unlink(missing_ok=True)
 
 
 def drop_finished_secrets(paths: NodePaths, db: JobDB) -> None:
