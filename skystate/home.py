@@ -9,8 +9,8 @@ everything skystate creates under it is 0700 (folders) or 0600 (files). Two mech
 - ``secure_home``: a home found wider than 0700 is *fixed*, not refused — the folder and
   every skystate-made file and folder in it lose their group/other bits (job files the
   user's jobs made in a local node's ``home/`` and ``root/`` are left as they are: the
-  0700 home already hides them). The API server runs it at every start, so a file a
-  client made with a wider umask (the server log) is fixed too.
+  0700 home already hides them). The API server also fixes the home's own entries at
+  every start, so a file a client made with a wider umask (the server log) is fixed.
 
 It refuses (``InsecureHomeError``) a home it cannot make private: one owned by another
 user, or one that is the user's own home folder or ``/`` (never chmod those trees).
@@ -47,8 +47,11 @@ def ensure_private_home(path: Path) -> None:
         secure_home(path)
 
 
-def secure_home(path: Path) -> list[Path]:
-    """Make the home and what skystate made in it owner-only; the paths it changed."""
+def secure_home(path: Path, depth: int | None = None) -> list[Path]:
+    """Make the home and what skystate made in it owner-only; the paths it changed.
+
+    ``depth``: only that many levels below the home (1: its own entries); all if None.
+    """
     from skystate.exceptions import InsecureHomeError
 
     resolved = path.resolve()
@@ -63,41 +66,50 @@ def secure_home(path: Path) -> list[Path]:
             f"SKYSTATE_HOME {path} is {'/' if resolved == Path('/') else 'your home folder'};"
             " skystate makes its home owner-only and would change every file in it: set "
             "SKYSTATE_HOME to a folder of its own (default ~/.skystate)")
-    changed = [p for p in (resolved, *_walk(resolved, resolved)) if _make_private(p)]
+    changed = [Path(p) for p in _private_tree(str(resolved), depth)]
     if changed:
         print(f"skystate: made {len(changed)} path(s) in SKYSTATE_HOME {path} owner-only "
               "(it was readable by others)", file=sys.stderr)
     return changed
 
 
-def _walk(top: Path, base: Path) -> list[Path]:
-    found = []
-    try:
-        entries = list(os.scandir(top))
-    except OSError:
-        return found
-    for entry in entries:
-        if entry.is_symlink():
-            continue  # chmod would follow it out of the home
-        entry_path = Path(entry.path)
-        found.append(entry_path)
-        if entry.is_dir(follow_symlinks=False) and not _is_job_content(entry_path, base):
-            found.extend(_walk(entry_path, base))
-    return found
+def _private_tree(top: str, depth: int | None) -> list[str]:
+    """chmod go-rwx the tree (symlinks and local nodes' job content skipped); changed."""
+    changed = [top] if _make_private(top, os.lstat(top).st_mode) else []
+    stack: list[tuple[str, tuple[str, ...]]] = [(top, ())]
+    while stack:
+        folder, rel = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if stat.S_ISLNK(info.st_mode):
+                continue  # chmod would follow it out of the home
+            if _make_private(entry.path, info.st_mode):
+                changed.append(entry.path)
+            parts = (*rel, entry.name) if len(rel) < 4 else rel
+            deeper = depth is None or len(rel) + 1 < depth
+            if stat.S_ISDIR(info.st_mode) and deeper and not _is_job_content(parts):
+                stack.append((entry.path, parts))
+    return changed
 
 
-def _is_job_content(path: Path, base: Path) -> bool:
-    parts = path.relative_to(base).parts
+def _is_job_content(parts: tuple[str, ...]) -> bool:
+    """``local/<cluster>/node-<rank>/{home,root}``: what a local node's jobs made."""
     return (len(parts) == 4 and parts[0] == "local" and parts[2].startswith("node-")
             and parts[3] in _JOB_CONTENT)
 
 
-def _make_private(path: Path) -> bool:
+def _make_private(path: str, mode: int) -> bool:
+    if not stat.S_IMODE(mode) & 0o077:
+        return False
     try:
-        mode = stat.S_IMODE(path.lstat().st_mode)
-        if not mode & 0o077:
-            return False
-        os.chmod(path, mode & 0o700)
+        os.chmod(path, stat.S_IMODE(mode) & 0o700)
     except OSError:
         return False  # gone meanwhile, or not ours
     return True
