@@ -264,3 +264,22 @@ def test_a_declarative_jobs_secrets_are_read_from_its_files_and_recorded_nowhere
     run_cli(home, "api", "stop")
     assert [str(p) for p in home.rglob("*") if p.is_file() and secret.encode() in
             p.read_bytes()] == []
+
+
+def test_a_requests_own_secret_is_masked_in_its_recorded_error(tmp_path: Path) -> None:
+    from skystate.server.codec import encode, encode_error
+    from skystate.server.secret_args import SecretFiles
+
+    secret = f"err-{uuid.uuid4().hex}"
+    files = SecretFiles(tmp_path)
+    task = sky.Task(run="true").update_secrets({"TOKEN": secret})
+    stored = files.keep("r1", {"task": encode(task.to_yaml_config())})
+    assert secret not in json.dumps(stored) and "<redacted>" in json.dumps(stored)
+    assert _mode(tmp_path / "r1.secrets.json") == 0o600
+    assert secret in json.dumps(files.restore("r1", stored))
+    error = encode_error(ValueError(f"bad value {secret!r} in task"))
+    value, scrubbed = files.scrub("r1", (None, error))
+    assert value is None and secret not in json.dumps(scrubbed)
+    assert "bad value '<redacted>' in task" in scrubbed["message"]
+    files.drop("r1")
+    assert list(tmp_path.iterdir()) == []
