@@ -4,8 +4,11 @@ The home holds the state, request records and logs, local node folders and task 
 while their requests and jobs run, so it is private to its user: the folder is 0700 and
 everything skystate creates under it is 0700 (folders) or 0600 (files). Two mechanisms:
 
-- ``PRIVATE_UMASK`` (0o077), set by every entry point that creates home content (the CLI,
-  the API server and its workers, the runtime agent and CLI), so new files are private;
+- ``PRIVATE_UMASK`` (0o077), set by the processes that create home content (the API
+  server and its workers, the runtime agent and CLI, ``hostctl``), so new files are
+  private. Not by the skystate CLI: it also writes files the user asked for elsewhere
+  (``init``, ``plan -o``); the few home files an in-process client makes are opened
+  0600 explicitly;
 - ``secure_home``: a home found wider than 0700 is *fixed*, not refused — the folder and
   every skystate-made file and folder in it lose their group/other bits (job files the
   user's jobs made in a local node's ``home/`` and ``root/`` are left as they are: the
@@ -43,7 +46,8 @@ def home() -> Path:
 def ensure_private_home(path: Path) -> None:
     """Create the home 0700; a home that exists with wider modes is secured at once."""
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if stat.S_IMODE(path.stat().st_mode) & 0o077:
+    resolved = _checked(path)
+    if stat.S_IMODE(resolved.stat().st_mode) & 0o077:
         secure_home(path)
 
 
@@ -52,6 +56,16 @@ def secure_home(path: Path, depth: int | None = None) -> list[Path]:
 
     ``depth``: only that many levels below the home (1: its own entries); all if None.
     """
+    resolved = _checked(path)
+    changed = [Path(p) for p in _private_tree(str(resolved), depth)]
+    if changed:
+        print(f"skystate: made {len(changed)} path(s) in SKYSTATE_HOME {path} owner-only "
+              "(it was readable by others)", file=sys.stderr)
+    return changed
+
+
+def _checked(path: Path) -> Path:
+    """The home, resolved; InsecureHomeError if it cannot be made owner-only."""
     from skystate.exceptions import InsecureHomeError
 
     resolved = path.resolve()
@@ -66,19 +80,15 @@ def secure_home(path: Path, depth: int | None = None) -> list[Path]:
             f"SKYSTATE_HOME {path} is {'/' if resolved == Path('/') else 'your home folder'};"
             " skystate makes its home owner-only and would change every file in it: set "
             "SKYSTATE_HOME to a folder of its own (default ~/.skystate)")
-    changed = [Path(p) for p in _private_tree(str(resolved), depth)]
-    if changed:
-        print(f"skystate: made {len(changed)} path(s) in SKYSTATE_HOME {path} owner-only "
-              "(it was readable by others)", file=sys.stderr)
-    return changed
+    return resolved
 
 
 def _private_tree(top: str, depth: int | None) -> list[str]:
     """chmod go-rwx the tree (symlinks and local nodes' job content skipped); changed."""
     changed = [top] if _make_private(top, os.lstat(top).st_mode) else []
-    stack: list[tuple[str, tuple[str, ...]]] = [(top, ())]
+    stack: list[tuple[str, tuple[str, ...], int]] = [(top, (), 0)]
     while stack:
-        folder, rel = stack.pop()
+        folder, rel, level = stack.pop()
         try:
             entries = list(os.scandir(folder))
         except OSError:
@@ -92,10 +102,10 @@ def _private_tree(top: str, depth: int | None) -> list[str]:
                 continue  # chmod would follow it out of the home
             if _make_private(entry.path, info.st_mode):
                 changed.append(entry.path)
-            parts = (*rel, entry.name) if len(rel) < 4 else rel
-            deeper = depth is None or len(rel) + 1 < depth
+            parts = (*rel, entry.name) if len(rel) < 4 else rel  # the first four suffice
+            deeper = depth is None or level + 1 < depth
             if stat.S_ISDIR(info.st_mode) and deeper and not _is_job_content(parts):
-                stack.append((entry.path, parts))
+                stack.append((entry.path, parts, level + 1))
     return changed
 
 

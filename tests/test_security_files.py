@@ -201,8 +201,11 @@ def test_a_home_that_cannot_be_private_is_refused(tmp_path: Path,
         secure_home(user_home)
     assert _mode(user_home) == 0o755 and _mode(user_home / "photo.jpg") & 0o044
     monkeypatch.setenv("SKYSTATE_HOME", str(user_home))
-    refused = run_cli(user_home, "status", check=1)
-    assert "SKYSTATE_HOME" in refused.stderr and "Traceback" not in refused.stderr
+    for mode in (0o755, 0o700):  # refused before anything is changed, private or not
+        user_home.chmod(mode)
+        refused = run_cli(user_home, "status", check=1)
+        assert "SKYSTATE_HOME" in refused.stderr and "Traceback" not in refused.stderr
+        assert _mode(user_home) == mode and not (user_home / "api_server.json").exists()
 
 
 def test_the_api_token_never_reaches_workers_agents_setup_or_jobs(
