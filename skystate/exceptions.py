@@ -7,6 +7,7 @@ Tree::
     ├── PlanError                      the plan is blocked (e.g. protect: true)
     ├── StalePlanError                 a saved plan no longer matches the state
     ├── StateLockedError               another writer holds the state lock
+    ├── InsecureHomeError              SKYSTATE_HOME cannot be made owner-only
     ├── ProviderError                  a provider call failed; ``transient`` says retry
     └── the SkyPilot SDK's exceptions, same names and attributes:
         ClusterDoesNotExist, ClusterNotUpError, NotSupportedError,
@@ -78,6 +79,10 @@ class StalePlanError(SkyStateError):
 
 class StateLockedError(SkyStateError):
     """Another process holds the state lock past the timeout."""
+
+
+class InsecureHomeError(SkyStateError):
+    """``SKYSTATE_HOME`` cannot be made owner-only (another user's folder, ``~`` or ``/``)."""
 
 
 class ProviderError(SkyStateError):

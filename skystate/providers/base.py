@@ -178,6 +178,9 @@ class JobRequest:
     run: str | None
     setup: str | None = None
     envs: Mapping[str, str] = field(default_factory=dict)
+    # In the job's environment like envs, but kept out of the node's job table (the
+    # runtime holds them in an owner-only file while the job is active).
+    secrets: Mapping[str, str] = field(default_factory=dict)
     workdir: str | None = None  # local path; the provider syncs it to the nodes
     file_mounts: Mapping[str, str] = field(default_factory=dict)
     num_nodes: int = 1
@@ -192,6 +195,7 @@ class JobRequest:
         """The job as the runtime agent's ``submit`` takes it (workdir already synced)."""
         return {
             "name": self.name, "run": self.run, "setup": self.setup, "envs": dict(self.envs),
+            "secrets": dict(self.secrets),
             "workdir": workdir_on_node if self.workdir else None,
             "num_nodes": self.num_nodes, "cpus": self.cpus,
             "accelerators": dict(self.accelerators), "username": self.username,

@@ -6,6 +6,7 @@ recorded at the last apply; the executor records exactly the view it applied.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from skystate.spec.desired import spec_hash
@@ -14,6 +15,7 @@ from skystate.spec.resources import AutostopSpec
 
 MANAGED_BY_STATE = "state"
 MANAGED_BY_SDK = "sdk"
+REDACTED = "<redacted>"
 
 
 def autostop_view(autostop: AutostopSpec | None) -> dict[str, Any] | None:
@@ -48,9 +50,15 @@ def job_task_view(job: Job) -> dict[str, Any]:
     )
 
 
-def job_view(job: Job, owner: str) -> dict[str, Any]:
+def job_view(job: Job, owner: str, root: Path | None = None) -> dict[str, Any]:
+    """A job as plans and the store hold it: ``secrets`` values are ``<redacted>``.
+
+    The hash covers the real values (a changed secret re-runs the job); the values
+    themselves are read again from the state directory (``secrets_from``) when the job
+    is submitted, so no plan, plan file, request record or state file holds them.
+    """
     task = job_task_view(job)
-    return {
+    view = {
         "cluster": job.cluster,
         "name": job.name,
         "owner": owner,
@@ -58,3 +66,7 @@ def job_view(job: Job, owner: str) -> dict[str, Any]:
         "task": task,
         "spec_hash": spec_hash(task),
     }
+    if task.get("secrets"):
+        view["task"] = {**task, "secrets": {k: REDACTED for k in task["secrets"]}}
+        view["secrets_from"] = str(root) if root is not None else None
+    return view

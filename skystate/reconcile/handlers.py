@@ -248,13 +248,36 @@ def _submit_job(ctx: HandlerContext, action: Action) -> str:
     ctx.write(lambda s: s.put_job({**spec, "status": "INIT", "job_id": None,
                                    "submitted_at": time.time()}))
     agent = ctx.agent(cluster)
+    task = {**(spec.get("task") or {}), "secrets": _job_secrets(spec)}
     job_id = agent.submit(job_request(
-        spec.get("task") or {}, name=spec["name"], username=current_user(),
+        task, name=spec["name"], username=current_user(),
         submission_id=f"{spec.get('owner')}:{spec['name']}:{spec.get('spec_hash')}"))
     log_path = agent.log_path(job_id)
     ctx.write(lambda s: s.put_job({**spec, "status": "PENDING", "job_id": job_id,
                                    "submitted_at": time.time(), "log_path": log_path}))
     return f"submitted as job {job_id} on {cluster}"
+
+
+def _job_secrets(spec: Record) -> dict[str, str]:
+    """A declarative job's secrets, read from its state directory now (never recorded)."""
+    names = list((spec.get("task") or {}).get("secrets") or {})
+    if not names:
+        return {}
+    from skystate.reconcile.desired_views import job_task_view
+    from skystate.reconcile.engine import load_desired
+
+    where = f"Job/{spec['cluster']}/{spec['name']}"
+    source = spec.get("secrets_from")
+    if not source:
+        raise ProviderError(f"{where}: its secrets ({', '.join(names)}) are not in the plan "
+                            "and it names no state directory to read them from")
+    job = load_desired(source).jobs.get((spec["cluster"], spec["name"]))
+    secrets = (job_task_view(job).get("secrets") or {}) if job is not None else {}
+    missing = [n for n in names if n not in secrets]
+    if missing:
+        raise ProviderError(f"{where}: secrets {', '.join(missing)} are no longer in {source}; "
+                            "plan again")
+    return {k: str(v) for k, v in secrets.items()}
 
 
 def _cancel_job(ctx: HandlerContext, action: Action) -> str:
@@ -289,11 +312,12 @@ def job_request(task: Record, *, name: str | None, username: str,
     """A task in its JSON form (a job view's ``task``) as the runtime agent takes it."""
     resources = task.get("resources") or {}
     cpus, _ = quantity_bounds(resources.get("cpus"))
-    envs = {**(task.get("envs") or {}), **(task.get("secrets") or {})}
+    secrets = {str(k): str(v) for k, v in (task.get("secrets") or {}).items()}
+    envs = {k: v for k, v in (task.get("envs") or {}).items() if k not in secrets}
     workdir = task.get("workdir") if isinstance(task.get("workdir"), str) else None
     mounts = {k: v for k, v in (task.get("file_mounts") or {}).items() if isinstance(v, str)}
     return JobRequest(
-        name=name, run=task.get("run"), setup=task.get("setup"), envs=envs,
+        name=name, run=task.get("run"), setup=task.get("setup"), envs=envs, secrets=secrets,
         workdir=workdir, file_mounts=mounts, num_nodes=int(task.get("num_nodes") or 1),
         cpus=cpus, accelerators={k: int(v) for k, v in (resources.get("accelerators") or {})
                                  .items()},

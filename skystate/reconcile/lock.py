@@ -140,7 +140,9 @@ def _write_holder(path: Path, purpose: str, request_id: str | None) -> None:
                         request_id=request_id)
     target = holder_path(path)
     temp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-    temp.write_text(json.dumps(asdict(holder)))
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(json.dumps(asdict(holder)))
     os.replace(temp, target)  # readers never see a half-written record
 
 
@@ -153,7 +155,7 @@ def state_lock(timeout: float = DEFAULT_LOCK_TIMEOUT, purpose: str = "",
     re-entrant: a nested ``state_lock`` in the same process waits for itself.
     """
     path = state_lock_path()
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         _wait_for_flock(fd, path, timeout)
         _report_dead_holder(path)

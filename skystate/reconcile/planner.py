@@ -47,7 +47,7 @@ def make_plan(
     for cluster in desired.clusters.values():
         builder.plan_cluster(cluster)
     for job in desired.jobs.values():
-        builder.plan_job(job_view(job, desired.owner))
+        builder.plan_job(job_view(job, desired.owner, desired.root))
     builder.plan_removed()
     builder.note_unreconciled_kinds()
     actions = builder.ordered_actions(_target_set(targets, desired))

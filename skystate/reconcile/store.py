@@ -82,7 +82,7 @@ class Store:
 
     def _lock_writers(self) -> None:
         self._writer_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self._writer_path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self._writer_path, os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX)
         self._writer_fd = fd
         if self._storage.reload_if_changed():

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from skystate.runtime import api
+from skystate.runtime.layout import enter_private_umask
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -69,6 +70,7 @@ def _run(args: argparse.Namespace) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    enter_private_umask()  # the node folder is owner-only; jobs get the inherited umask
     if args.command == "agent":
         from skystate.runtime.agent import main as agent_main
 

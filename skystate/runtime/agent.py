@@ -28,10 +28,17 @@ from typing import Any
 from skystate.enums import JobStatus
 from skystate.runtime import autostop
 from skystate.runtime.jobdb import ACTIVE, STARTED, JobDB
-from skystate.runtime.layout import NodePaths, read_node_config, time_scale, write_json_atomic
+from skystate.runtime.layout import (
+    NodePaths,
+    job_umask,
+    read_node_config,
+    time_scale,
+    write_json_atomic,
+)
 from skystate.runtime.procs import group_members, kill_groups, signal_group
 from skystate.runtime.resources import Capacity, Demand, Usage
 from skystate.runtime.runners import phase_wrapper, runner_for, wrapper_argv
+from skystate.runtime.secrets import drop_finished_secrets, read_secrets
 
 POLL_SECONDS = 1.0
 AUTOSTOP_CHECK_SECONDS = 0.2
@@ -85,7 +92,7 @@ class Agent:
 
     def _take_lock(self) -> bool:
         """An flock held for the agent's lifetime: one agent per node folder."""
-        fd = os.open(self.paths.runtime / "agent.lock", os.O_CREAT | os.O_RDWR, 0o644)
+        fd = os.open(self.paths.runtime / "agent.lock", os.O_CREAT | os.O_RDWR, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -141,6 +148,7 @@ class Agent:
         """One pass over the queue; returns how long the loop may sleep."""
         assert self.db is not None
         self._reap()
+        drop_finished_secrets(self.paths, self.db)
         active = self.db.jobs(statuses=ACTIVE)
         for job in active:
             if job["status"] in STARTED:
@@ -214,16 +222,22 @@ class Agent:
         assert self.db is not None
         job_id = int(job["job_id"])
         script = job["setup"] if phase == "setup" else (job["run"] or "true")
+        secrets = read_secrets(self.paths, job_id)
         shells = [
             self.runner.shell(
-                self.config.nodes[rank], script, self._job_env(job, rank, devices), job["workdir"]
+                self.config.nodes[rank],
+                script,
+                {k: v for k, v in self._job_env(job, rank, devices).items() if k not in secrets},
+                job["workdir"],
+                secrets,
             )
             for rank in range(int(job["num_nodes"]))
         ]
         exit_file = self.paths.exit_file(job_id, phase)
-        text = phase_wrapper(shells, Path(job["log_path"]), exit_file)
+        text = phase_wrapper(shells, Path(job["log_path"]), exit_file, job_umask())
         proc = subprocess.Popen(
             wrapper_argv(text, exit_file.with_name(exit_file.name + ".sh")),
+            env={**os.environ, **secrets} if secrets else None,
             start_new_session=True,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,

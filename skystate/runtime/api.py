@@ -21,15 +21,16 @@ from typing import Any
 from skystate.enums import JobStatus
 from skystate.runtime import autostop
 from skystate.runtime.jobdb import ACTIVE, QUEUE_FIELDS, JobDB
-from skystate.runtime.layout import NodePaths, read_node_config
+from skystate.runtime.layout import NodePaths, job_umask, read_node_config
 from skystate.runtime.procs import agent_pid as _agent_pid
 from skystate.runtime.procs import kill_groups
 from skystate.runtime.resources import Capacity, Demand
 from skystate.runtime.runners import phase_wrapper, runner_for, wrapper_argv
+from skystate.runtime.secrets import drop_secrets, write_secrets
 
 JOB_KEYS = (
-    "name", "run", "setup", "envs", "workdir", "num_nodes", "cpus", "accelerators",
-    "username", "user_hash", "submission_id",
+    "name", "run", "setup", "envs", "secrets", "workdir", "num_nodes", "cpus",
+    "accelerators", "username", "user_hash", "submission_id",
 )  # fmt: skip
 
 
@@ -63,6 +64,8 @@ def submit(node_dir: Path | str, job: Mapping[str, Any]) -> int:
     """Queue a job (keys: JOB_KEYS); returns its id. Rejects a job that can never fit.
 
     ``submission_id`` is an idempotency key: submitting it again returns the first id.
+    ``secrets`` join ``envs`` in the job's environment but are kept in an owner-only
+    file while the job is active, never in the job table (``runtime.secrets``).
     """
     unknown = set(job) - set(JOB_KEYS)
     if unknown:
@@ -78,6 +81,7 @@ def submit(node_dir: Path | str, job: Mapping[str, Any]) -> int:
     db = JobDB(paths.db)
     submission_id = job.get("submission_id") or None
     db.conn.execute("BEGIN IMMEDIATE")
+    job_id = None
     try:
         existing = db.by_submission(submission_id) if submission_id else None
         if existing is not None:  # idempotent: a retried submit returns the first job
@@ -101,11 +105,14 @@ def submit(node_dir: Path | str, job: Mapping[str, Any]) -> int:
             }
         )
         db.set_log_path(job_id, str(paths.job_log(job_id)))
+        write_secrets(paths, job_id, job.get("secrets") or {})
         if autostop.load(db).wait_for != "none":
             db.touch_activity()
         db.conn.execute("COMMIT")
     except BaseException:
         db.conn.execute("ROLLBACK")
+        if job_id is not None:
+            drop_secrets(paths, job_id)
         raise
     wake(paths.root)
     return job_id
@@ -140,6 +147,7 @@ def cancel(
         job_id = int(job["job_id"])
         if db.transition(job_id, ACTIVE, JobStatus.CANCELLED):
             cancelled.append(job_id)
+            drop_secrets(_paths(node_dir), job_id)
             fresh = db.get(job_id)  # the agent may have started it since we read it
             if fresh and fresh["pid"]:
                 pgids.append(int(fresh["pid"]))
@@ -219,7 +227,7 @@ def run_on_nodes(
         shells.append(runner.shell(node, script, env, workdir))
     paths.make_dirs()
     subprocess.run(
-        wrapper_argv(phase_wrapper(shells, log_file, exit_file),
+        wrapper_argv(phase_wrapper(shells, log_file, exit_file, job_umask()),
                      exit_file.with_name(exit_file.name + ".sh")),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,

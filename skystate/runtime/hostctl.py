@@ -293,7 +293,14 @@ def ssh_argv(head_dir: Path, options: dict[str, Any], ref: dict[str, Any]) -> li
     return argv + [target]
 
 
+def _private_umask() -> None:
+    """As ``layout.enter_private_umask`` (this file imports no skystate module)."""
+    inherited = os.umask(0o077)
+    os.environ.setdefault("SKYSTATE_JOB_UMASK", f"{inherited:03o}")
+
+
 def main(argv: list[str]) -> int:
+    _private_umask()
     if len(argv) == 3 and argv[0] == "selfstop" and argv[1] in ("stop", "down"):
         return selfstop(argv[1], Path(argv[2]).resolve())
     if len(argv) != 2 or argv[0] not in OPS:

@@ -14,6 +14,11 @@ from pathlib import Path
 from typing import Any
 
 NODE_FILE = "node.json"
+# Everything the runtime creates is owner-only; jobs get the umask the runtime was started
+# with (recorded in SKYSTATE_JOB_UMASK by the first runtime process of a node, so an
+# agent started by ``hostctl`` gives jobs the ssh session's umask, not 077).
+PRIVATE_UMASK = 0o077
+JOB_UMASK_ENV = "SKYSTATE_JOB_UMASK"
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,14 @@ class NodePaths:
         return self.runtime / "exit"
 
     @property
+    def secrets_dir(self) -> Path:
+        """A job's secrets while it is active (``<job_id>.json``, 0600; never in jobs.db)."""
+        return self.runtime / "secrets"
+
+    def secrets_file(self, job_id: int) -> Path:
+        return self.secrets_dir / f"{job_id}.json"
+
+    @property
     def autostop_marker(self) -> Path:
         return self.runtime / "autostopped"
 
@@ -83,8 +96,9 @@ class NodePaths:
         return self.home / remote_path
 
     def make_dirs(self) -> None:
-        for path in (self.home, self.fs_root, self.runtime, self.exit_dir, self.job_logs):
-            path.mkdir(parents=True, exist_ok=True)
+        for path in (self.home, self.fs_root, self.runtime, self.exit_dir, self.job_logs,
+                     self.secrets_dir):
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
 @dataclass(frozen=True)
@@ -154,6 +168,34 @@ def write_json_atomic(path: Path, data: Any) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
     os.replace(tmp, path)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write an owner-only (0600) file atomically, whatever the process umask."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def enter_private_umask() -> int:
+    """From now on this process creates owner-only files; returns the jobs' umask."""
+    inherited = os.umask(PRIVATE_UMASK)
+    if JOB_UMASK_ENV not in os.environ:
+        os.environ[JOB_UMASK_ENV] = f"{inherited:03o}"
+    return job_umask()
+
+
+def job_umask() -> int:
+    """The umask jobs and setup run with (see ``PRIVATE_UMASK``)."""
+    try:
+        return int(os.environ.get(JOB_UMASK_ENV, ""), 8) & 0o777
+    except ValueError:
+        current = os.umask(PRIVATE_UMASK)
+        os.umask(current)
+        return current
 
 
 def time_scale() -> float:

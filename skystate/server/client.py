@@ -202,7 +202,7 @@ def ensure_server(*, host: str = "127.0.0.1", deploy: bool = False, port: int = 
     info = server_info(base)
     if info and info.get("version") == __version__:
         return _url(info)
-    with FileLock(str(base / "api_server.start.lock"), timeout=timeout):
+    with FileLock(str(base / "api_server.start.lock"), timeout=timeout, mode=0o600):
         info = server_info(base)
         if info and info.get("version") == __version__:
             return _url(info)

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from skystate import __version__
-from skystate.home import home
+from skystate.home import home, secure_home, use_private_umask
 from skystate.reconcile.storage import write_json_atomic
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -47,8 +47,9 @@ def serve(host: str = "127.0.0.1", port: int = 0, *, deploy: bool = False,
     if not is_loopback(host) and not token:
         sys.exit(f"skystate api: listening on {host} needs SKYSTATE_API_TOKEN to be set "
                  "(clients send it as a bearer token)")
-    base = home()
-    base.mkdir(parents=True, exist_ok=True)
+    use_private_umask()  # everything the server, its workers and agents create is 0600/0700
+    base = home()  # a home found wider than 0700 is made owner-only here, all of it
+    secure_home(base, depth=1)  # and what a client made before the server ran (its log)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY on accepted connections only
     # then; without it every keep-alive response waits ~40 ms (Nagle + delayed ACK).

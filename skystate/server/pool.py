@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import queue
 import subprocess
 import sys
 import threading
 from pathlib import Path
 from typing import IO
+
+from skystate.server.procs import server_child_env
 
 
 class Worker:
@@ -121,7 +122,7 @@ class WarmPool:
                 [sys.executable, "-m", "skystate.server.worker"],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
                 cwd=self.home, start_new_session=True,
-                env={**os.environ, "SKYSTATE_HOME": str(self.home)},
+                env={**server_child_env(), "SKYSTATE_HOME": str(self.home)},
             )
         stdout: IO[str] = proc.stdout  # type: ignore[assignment]
         worker = Worker(proc)

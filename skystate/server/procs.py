@@ -5,6 +5,14 @@ A request's worker runs in its own session, and every process it starts inherits
 carrying the tag — that also finds children that left the session (setup runs in
 one of its own) and works after the worker itself died. Detached cluster agents
 drop the tag when they start, so cancelling a request never kills a cluster.
+
+The server's own variables (``SERVER_ONLY``: its bearer token ``SKYSTATE_API_TOKEN``
+and every other ``SKYSTATE_API_*`` setting) stay with the server: ``server_child_env``
+removes them from the environment of every process the server starts (request
+workers), so nothing below a worker — cluster agents, setup, jobs, ssh — can see them.
+A deny-list, not an allow-list: jobs on local clusters run with the user's environment
+(PATH, CUDA, HF_HOME, ...), as on a SkyPilot host. Cloud and SSH agents already get
+only an allow-list (``cloud_nodes.FORWARDED_ENV``).
 """
 
 from __future__ import annotations
@@ -15,6 +23,8 @@ import os
 import signal
 
 TAG = "SKYSTATE_REQUEST_ID"
+SERVER_ONLY_PREFIXES = ("SKYSTATE_API_",)
+SERVER_ONLY = ("SKYSTATE_REQUEST_RETENTION_DAYS",)
 _PR_SET_PDEATHSIG = 1
 
 
@@ -25,9 +35,19 @@ def die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
+def is_server_only(name: str) -> bool:
+    return name in SERVER_ONLY or name.startswith(SERVER_ONLY_PREFIXES)
+
+
+def server_child_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a process the server starts: without the server's variables."""
+    source = env if env is not None else os.environ
+    return {k: v for k, v in source.items() if not is_server_only(k)}
+
+
 def untagged_env(env: dict[str, str] | None = None) -> dict[str, str]:
     """The environment for a process that must outlive the request (a cluster agent)."""
-    return {k: v for k, v in (env if env is not None else os.environ).items() if k != TAG}
+    return {k: v for k, v in server_child_env(env).items() if k != TAG}
 
 
 def tagged_pids(request_id: str) -> list[int]:

@@ -24,6 +24,7 @@ from skystate.server.codec import decode_args, encode, encode_error
 from skystate.server.names import RequestKind, function_of, kind_of
 from skystate.server.pool import WarmPool, Worker
 from skystate.server.records import ANONYMOUS, RequestDB, RequestStatus
+from skystate.server.secret_args import SecretFiles
 from skystate.server.validate import check_args, check_name
 
 Notify = Callable[[str], None]
@@ -65,6 +66,7 @@ class Scheduler:
         self.home = home
         self.logs = home / "requests"
         self.logs.mkdir(parents=True, exist_ok=True)
+        self.secrets = SecretFiles(self.logs)  # task secrets never enter the database
         self.max_workers = max_workers
         self.pool = WarmPool(home, warm, home / "api_server.log", limit=max_workers + warm)
         self.short = ThreadPoolExecutor(max_workers=8, thread_name_prefix="short")
@@ -101,7 +103,8 @@ class Scheduler:
         log_path = self.logs / f"{request_id}.log"
         log_path.touch()
         self.db.insert({
-            "request_id": request_id, "name": name, "args": args, "user_name": user_name,
+            "request_id": request_id, "name": name,
+            "args": self.secrets.keep(request_id, args), "user_name": user_name,
             "status": RequestStatus.PENDING, "created_at": time.time(),
             "log_path": str(log_path), "cluster_name": decoded.get("cluster_name"),
             "keys": keys, "schedule_type": kind.schedule,
@@ -135,6 +138,7 @@ class Scheduler:
     def requeue_unfinished(self) -> None:
         """On start: requests a dead server left RUNNING fail; PENDING ones run now."""
         self.prune()
+        self.secrets.sweep(self._unfinished)
         for row in self.db.with_status([RequestStatus.RUNNING]):
             # Its worker died with the old server (PDEATHSIG), and its pid may be reused
             # by now: only the processes carrying the request's tag are killed.
@@ -145,9 +149,14 @@ class Scheduler:
         for row in self.db.with_status([RequestStatus.PENDING]):
             decoded = decode_args(row["args"] or {})
             kind = kind_of(row["name"], decoded)
-            self._enqueue(row["request_id"], row["name"], row["args"] or {}, kind,
+            args = self.secrets.restore(row["request_id"], row["args"] or {})
+            self._enqueue(row["request_id"], row["name"], args, kind,
                           row.get("keys") or [], row.get("user_name") or ANONYMOUS,
                           row["log_path"])
+
+    def _unfinished(self, request_id: str) -> bool:
+        row = self.db.get(request_id)
+        return row is not None and not RequestStatus(row["status"]).is_finished()
 
     # --- running ------------------------------------------------------------------
 
@@ -236,8 +245,10 @@ class Scheduler:
             if row is None or RequestStatus(row["status"]).is_finished():
                 return False
             self._running.pop(request_id, None)
+            value, error = self.secrets.scrub(request_id, (value, error))
             self.db.update(request_id, status=status, finished_at=time.time(),
                            return_value=value, error=error, status_msg=status_msg)
+            self.secrets.drop(request_id)
             self._lock.notify_all()
         self.notify(request_id)
         return True

@@ -46,7 +46,7 @@ def _redirect_output(path: str) -> None:
     """Point fds 1 and 2 (and so print, rich and child processes) at ``path``."""
     sys.stdout.flush()
     sys.stderr.flush()
-    log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.dup2(log, 1)
     os.dup2(log, 2)
     os.close(log)
@@ -56,6 +56,7 @@ def main() -> None:
     from skystate.server.procs import TAG, die_with_parent
 
     die_with_parent()
+    os.umask(0o077)  # as the server's (skystate.home.PRIVATE_UMASK), if started otherwise
     os.chdir(os.environ.get("SKYSTATE_HOME") or os.getcwd())
     _warm_imports()
     reply = os.fdopen(os.dup(1), "w")
