@@ -114,6 +114,7 @@ def test_task_secrets_reach_the_job_and_are_stored_nowhere_under_the_home(home: 
 
 def test_a_pending_request_keeps_its_secrets_across_a_server_restart(home: Path) -> None:
     """A request queued when the server stopped runs after a restart with its secrets."""
+    from skystate.server.client import user_name
     from skystate.server.codec import encode
     from skystate.server.records import RequestDB, RequestStatus
     from skystate.server.scheduler import Scheduler
@@ -126,7 +127,7 @@ def test_a_pending_request_keeps_its_secrets_across_a_server_restart(home: Path)
     db = RequestDB(home / "requests.db")
     stopped = Scheduler(db, home, max_workers=0, warm=0)  # runs nothing: the request waits
     args = {"task": encode(task.to_yaml_config()), "cluster_name": encode("later")}
-    request_id = stopped.submit("exec", args, "me")
+    request_id = stopped.submit("exec", args, user_name())  # the cluster's owner
     stopped.close()
     side_file = home / "requests" / f"{request_id}.secrets.json"
     assert side_file.exists() and _mode(side_file) == 0o600
