@@ -27,12 +27,16 @@ def _waiting_for(client: Any, row: dict[str, Any]) -> str:
     if row.get("status_msg"):
         return str(row["status_msg"])
     cluster = row.get("cluster_name")
-    if cluster:
-        for other in client.listing():
-            if (other.get("cluster_name") == cluster and other["status"] == "RUNNING"
-                    and other["request_id"] != row["request_id"]):
-                return (f"waiting for request {other['request_id'][:8]} ({other['name']}) "
-                        f"on cluster {cluster}")
+    running = [r for r in client.listing() if r["status"] == "RUNNING"
+               and r["request_id"] != row["request_id"]]
+    same = [r for r in running if cluster and r.get("cluster_name") == cluster]
+    if same:
+        return (f"waiting for request {same[0]['request_id'][:8]} ({same[0]['name']}) "
+                f"on cluster {cluster}")
+    applies = [r for r in running if r["name"] == "apply"]  # an apply holds its clusters
+    if cluster and applies:
+        return (f"waiting for request {applies[0]['request_id'][:8]} (apply), which holds "
+                f"the clusters of its directory")
     return "waiting for a free worker"
 
 
