@@ -7,6 +7,8 @@ import time
 
 import typer
 
+from skystate.cli_output import output_format, output_option, print_listing
+
 api_app = typer.Typer(help="The API server and its requests.", no_args_is_help=True)
 
 
@@ -65,12 +67,10 @@ def status(
     request_ids: list[str] = typer.Argument(None, help="Only these requests (IDs or prefixes)."),
     all_status: bool = typer.Option(False, "--all", "-a", help="Include finished requests."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (same as -o json)."),
-    output: str = typer.Option("table", "-o", "--output", metavar="FORMAT",
-                               help="table (fit the screen), wide (every column) or json."),
+    output: str = output_option(),
 ) -> None:
     """Requests and their statuses (unfinished ones unless --all)."""
     from skystate import sdk
-    from skystate.cli import output_format, print_listing
     from skystate.status_view import job_status_style
     from skystate.tables import Column, Table
 

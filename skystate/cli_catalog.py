@@ -14,16 +14,16 @@ from typing import Any
 
 import typer
 
+from skystate.cli_output import output_format, output_option, print_listing
+
 
 def show_gpus(
     name: str = typer.Argument(None, help="Accelerator, optionally with a count: A100 or A100:8."),
     cloud: str = typer.Option(None, "--cloud", help="Only this provider (aws, gcp, local, ssh)."),
     as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON (-o json)."),
-    output: str = typer.Option("table", "-o", "--output", metavar="FORMAT",
-                               help="table (fit the screen), wide (every column) or json."),
+    output: str = output_option(),
 ) -> None:
     """What accelerators are offered where, at what $/hour (on-demand and spot)."""
-    from skystate.cli import output_format
 
     fmt = output_format(output, as_json)
     rows = gpu_rows(name, cloud)
@@ -34,7 +34,6 @@ def show_gpus(
         wanted = f"{name!r}" if name else "accelerators"
         print(f"No {wanted} offered{f' on {cloud}' if cloud else ''}.", file=sys.stderr)
         raise typer.Exit(1)
-    from skystate.cli import print_listing
     from skystate.tables import Column, Table
 
     columns = [Column("ACCELERATOR"), Column("COUNT", justify="right"), Column("CLOUD"),
@@ -51,11 +50,9 @@ def show_gpus(
 
 def check(
     as_json: bool = typer.Option(False, "--json", help="Print the verdicts as JSON (-o json)."),
-    output: str = typer.Option("table", "-o", "--output", metavar="FORMAT",
-                               help="table (fit the screen), wide (every column) or json."),
+    output: str = output_option(),
 ) -> None:
     """Which providers are usable with the credentials present, and why not."""
-    from skystate.cli import output_format, print_listing
     from skystate.providers.check import check_providers
     from skystate.tables import Column, Table
 
