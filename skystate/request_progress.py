@@ -110,7 +110,8 @@ class LogWriter:
         if spinner and out.isatty():
             from rich.console import Console
 
-            self._elapsed = _Elapsed(f"{name}: running")
+            self._running = f"{name}: running"
+            self._elapsed = _Elapsed(self._running)
             self._console = Console(file=out, highlight=False, soft_wrap=True)
             self._status = self._console.status(self._elapsed)
             self._status.start()
@@ -127,8 +128,10 @@ class LogWriter:
         *lines, self._partial = (self._partial + text).split("\n")
         for line in lines:
             self._console.print(line, markup=False, highlight=False)
-            if line.rstrip().endswith("..."):
+            if line.rstrip().endswith("..."):  # a phase starts
                 self._elapsed.set(line.rstrip().rstrip("."))
+            elif line.strip() and self._elapsed.label != self._running:  # it ended
+                self._elapsed.set(self._running)
         return len(text)
 
     def flush(self) -> None:

@@ -145,26 +145,44 @@ def test_refresh_and_show_gpus_fit_80_columns_piped(home: Path) -> None:
     assert "'yaml' is not one of table, wide, json" in bad.stderr
 
 
+def _on_a_terminal(home: Path, *args: str) -> str:
+    """The CLI's output under a pty (a real terminal), 80 columns wide."""
+    env = {**os.environ, "SKYSTATE_HOME": str(home), "COLUMNS": "80", "TERM": "xterm"}
+    pid, fd = os.forkpty()
+    if pid == 0:  # the child: the CLI on a terminal
+        os.execve(sys.executable, [sys.executable, "-m", "skystate.cli", *args], env)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    _, code = os.waitpid(pid, 0)
+    os.close(fd)
+    text = b"".join(chunks).decode(errors="replace")
+    assert os.waitstatus_to_exitcode(code) == 0, text
+    return text
+
+
+def test_a_launch_on_a_terminal_shows_a_spinner_naming_the_phase(home: Path) -> None:
+    text = _on_a_terminal(home, "launch", "-c", "spin", "echo spun")
+    assert "Cluster spin: launching (1x(CPU))..." in text  # the phase line itself
+    spinner = [line for line in text.split("\r") if "\u280b" in line or "\u2819" in line]
+    assert any("Cluster spin: launching" in line or "launch: running" in line
+               for line in spinner), text  # the spinner names the phase (and its seconds)
+    assert "spun" in text
+    run_cli(home, "down", "spin")
+
+
 def test_a_terminal_gets_a_rich_table_that_still_cuts_no_name(home: Path,
                                                               tmp_path: Path) -> None:
     """Under a pty (a real terminal), rich draws the table; no name is ellipsised."""
     state = _long_names_state_dir(tmp_path)
     _cli80(home, "apply", str(state), "--yes")
-    env = {**os.environ, "SKYSTATE_HOME": str(home), "COLUMNS": "80", "TERM": "xterm"}
-    pid, fd = os.forkpty()
-    if pid == 0:  # the child: the CLI on a terminal
-        os.execve(sys.executable, [sys.executable, "-m", "skystate.cli", "status"], env)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(fd, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.waitpid(pid, 0)
-    text = b"".join(chunks).decode(errors="replace")
+    text = _on_a_terminal(home, "status")
     assert "┃" in text or "│" in text  # a rich table
     assert "\x1b[" in text  # colour
     assert ELLIPSIS not in text
