@@ -1,7 +1,8 @@
 """The one table renderer every listing uses (status, queue, refresh, api status, show-gpus).
 
 - Not a terminal (piped, redirected): plain text, columns aligned with two spaces, no
-  colour, no box. On a terminal: a rich table, coloured.
+  colour, no box; the header is the first line (titles only when a listing has several
+  tables, as ``status``). On a terminal: a rich table, coloured.
 - Nothing is ever cut to ``…``. When the table is wider than the screen (``$COLUMNS``, the
   terminal, else 80), whole columns are dropped, lowest priority first (priority 0 columns
   always stay); ``wide`` keeps every column. A line that is still too long stays long
@@ -107,13 +108,15 @@ def _hidden_note(table: Table, shown: list[int]) -> str | None:
     return f"(-o wide adds: {', '.join(hidden)})"
 
 
-def render_plain(table: Table, *, width: int | None = None, wide: bool = False) -> str:
-    """The table as aligned plain text (no trailing spaces)."""
+def render_plain(table: Table, *, width: int | None = None, wide: bool = False,
+                 title: bool = True) -> str:
+    """The table as aligned plain text (no trailing spaces); its title line first if it
+    has one and ``title``."""
     if not table.rows and table.empty is not None:
         return table.empty
     shown = visible_columns(table, width or screen_width(), wide=wide)
     widths = _widths(table)
-    lines = [table.title] if table.title else []
+    lines = [table.title] if table.title and title else []
     for row in [[c.header for c in table.columns], *table.rows]:
         cells = []
         for index in shown:
@@ -163,9 +166,10 @@ def print_listing(parts: Sequence[Table | Note], *, wide: bool = False,
     width = screen_width()
     if not target.isatty():
         blocks = []
+        titles = sum(isinstance(p, Table) for p in parts) > 1  # only to tell tables apart
         for part in parts:
             if isinstance(part, Table):
-                blocks.append(render_plain(part, width=width, wide=wide))
+                blocks.append(render_plain(part, width=width, wide=wide, title=titles))
             else:
                 blocks.append("\n".join([part.text, *part.lines]))
         target.write("\n".join(blocks) + "\n")

@@ -115,7 +115,7 @@ def test_status_queue_and_api_status_at_80_columns_keep_every_name_whole(
 
     queue = _cli80(home, "queue", LONG_CLUSTER).stdout
     _assert_plain(queue)
-    assert queue.splitlines()[1].split()[:3] == ["ID", "NAME", "STATUS"]
+    assert queue.splitlines()[0].split()[:3] == ["ID", "NAME", "STATUS"]  # no title
     assert any(line.split()[:3] == ["1", LONG_JOB, "SUCCEEDED"] for line in queue.splitlines())
     assert json.loads(_cli80(home, "queue", LONG_CLUSTER, "-o", "json").stdout)[0][
         "status"] == "SUCCEEDED"
