@@ -63,7 +63,7 @@ def wait_while_pending(client: Any, request_id: str, out: TextIO) -> None:
                         out.write(f"{text}.\n")
                         out.flush()
                     said = reason
-            time.sleep(0.1 if time.monotonic() - began < QUIET_WAIT else 0.5)
+            time.sleep(0.02 if time.monotonic() - began < QUIET_WAIT else 0.5)
     finally:
         if status is not None:
             status.stop()
