@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import typer
+
+from skystate.cli_output import console as _console
+from skystate.cli_output import fail as _fail
+from skystate.cli_output import json_option, output_format, output_option, print_listing
 
 app = typer.Typer(
     name="skystate",
@@ -25,29 +28,32 @@ _DEBUG = {"on": False}
 
 
 def _add_subcommands() -> None:
-    from skystate import cli_catalog  # these import typer only
+    from skystate import cli_catalog, cli_jobs  # these import typer only
     from skystate.cli_api import api_app
 
     app.add_typer(api_app, name="api")
     app.command(name="show-gpus")(cli_catalog.show_gpus)
     app.command(name="check")(cli_catalog.check)
+    for name, command in (("logs", cli_jobs.logs), ("launch", cli_jobs.launch),
+                          ("exec", cli_jobs.exec_), ("queue", cli_jobs.queue_),
+                          ("cancel", cli_jobs.cancel), ("autostop", cli_jobs.autostop)):
+        app.command(name=name)(command)
 
 
-def _console(stderr: bool = False) -> Any:
-    from rich.console import Console
+def _print_version(value: bool) -> None:
+    if value:
+        from skystate import __version__
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
-
-
-def _fail(message: str) -> None:
-    from rich.markup import escape
-
-    _console(stderr=True).print(f"[red]Error:[/red] {escape(message)}")
-    raise typer.Exit(1)
+        print(f"skystate {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
-def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks.")) -> None:
+def _main(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
     _DEBUG["on"] = debug
 
 
@@ -67,7 +73,8 @@ def init(directory: Path = typer.Argument(Path("."), help="Where to write the ex
 
 
 @app.command()
-def validate(directory: Path = typer.Argument(Path("."))) -> None:
+def validate(directory: Path = typer.Argument(Path("."), help="The state directory.")
+             ) -> None:
     """Parse and check a state directory; every error with file:line."""
     from skystate.reconcile.engine import load_desired
 
@@ -92,7 +99,7 @@ def schema() -> None:
 
 @app.command()
 def plan(
-    directory: Path = typer.Argument(Path(".")),
+    directory: Path = typer.Argument(Path("."), help="The state directory."),
     out: Path | None = typer.Option(None, "-o", "--out", help="Save the plan as JSON."),
     as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
     refresh: bool = typer.Option(False, "--refresh/--no-refresh",
@@ -137,8 +144,10 @@ def apply(
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     target: list[str] = typer.Option([], "--target", help="Only KIND/NAME (repeatable)."),
     no_prune: bool = typer.Option(False, "--no-prune", help="Never delete."),
-    refresh: bool = typer.Option(False, "--refresh/--no-refresh"),
-    wait: bool = typer.Option(False, "--wait", help="Wait for submitted jobs to finish."),
+    refresh: bool = typer.Option(False, "--refresh/--no-refresh",
+                                 help="Ask providers for real state first."),
+    wait: bool = typer.Option(False, "--wait",
+                              help="Wait for submitted jobs to finish; print their output."),
     lock_timeout: float = typer.Option(30.0, "--lock-timeout",
                                        help="Seconds to wait for the state lock, then fail."),
 ) -> None:
@@ -183,12 +192,13 @@ def _finish_apply(request_id: str) -> None:
 
 @app.command()
 def watch(
-    directory: Path = typer.Argument(Path(".")),
+    directory: Path = typer.Argument(Path("."), help="The state directory."),
     interval: float = typer.Option(30.0, "--interval", help="Seconds between refreshes."),
     backoff_base: float = typer.Option(1.0, "--backoff-base",
                                        help="First retry delay of a failed resource (s)."),
     backoff_cap: float = typer.Option(300.0, "--backoff-cap", help="Longest retry delay (s)."),
-    lock_timeout: float = typer.Option(30.0, "--lock-timeout"),
+    lock_timeout: float = typer.Option(30.0, "--lock-timeout",
+                                       help="Seconds to wait for the state lock."),
 ) -> None:
     """Reconcile on every file change and every interval until SIGTERM/SIGINT."""
     from skystate.reconcile.watch import WatchOptions
@@ -203,22 +213,25 @@ def watch(
 
 @app.command()
 def status(
-    clusters: list[str] = typer.Argument(None),
-    as_json: bool = typer.Option(False, "--json"),
-    refresh: bool = typer.Option(False, "--refresh/--no-refresh"),
+    clusters: list[str] = typer.Argument(None, help="Only these clusters (default: all)."),
+    as_json: bool = json_option(),
+    output: str = output_option(),
+    refresh: bool = typer.Option(False, "-r", "--refresh/--no-refresh",
+                                 help="Ask the providers for the clusters' real state first."),
 ) -> None:
     """Clusters and their jobs."""
-    from skystate.status_view import cluster_rows, render_tables
+    from skystate.status_view import cluster_rows, status_listing
 
+    fmt = output_format(output, as_json)
     if refresh:
         from skystate import sdk
 
         sdk.get(sdk.status(clusters or None, refresh=True, all_users=True))
     rows, jobs = cluster_rows(clusters or None)
-    if as_json:
+    if fmt == "json":
         print(json.dumps({"clusters": rows, "jobs": jobs}, indent=2, default=str))
     else:
-        _console().print(render_tables(rows, jobs))
+        print_listing(status_listing(rows, jobs), fmt)
 
 
 @app.command()
@@ -229,165 +242,110 @@ def refresh(
                                  help="Recover lost records from the clusters' tags."),
     owner: list[str] = typer.Option([], "--owner",
                                     help="Also adopt leaked clusters of OWNER (repeatable)."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = json_option(),
+    output: str = output_option(),
 ) -> None:
     """Ask providers what exists: track, adopt leaks, mark vanished, leave foreign alone."""
     from skystate import sdk
-    from skystate.status_view import render_refresh
+    from skystate.status_view import refresh_listing
 
+    fmt = output_format(output, as_json)
     report = sdk.get(sdk.refresh(directory, rebuild=rebuild, owners=owner))
-    if as_json:
+    if fmt == "json":
         print(report.model_dump_json(indent=2))
     else:
-        _console().print(render_refresh(report))
+        print_listing(refresh_listing(report), fmt)
     if report.provider_errors:
         raise typer.Exit(1)
 
 
-def _cluster_op(name: str, op: str) -> None:
-    from skystate import sdk
-
-    sdk.stream_and_get(getattr(sdk, op)(name))
-
-
-@app.command()
-def stop(cluster: str) -> None:
-    """Stop a cluster (keeps its disks/folders)."""
-    _cluster_op(cluster, "stop")
-
-
-@app.command()
-def start(cluster: str) -> None:
-    """Start a stopped cluster."""
-    _cluster_op(cluster, "start")
-
-
-@app.command()
-def down(cluster: str,
-         yes: bool = typer.Option(False, "--yes", "-y", help="Accepted for SkyPilot's CLI.")
-         ) -> None:
-    """Tear a cluster down."""
-    _cluster_op(cluster, "down")
-
-
-@app.command()
-def logs(
-    cluster: str,
-    job_id: int | None = typer.Argument(None, help="Job id (default: the latest)."),
-    follow: bool = typer.Option(True, "--follow/--no-follow"),
-) -> None:
-    """Print a job's log; exit 0 if it succeeded, 100 if it failed."""
-    from skystate import sdk
-
-    raise typer.Exit(sdk.tail_logs(cluster, job_id, follow=follow))
-
-
-# --- imperative (SkyPilot-style) ------------------------------------------------
-
-
-@app.command()
-def launch(
-    task_yaml: Path = typer.Argument(..., help="A SkyPilot task YAML."),
-    cluster: str | None = typer.Option(None, "-c", "--cluster", help="Cluster name."),
-    detach_run: bool = typer.Option(False, "-d", "--detach-run", help="Do not stream logs."),
-    idle_minutes: int | None = typer.Option(None, "-i", "--idle-minutes-to-autostop"),
-    down_after: bool = typer.Option(False, "--down", help="Tear down when idle."),
-    retry_until_up: bool = typer.Option(False, "--retry-until-up"),
-    no_setup: bool = typer.Option(False, "--no-setup"),
-) -> None:
-    """Launch a cluster (or reuse one) and run a task on it."""
-    from skystate import sdk
-
-    job_id, handle = sdk.stream_and_get(sdk.launch(
-        str(task_yaml), cluster_name=cluster, retry_until_up=retry_until_up,
-        idle_minutes_to_autostop=idle_minutes, down=down_after, no_setup=no_setup))
-    _after_submit(handle.cluster_name if handle else cluster, job_id, detach_run)
-
-
-@app.command(name="exec")
-def exec_(
-    cluster: str = typer.Argument(...),
-    task_yaml: Path = typer.Argument(..., help="A SkyPilot task YAML."),
-    detach_run: bool = typer.Option(False, "-d", "--detach-run"),
-) -> None:
-    """Run a task on an UP cluster (no provisioning, no setup)."""
-    from skystate import sdk
-
-    job_id, _ = sdk.stream_and_get(sdk.exec(str(task_yaml), cluster_name=cluster))
-    _after_submit(cluster, job_id, detach_run)
-
-
-def _after_submit(cluster: str | None, job_id: int | None, detach: bool) -> None:
-    out = _console()
-    if job_id is None or cluster is None:
-        out.print(f"Cluster {cluster} is UP (no job to run).")
-        return
-    out.print(f"Job {job_id} submitted on {cluster}.")
-    if not detach:
+def _cluster_names(clusters: list[str] | None, all_clusters: bool, verb: str) -> list[str]:
+    if clusters and all_clusters:
+        _fail(f"give cluster names or --all, not both (skystate {verb} -a)", code=2)
+    if all_clusters:
         from skystate import sdk
 
-        raise typer.Exit(sdk.tail_logs(cluster, job_id, follow=True))
+        return [str(r["name"]) for r in sdk.get(sdk.status())]
+    if not clusters:
+        _fail(f"give cluster names or --all (skystate {verb} CLUSTER..., "
+              f"skystate {verb} -a)", code=2)
+    return list(dict.fromkeys(clusters or []))
 
 
-@app.command(name="queue")
-def queue_(
-    cluster: str,
-    as_json: bool = typer.Option(False, "--json"),
-    skip_finished: bool = typer.Option(False, "--skip-finished", "-s"),
-    all_users: bool = typer.Option(False, "--all-users", "-u"),
-) -> None:
-    """A cluster's job queue."""
+def _cluster_ops(names: list[str], op: str, *, yes: bool, confirm: bool,
+                 **args: Any) -> None:
+    """Submit one request per cluster (the server runs them in parallel), then stream each;
+    exit 1 if any failed."""
     from skystate import sdk
 
-    jobs = sdk.get(sdk.queue(cluster, skip_finished=skip_finished, all_users=all_users))
-    if as_json:
-        print(json.dumps([{**j, "status": str(j["status"])} for j in jobs], indent=2,
-                         default=str))
+    out = _console()
+    if not names:
+        out.print(f"No clusters to {op}.")
         return
-    from rich.table import Table
+    if confirm and not yes:
+        question = f"{op.capitalize()} {len(names)} cluster(s): {', '.join(names)}. Proceed?"
+        if not sys.stdin.isatty():
+            _fail(f"{op} needs confirmation: pass --yes (stdin is not a terminal)")
+        if not typer.confirm(question, default=True):
+            out.print("Cancelled.")
+            return
+    requests = [(name, getattr(sdk, op)(name, **args)) for name in names]
+    failed = []
+    for name, request_id in requests:
+        try:
+            sdk.stream_and_get(request_id)
+        except Exception as exc:  # noqa: BLE001 - one cluster's error; the others go on
+            from rich.markup import escape
 
-    table = Table(title=f"Jobs on {cluster}", title_justify="left")
-    for column in ("ID", "NAME", "USER", "SUBMITTED", "RESOURCES", "STATUS", "LOG"):
-        table.add_column(column)
-    for job in jobs:
-        submitted = time.strftime("%H:%M:%S", time.localtime(job.get("submitted_at") or 0))
-        table.add_row(str(job["job_id"]), str(job.get("job_name") or "-"),
-                      str(job.get("username")), submitted, str(job.get("resources")),
-                      str(job["status"]), str(job.get("log_path")))
-    _console().print(table)
+            failed.append(name)
+            _console(stderr=True).print(f"[red]Error:[/red] {escape(str(exc))}")
+    if failed:
+        raise typer.Exit(1)
 
 
-@app.command()
-def cancel(
-    cluster: str,
-    job_ids: list[int] = typer.Argument(None),
-    all_jobs: bool = typer.Option(False, "--all", "-a"),
-) -> None:
-    """Cancel jobs on a cluster."""
-    from skystate import sdk
-
-    try:
-        sdk.get(sdk.cancel(cluster, all=all_jobs, job_ids=job_ids or None))
-    except ValueError as exc:
-        _fail(str(exc))
-    _console().print(f"Cancelled {'all jobs' if all_jobs else 'job(s) ' + str(job_ids)} "
-                     f"on {cluster}.")
+_CLUSTERS_HELP = "Cluster names (several allowed)."
 
 
 @app.command()
-def autostop(
-    cluster: str,
-    idle_minutes: int = typer.Option(5, "-i", "--idle-minutes"),
-    down_after: bool = typer.Option(False, "--down"),
-    cancel_it: bool = typer.Option(False, "--cancel"),
+def stop(
+    clusters: list[str] = typer.Argument(None, help=_CLUSTERS_HELP),
+    all_clusters: bool = typer.Option(False, "--all", "-a", help="Every cluster of mine."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    purge: bool = typer.Option(False, "--purge",
+                               help="Record it STOPPED even if its provider fails."),
 ) -> None:
-    """Stop (or tear down) a cluster after it has been idle for a while."""
-    from skystate import sdk
+    """Stop clusters (keeps their disks/folders)."""
+    _cluster_ops(_cluster_names(clusters, all_clusters, "stop"), "stop", yes=yes,
+                 confirm=all_clusters, purge=purge)
 
-    sdk.get(sdk.autostop(cluster, -1 if cancel_it else idle_minutes, down=down_after))
-    _console().print(f"Autostop of {cluster}: " + (
-        "cancelled" if cancel_it else f"{idle_minutes} idle minute(s), "
-        f"then {'down' if down_after else 'stop'}"))
+
+@app.command()
+def start(
+    clusters: list[str] = typer.Argument(None, help=_CLUSTERS_HELP),
+    all_clusters: bool = typer.Option(False, "--all", "-a", help="Every cluster of mine."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    idle_minutes: int | None = typer.Option(None, "-i", "--idle-minutes-to-autostop",
+                                            help="Set autostop after this many idle minutes."),
+    down_after: bool = typer.Option(False, "--down",
+                                    help="Autostop tears down instead (needs -i)."),
+) -> None:
+    """Start stopped clusters."""
+    _cluster_ops(_cluster_names(clusters, all_clusters, "start"), "start", yes=yes,
+                 confirm=all_clusters, idle_minutes_to_autostop=idle_minutes, down=down_after)
+
+
+@app.command()
+def down(
+    clusters: list[str] = typer.Argument(None, help=_CLUSTERS_HELP),
+    all_clusters: bool = typer.Option(False, "--all", "-a", help="Every cluster of mine."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    purge: bool = typer.Option(False, "--purge",
+                               help="Forget the record even if its provider cannot be "
+                                    "reached (may leak what it had)."),
+) -> None:
+    """Tear clusters down."""
+    _cluster_ops(_cluster_names(clusters, all_clusters, "down"), "down", yes=yes,
+                 confirm=all_clusters, purge=purge)
 
 
 _add_subcommands()

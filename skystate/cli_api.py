@@ -7,6 +7,8 @@ import time
 
 import typer
 
+from skystate.cli_output import output_format, output_option, print_listing
+
 api_app = typer.Typer(help="The API server and its requests.", no_args_is_help=True)
 
 
@@ -48,7 +50,7 @@ def stop() -> None:
 
 
 @api_app.command("info")
-def info(as_json: bool = typer.Option(False, "--json")) -> None:
+def info(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Version, address and pid of the API server (starting it if needed)."""
     from skystate import sdk
 
@@ -62,29 +64,36 @@ def info(as_json: bool = typer.Option(False, "--json")) -> None:
 
 @api_app.command("status")
 def status(
-    request_ids: list[str] = typer.Argument(None),
+    request_ids: list[str] = typer.Argument(None, help="Only these requests (IDs or prefixes)."),
     all_status: bool = typer.Option(False, "--all", "-a", help="Include finished requests."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (same as -o json)."),
+    output: str = output_option(),
 ) -> None:
     """Requests and their statuses (unfinished ones unless --all)."""
-    from rich.console import Console
-    from rich.table import Table
-
     from skystate import sdk
+    from skystate.status_view import job_status_style
+    from skystate.tables import Column, Table
 
+    fmt = output_format(output, as_json)
     rows = sdk.api_status(request_ids or None, all_status=all_status)
-    if as_json:
+    if fmt == "json":
         typer.echo(json.dumps([{**r, "status": r["status"].value} for r in rows], indent=2,
                               default=str))
         return
-    table = Table()
-    for column in ("ID", "USER", "NAME", "CLUSTER", "CREATED", "STATUS"):
-        table.add_column(column)
-    for row in rows:
-        created = time.strftime("%H:%M:%S", time.localtime(row.get("created_at") or 0))
-        table.add_row(row["request_id"], str(row.get("user_name") or "-"), row["name"],
-                      str(row.get("cluster_name") or "-"), created, row["status"].value)
-    Console(highlight=False).print(table)
+    table = [[row["request_id"], row["name"], str(row.get("cluster_name") or "-"),
+              row["status"].value, _created(row.get("created_at")),
+              str(row.get("user_name") or "-"), str(row.get("status_msg") or "-")]
+             for row in rows]
+    print_listing([Table(empty="No requests" + ("." if all_status else " in flight "
+                                                "(--all shows finished ones)."),
+                         columns=[Column("ID"), Column("NAME"), Column("CLUSTER", 1),
+                                  Column("STATUS", style=job_status_style()),
+                                  Column("CREATED", 2), Column("USER", 3),
+                                  Column("MESSAGE", 4)], rows=table)], fmt)
+
+
+def _created(timestamp: float | None) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(timestamp or 0))
 
 
 @api_app.command("cancel")
@@ -106,8 +115,9 @@ def cancel(
 @api_app.command("logs")
 def logs(
     request_id: str = typer.Argument(None, help="A request ID or its prefix (default: latest)."),
-    follow: bool = typer.Option(True, "--follow/--no-follow"),
-    tail: int | None = typer.Option(None, "--tail"),
+    follow: bool = typer.Option(True, "--follow/--no-follow",
+                                help="Keep printing until the request finishes."),
+    tail: int | None = typer.Option(None, "--tail", help="Only the last N lines."),
 ) -> None:
     """Stream a request's log, then exit 1 if it failed."""
     from skystate import sdk

@@ -1,8 +1,8 @@
 """``skystate show-gpus`` and ``skystate check``: typer command functions registered in cli.
 
 Importing this module imports only typer; the catalog, rich and each provider's library
-are imported inside the command that needs them. Output: a rich table on a terminal,
-aligned plain text when piped, JSON with ``--json``.
+are imported inside the command that needs them. Output: ``skystate.tables`` (a rich table
+on a terminal, aligned plain text when piped, columns dropped to fit), JSON with ``--json``.
 """
 
 from __future__ import annotations
@@ -14,40 +14,57 @@ from typing import Any
 
 import typer
 
+from skystate.cli_output import output_format, output_option, print_listing
+
 
 def show_gpus(
     name: str = typer.Argument(None, help="Accelerator, optionally with a count: A100 or A100:8."),
     cloud: str = typer.Option(None, "--cloud", help="Only this provider (aws, gcp, local, ssh)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON (-o json)."),
+    output: str = output_option(),
 ) -> None:
     """What accelerators are offered where, at what $/hour (on-demand and spot)."""
+
+    fmt = output_format(output, as_json)
     rows = gpu_rows(name, cloud)
-    if as_json:
+    if fmt == "json":
         print(json.dumps([row.to_dict() for row in rows], indent=2))
         return
     if not rows:
         wanted = f"{name!r}" if name else "accelerators"
         print(f"No {wanted} offered{f' on {cloud}' if cloud else ''}.", file=sys.stderr)
         raise typer.Exit(1)
-    headers = ["ACCELERATOR", "COUNT", "CLOUD", "INSTANCE_TYPE", "vCPUs", "MEM(GiB)",
-               "$/h", "SPOT $/h", "REGIONS"]
+    from skystate.tables import Column, Table
+
+    columns = [Column("ACCELERATOR"), Column("COUNT", justify="right"), Column("CLOUD"),
+               Column("INSTANCE_TYPE", 1), Column("vCPUs", 2, justify="right"),
+               Column("MEM(GiB)", 2, justify="right"), Column("$/h", 1, justify="right"),
+               Column("SPOT $/h", 3, justify="right"), Column("REGIONS", 4)]
+    shown = None if fmt == "wide" else 4
     table = [[r.accelerator, str(r.count), r.cloud, r.instance_type, f"{r.vcpus:g}",
               f"{r.memory_gib:g}", _price(r.price, r.cloud), _price(r.spot_price, r.cloud),
-              _regions(r.regions)] for r in rows]
-    _render("GPUs" + (f" matching {name}" if name else ""), headers, table)
+              _regions(r.regions, shown)] for r in rows]
+    print_listing([Table(title="GPUs" + (f" matching {name}" if name else ""),
+                         columns=columns, rows=table)], fmt)
 
 
-def check(as_json: bool = typer.Option(False, "--json", help="Print the verdicts as JSON.")
-          ) -> None:
+def check(
+    as_json: bool = typer.Option(False, "--json", help="Print the verdicts as JSON (-o json)."),
+    output: str = output_option(),
+) -> None:
     """Which providers are usable with the credentials present, and why not."""
     from skystate.providers.check import check_providers
+    from skystate.tables import Column, Table
 
+    fmt = output_format(output, as_json)
     results = check_providers()
-    if as_json:
+    if fmt == "json":
         print(json.dumps([r.to_dict() for r in results], indent=2))
         return
-    _render("Providers", ["PROVIDER", "USABLE", "REASON"],
-            [[r.name, "yes" if r.usable else "no", r.reason] for r in results])
+    styles = {"yes": "green", "no": "red"}
+    print_listing([Table(title="Providers", columns=[
+        Column("PROVIDER"), Column("USABLE", style=styles.get), Column("REASON")],
+        rows=[[r.name, "yes" if r.usable else "no", r.reason] for r in results])], fmt)
 
 
 def gpu_rows(name: str | None, cloud: str | None) -> list[Any]:
@@ -85,25 +102,9 @@ def _price(price: float | None, cloud: str) -> str:
     return f"{price:.2f}" if price is not None else "-"
 
 
-def _regions(regions: Sequence[str], shown: int = 4) -> str:
+def _regions(regions: Sequence[str], shown: int | None = 4) -> str:
+    """The first few regions and how many more (every region with ``shown=None``)."""
+    if shown is None:
+        return ",".join(regions)
     more = len(regions) - shown
-    return ", ".join(regions[:shown]) + (f" +{more}" if more > 0 else "")
-
-
-def _render(title: str, headers: list[str], rows: list[list[str]]) -> None:
-    if sys.stdout.isatty():
-        from rich.console import Console
-        from rich.markup import escape
-        from rich.table import Table
-
-        table = Table(title=title, title_justify="left")
-        for index, header in enumerate(headers):
-            last = index == len(headers) - 1
-            table.add_column(header, overflow="fold" if last else "ellipsis", no_wrap=not last)
-        for row in rows:
-            table.add_row(*(escape(c) for c in row))
-        Console(highlight=False).print(table)
-        return
-    widths = [max(len(str(c)) for c in column) for column in zip(headers, *rows, strict=False)]
-    for row in [headers, *rows]:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())
+    return ",".join(regions[:shown]) + (f" +{more}" if more > 0 else "")

@@ -191,7 +191,11 @@ def get(request_id: RequestId) -> Any:
 def stream_and_get(request_id: RequestId | None = None, log_path: str | None = None,
                    tail: int | None = None, follow: bool = True,
                    output_stream: TextIO | None = None) -> Any:
-    """Print the request's log as it is written, then return its result (or raise)."""
+    """Print the request's log as it is written, then return its result (or raise).
+
+    A request still waiting its turn says what it waits for; on a terminal a spinner
+    names the phase in progress; Ctrl-C says what really stops the work.
+    """
     out = output_stream or sys.stdout
     if request_id is None and log_path is not None:
         lines = Path(log_path).read_text(errors="replace").splitlines(keepends=True)
@@ -206,13 +210,23 @@ def stream_and_get(request_id: RequestId | None = None, log_path: str | None = N
             raise ValueError("there is no request to stream")
         request_id = str(mine[0]["request_id"])
     full_id = client.resolve(request_id)
+    from skystate.request_progress import LogWriter, interrupt_hint, wait_while_pending
+
+    row = client.request(full_id)
+    writer = None
     try:
-        client.stream(full_id, follow=follow, tail=tail, out=out)
+        if follow:
+            wait_while_pending(client, full_id, out)
+        writer = LogWriter(out, str(row["name"]), spinner=row["name"] != "tail_logs")
+        client.stream(full_id, follow=follow, tail=tail, out=writer)
     except KeyboardInterrupt:
-        print(f"\nThe request keeps running on the API server. Follow it again with "
-              f"`skystate api logs {full_id[:8]}`; stop it with "
-              f"`skystate api cancel {full_id[:8]}`.", file=sys.stderr)
+        if writer is not None:
+            writer.close()
+        print(f"\n{interrupt_hint(row, writer.jobs if writer else [])}", file=sys.stderr)
         raise
+    finally:
+        if writer is not None:
+            writer.close()
     return client.result(full_id)
 
 

@@ -95,13 +95,18 @@ def _ago(timestamp: float | None) -> str:
 
 _HEALTH_STYLE = {"Healthy": "green", "Progressing": "yellow", "Degraded": "red",
                  "Missing": "red"}
+_SYNC_STYLE = {"Synced": "green", "OutOfSync": "yellow"}
+_STATUS_STYLE = {"UP": "green", "SUCCEEDED": "green", "RUNNING": "green", "INIT": "yellow",
+                 "PENDING": "yellow", "SETTING_UP": "yellow", "STOPPED": "yellow",
+                 "FAILED": "red", "FAILED_SETUP": "red", "FAILED_DRIVER": "red",
+                 "CANCELLED": "dim", "VANISHED": "red", "UNKNOWN": "red"}
 
 
-def _sync_health(row: Record) -> tuple[str, str]:
-    sync = row["sync_status"]
-    health = row["health_status"]
-    sync_text = f"[yellow]{sync}[/yellow]" if sync == "OutOfSync" else sync
-    return sync_text, f"[{_HEALTH_STYLE.get(health, 'white')}]{health}[/]"
+def job_status_style() -> Any:
+    """How a cluster or job status is coloured on a terminal."""
+    from skystate.tables import by_first_word
+
+    return by_first_word(_STATUS_STYLE)
 
 
 def _status_text(row: Record) -> str:
@@ -110,68 +115,68 @@ def _status_text(row: Record) -> str:
     return str(row["status"]) + (" (autostop)" if row["stopped_by_autostop"] else "")
 
 
-def render_tables(clusters: list[Record], jobs: list[Record]) -> Any:
-    from rich.console import Group
-    from rich.markup import escape
-    from rich.table import Table
+def status_listing(clusters: list[Record], jobs: list[Record]) -> list[Any]:
+    """``skystate status`` as tables (``skystate.tables``): clusters, errors, jobs."""
+    from skystate.tables import Column, Note, Table, by_first_word
 
     if not clusters:
-        return "No clusters."
-    table = Table(title="Clusters", title_justify="left")
-    for column in ("NAME", "STATUS", "SYNC", "HEALTH", "INFRA", "RESOURCES", "AUTOSTOP",
-                   "OWNER", "LAUNCHED", "RECONCILED", "$/H"):
-        table.add_column(column)
-    for row in clusters:
-        table.add_row(row["name"], _status_text(row), *_sync_health(row), str(row["infra"]),
-                      row["resources"], row["autostop"],
-                      f"{row['owner']} ({row['managed_by']})", _ago(row["launched_at"]),
-                      _ago(row["last_reconcile_at"]), f"{row['hourly_price']:.2f}")
-    parts: list[Any] = [table]
+        return [Note("No clusters.")]
+    status = by_first_word(_STATUS_STYLE)
+    sync = by_first_word(_SYNC_STYLE)
+    health = by_first_word(_HEALTH_STYLE)
+    cluster_table = Table(title="Clusters", columns=[
+        Column("NAME"), Column("STATUS", style=status), Column("HEALTH", 1, health),
+        Column("INFRA", 1), Column("RESOURCES", 2), Column("SYNC", 3, sync),
+        Column("AUTOSTOP", 4), Column("LAUNCHED", 4), Column("$/H", 5, justify="right"),
+        Column("OWNER", 6), Column("RECONCILED", 7)],
+        rows=[[row["name"], _status_text(row), row["health_status"], str(row["infra"]),
+               row["resources"], row["sync_status"], row["autostop"], _ago(row["launched_at"]),
+               f"{row['hourly_price']:.2f}", f"{row['owner']} ({row['managed_by']})",
+               _ago(row["last_reconcile_at"])] for row in clusters])
+    parts: list[Any] = [cluster_table]
     errors = [f"  {r['name']}: {r['last_error']}" for r in clusters if r["last_error"]]
     errors += [f"  {r['cluster']}/{r['name']}: {r['last_error']}" for r in jobs
                if r["last_error"]]
     if errors:
-        parts += ["[red]Last errors:[/red]", escape("\n".join(errors))]
+        parts.append(Note("Last errors:", style="red", lines=errors))
     if jobs:
-        job_table = Table(title="Jobs", title_justify="left")
-        for column in ("CLUSTER", "NAME", "ID", "STATUS", "SYNC", "HEALTH", "SUBMITTED", "LOG"):
-            job_table.add_column(column)
-        for row in jobs:
-            job_table.add_row(row["cluster"], row["name"], str(row["job_id"] or "-"),
-                              str(row["status"]), *_sync_health(row), _ago(row["submitted_at"]),
-                              row["log_path"] or "-")
-        parts += ["", job_table]
-    return Group(*parts) if len(parts) > 1 else table
+        parts += [Note(""), Table(title="Jobs", columns=[
+            Column("CLUSTER"), Column("NAME"), Column("ID", justify="right"),
+            Column("STATUS", style=status), Column("HEALTH", 2, health),
+            Column("SUBMITTED", 1), Column("SYNC", 3, sync), Column("LOG", 4)],
+            rows=[[row["cluster"], row["name"], str(row["job_id"] or "-"), str(row["status"]),
+                   row["health_status"], _ago(row["submitted_at"]), row["sync_status"],
+                   row["log_path"] or "-"] for row in jobs])]
+    return parts
 
 
 _CATEGORY_STYLE = {"tracked": "green", "leaked": "yellow", "vanished": "red",
                    "foreign": "dim", "unknown": "red"}
 
 
-def render_refresh(report: Any) -> Any:
-    """A ``RefreshReport`` as a table: what each provider showed and what was done."""
-    from rich.console import Group
-    from rich.markup import escape
-    from rich.table import Table
+def refresh_listing(report: Any) -> list[Any]:
+    """A ``RefreshReport`` as tables: what each provider showed and what was done."""
+    from skystate.tables import Column, Note, Table, by_first_word
 
-    title = "Rebuild from provider tags" if report.rebuild else "Refresh"
-    table = Table(title=title, title_justify="left")
-    for column in ("CLUSTER", "PROVIDER", "FOUND", "OWNER", "BEFORE", "AFTER", "NODES",
-                   "RECORD", "ERROR"):
-        table.add_column(column)
-    for entry in sorted(report.clusters, key=lambda c: c.name):
-        style = _CATEGORY_STYLE.get(entry.category.value, "white")
-        table.add_row(entry.name, entry.provider, f"[{style}]{entry.category.value}[/]",
-                      str(entry.owner or "-"), str(entry.before or "-"),
-                      str(entry.after or "-"), str(entry.nodes), entry.action,
-                      escape(entry.error or ""))
+    entries = sorted(report.clusters, key=lambda c: c.name)
+    parts: list[Any] = [Table(
+        title="Rebuild from provider tags" if report.rebuild else "Refresh",
+        empty="No clusters seen or recorded.",
+        columns=[Column("CLUSTER"), Column("PROVIDER"),
+                 Column("FOUND", style=by_first_word(_CATEGORY_STYLE)), Column("RECORD", 1),
+                 Column("BEFORE", 2), Column("AFTER", 2), Column("OWNER", 3),
+                 Column("NODES", 4, justify="right")],
+        rows=[[e.name, e.provider, e.category.value, e.action, str(e.before or "-"),
+               str(e.after or "-"), str(e.owner or "-"), str(e.nodes)] for e in entries])]
+    errors = [f"  {e.name}: {e.error}" for e in entries if e.error]
+    if errors:
+        parts.append(Note("Errors:", style="red", lines=errors))
     counts: dict[str, int] = {}
     for entry in report.clusters:
         counts[entry.category.value] = counts.get(entry.category.value, 0) + 1
     summary = ", ".join(f"{n} {c}" for c, n in sorted(counts.items())) or "no clusters"
-    parts: list[Any] = [table if report.clusters else "No clusters seen or recorded.",
-                        f"Summary: {summary}."]
+    parts.append(Note(f"Summary: {summary}."))
     for provider, error in sorted(report.provider_errors.items()):
-        parts.append(f"[red]{escape(provider)}: {escape(error)}[/red] "
-                     "(its clusters are unknown: kept as recorded)")
-    return Group(*parts)
+        parts.append(Note(f"{provider}: {error} (its clusters are unknown: kept as recorded)",
+                          style="red"))
+    return parts

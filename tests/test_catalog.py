@@ -154,7 +154,7 @@ def test_show_gpus_json_lists_instance_types_regions_and_both_prices():
 
 
 def test_show_gpus_plain_table_when_piped_and_cloud_filter():
-    result = CliRunner().invoke(_cli(), ["show-gpus", "l4", "--cloud", "gcp"])
+    result = CliRunner().invoke(_cli(), ["show-gpus", "l4", "--cloud", "gcp", "-o", "wide"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].split() == ["ACCELERATOR", "COUNT", "CLOUD", "INSTANCE_TYPE", "vCPUs",

@@ -136,7 +136,7 @@ def test_cli_launch_exec_queue_cancel_autostop(home: Path, tmp_path: Path) -> No
     jobs = {j["job_id"]: j for j in json.loads(queue)}
     assert jobs[1]["status"] == "SUCCEEDED" and jobs[1]["job_name"] == "hi"
     assert jobs[2]["status"] == "FAILED"
-    run_cli(home, "cancel", "dev", check=1)
+    assert "give job IDs or --all" in run_cli(home, "cancel", "dev", check=2).stderr
     run_cli(home, "cancel", "dev", "3")
     assert sky.get(sky.job_status("dev", [3]))[3] is sky.JobStatus.CANCELLED
     run_cli(home, "autostop", "dev", "-i", "10", "--down")

@@ -7,8 +7,10 @@ server's scheduler), so these functions take no state lock of their own.
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -52,10 +54,12 @@ def launch(task: Any, cluster_name: str | None = None, retry_until_up: bool = Fa
         return None, None
     providers = Providers(home_providers_config())
     was_up = fast and imp.is_up(name)
-    imp.ensure_cluster(name, resources, task.num_nodes, retry_until_up=retry_until_up,
-                       autostop=autostop, providers=providers, target=optimize_target)
+    with phase(f"Cluster {name}: launching ({resources_text(resources, task.num_nodes)})",
+               done=lambda: f"Cluster {name}: {cluster_summary(name)}"):
+        imp.ensure_cluster(name, resources, task.num_nodes, retry_until_up=retry_until_up,
+                           autostop=autostop, providers=providers, target=optimize_target)
     # fast: an already-UP cluster skips setup as well as provisioning (as SkyPilot's)
-    job_id = imp.submit(name, task, with_setup=not (no_setup or was_up))
+    job_id = _submit_task(name, task, with_setup=not (no_setup or was_up))
     return job_id, imp.handle_of(name)
 
 
@@ -76,7 +80,51 @@ def exec(task: Any, cluster_name: str | None = None, dryrun: bool = False,  # no
         return None, None
     if down:
         autostop(cluster_name, 0, down=True)
-    return imp.submit(cluster_name, task, with_setup=False), imp.handle_of(cluster_name)
+    return _submit_task(cluster_name, task, with_setup=False), imp.handle_of(cluster_name)
+
+
+@contextlib.contextmanager
+def phase(start: str, done: Callable[[], str]) -> Iterator[None]:
+    """Print ``start...`` now and ``done()`` with the seconds taken after (the request's
+    log: a line per phase); a failure prints nothing more (the error is the result)."""
+    print(f"{start}...", flush=True)
+    began = time.monotonic()
+    yield
+    print(f"{done()} ({time.monotonic() - began:.1f}s)", flush=True)
+
+
+def resources_text(resources: Any, num_nodes: int) -> str:
+    accelerators = resources.accelerators or {}
+    inner = ", ".join(f"{k}:{v:g}" for k, v in accelerators.items()) or (
+        f"cpus={resources.cpus}" if resources.cpus else "CPU")
+    return f"{num_nodes}x({inner})" + (f" on {resources.infra}" if resources.infra else "")
+
+
+def cluster_summary(name: str) -> str:
+    """``UP on aws/us-east-1 (p4d.24xlarge, spot, $6.21/h)``."""
+    from skystate.reconcile import imperative as imp
+
+    record, _ = imp.cluster_record(name)
+    offer = record.get("offer") or {}
+    infra = "/".join(p for p in (offer.get("provider"), offer.get("region"), offer.get("zone"))
+                     if p) or record.get("provider")
+    market = "spot" if offer.get("use_spot") else "on-demand"
+    price = float(offer.get("hourly_price") or 0.0) * int(record.get("num_nodes") or 1)
+    return (f"{record.get('status')} on {infra} ({offer.get('instance_type')}, {market}, "
+            f"${price:.2f}/h)")
+
+
+def _submit_task(name: str, task: Any, *, with_setup: bool) -> int | None:
+    from skystate.reconcile import imperative as imp
+
+    what = "setup and run" if with_setup and task.setup else "run"
+    print(f"Job on {name}: submitting ({what})...", flush=True)
+    job_id = imp.submit(name, task, with_setup=with_setup)
+    if job_id is None:
+        print(f"Job on {name}: nothing to run.", flush=True)
+    else:
+        print(f"Job on {name}: submitted as job {job_id} on {name}.", flush=True)
+    return job_id
 
 
 def queue(cluster_name: str, skip_finished: bool = False,
@@ -347,6 +395,19 @@ def apply(source: Any, targets: Sequence[str] | None = None, prune: bool = True,
     }
 
 
+def _print_job_output(out: Any, job: dict[str, Any]) -> None:
+    """Follow one job's log from its cluster's agent (nothing if the agent is gone: the
+    caller still reports the job's final status)."""
+    from skystate.exceptions import SkyStateError
+    from skystate.job_logs import tail_job_log
+
+    out.print(f"Job/{job['cluster']}/{job['name']}: output of job {job['job_id']}:")
+    try:
+        tail_job_log(job["cluster"], int(job["job_id"]), follow=True, out=sys.stdout)
+    except (SkyStateError, OSError) as exc:
+        out.print(f"Job/{job['cluster']}/{job['name']}: its output cannot be read ({exc})")
+
+
 def saved_plan(source: Any) -> Any:
     """An apply's source as a saved ``Plan`` (given as one or as its JSON); None for a
     state directory path."""
@@ -373,11 +434,14 @@ def progress_printer(out: Any) -> Any:
 
 
 def wait_for_jobs(out: Any, actions: list[Any]) -> None:
-    import time
-
+    """Print each submitted job's own output as it runs, then its final status."""
     from skystate.status_view import cluster_rows
 
     wanted = {(a.cluster, a.name) for a in actions}
+    _, rows = cluster_rows()
+    for job in sorted((j for j in rows if (j["cluster"], j["name"]) in wanted
+                       and j.get("job_id") is not None), key=lambda j: int(j["job_id"])):
+        _print_job_output(out, job)
     while wanted:
         _, jobs = cluster_rows()
         done = {(j["cluster"], j["name"]): j for j in jobs
