@@ -153,12 +153,13 @@ def _refused_port() -> int:
 
 def test_down_purge_forgets_a_record_whose_provider_cannot_be_reached(home: Path) -> None:
     from skystate.reconcile.store import Store
+    from skystate.reconcile.users import current_user
 
     port = _refused_port()
     store = Store()
     with store.transaction():
         store.put_cluster({
-            "name": "gone", "owner": "me", "managed_by": "sdk", "status": "UP",
+            "name": "gone", "owner": current_user(), "managed_by": "sdk", "status": "UP",
             "provider": "ssh", "power": "up", "protect": False, "immutable_hash": "h",
             "provider_config": {"pools": {"gone": {"hosts": [f"127.0.0.1:{port}"],
                                                    "user": "nobody"}}}})
