@@ -221,15 +221,22 @@ def _purge_record(cluster_name: str, op: str) -> None:
 def status(cluster_names: str | Sequence[str] | None = None,
            refresh: StatusRefreshMode | bool = StatusRefreshMode.NONE,
            all_users: bool = False) -> list[dict[str, Any]]:
-    """Cluster records with the seed's fields (``handle`` is a ResourceHandle)."""
+    """Cluster records with the seed's fields (``handle`` is a ResourceHandle).
+
+    Every mode first looks at the UP clusters whose record may be stale (autostop set,
+    jobs active) within ``status_check.STATUS_BUDGET``; one that could not be observed
+    has ``status_unknown: True`` and ``status_error``. ``FORCE`` (or True) refreshes
+    every provider first, as ``skystate refresh`` does.
+    """
     from skystate.reconcile import imperative as imp
     from skystate.reconcile.store import group_nodes, read_snapshot
 
-    if refresh not in (False, StatusRefreshMode.NONE):
+    names = [cluster_names] if isinstance(cluster_names, str) else cluster_names
+    if refresh not in (False, StatusRefreshMode.NONE, StatusRefreshMode.AUTO):
         from skystate.reconcile.engine import refresh_state
 
         refresh_state()  # what ``refresh`` requests do (``refresh`` is the argument here)
-    names = [cluster_names] if isinstance(cluster_names, str) else cluster_names
+    unknown = check_status(names)
     tables = read_snapshot()
     nodes = group_nodes(tables.get("nodes", []))
     user = imp.current_user()
@@ -239,8 +246,20 @@ def status(cluster_names: str | Sequence[str] | None = None,
             continue
         if not all_users and record.get("user_name", user) != user:
             continue
-        records.append(_status_record(record, nodes.get(record["name"], [])))
+        row = _status_record(record, nodes.get(record["name"], []))
+        records.append({**row, "status_unknown": record["name"] in unknown,
+                        "status_error": unknown.get(record["name"])})
     return records
+
+
+def check_status(cluster_names: Sequence[str] | None = None) -> dict[str, str]:
+    """``status_check.check_clusters`` on this home: the clusters left unknown."""
+    from skystate.providers.registry import Providers
+    from skystate.reconcile.status_check import check_clusters
+    from skystate.reconcile.store import Store
+    from skystate.spec.home_config import home_providers_config
+
+    return check_clusters(Store(), Providers(home_providers_config()), cluster_names)
 
 
 def _status_record(record: dict[str, Any], nodes: list[dict[str, Any]]) -> dict[str, Any]:

@@ -1,0 +1,215 @@
+"""Status tells the truth: autostopped clusters read STOPPED (autostop) without --refresh,
+finished jobs keep their outcome after their cluster stops, what cannot be observed is
+shown as unknown, and the settings that reach clusters follow the request.
+
+Real local clusters (agent processes), the real API server and the real CLI; the
+autostop is the agents' own, at ``SKYSTATE_TIME_SCALE=60`` (a minute lasts a second).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import REPO, cluster_state, run_cli, status_json, wait_until
+
+import skystate as sky
+from skystate.providers.base import NodeState
+from skystate.providers.local import LocalProvider
+
+pytestmark = pytest.mark.slow
+
+DEADLINE = 60.0  # generous: the machine is loaded; nothing here asserts a wall-clock bound
+
+
+@pytest.fixture
+def fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SKYSTATE_TIME_SCALE", "60")
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    """The quickstart, stopping itself after 1 idle minute (a second at scale 60)."""
+    target = tmp_path / "state"
+    shutil.copytree(REPO / "examples" / "quickstart", target)
+    cluster = target / "cluster.yaml"
+    cluster.write_text(cluster.read_text().replace("idle_minutes: 10", "idle_minutes: 1"))
+    return target
+
+
+def _local(home: Path) -> LocalProvider:
+    return LocalProvider(root=home / "local")
+
+
+def _wait_stopped_by_itself(home: Path, name: str) -> None:
+    """Wait, without asking skystate, until the cluster's own agent has stopped it."""
+    wait_until(lambda: cluster_state(_local(home), name) is NodeState.STOPPED, DEADLINE,
+               f"{name} to stop itself")
+    assert _local(home).observe([name])[0].stopped_by_autostop
+
+
+def _rows(home: Path) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    shown = status_json(home)
+    return ({c["name"]: c for c in shown["clusters"]},
+            {f"{j['cluster']}/{j['name']}": j for j in shown["jobs"]})
+
+
+def _first_observed(home: Path) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """``skystate status`` until a cluster is observed (a loaded machine may miss the
+    budget once: then it says UNKNOWN, never a stale UP)."""
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        clusters, jobs = _rows(home)
+        statuses = {c["status"] for c in clusters.values()}
+        assert "UP" not in statuses, clusters  # the cluster stopped before we asked
+        if "UNKNOWN" not in statuses:
+            return clusters, jobs
+        assert time.monotonic() < deadline, clusters
+        time.sleep(0.5)
+
+
+def _record(home: Path, table: str, **key: str) -> dict[str, Any] | None:
+    from skystate.reconcile.store import read_snapshot
+
+    rows = read_snapshot(home / "state.json").get(table, [])
+    return next((r for r in rows if all(r.get(k) == v for k, v in key.items())), None)
+
+
+# --- the demo ------------------------------------------------------------------------
+
+
+def test_autostopped_cluster_reads_stopped_its_job_succeeded_and_the_plan_is_clean(
+        home: Path, state_dir: Path, fast: None) -> None:
+    """The issue's demo: apply, the agent stops the cluster after its job, and the very
+    next ``skystate status`` (no --refresh) shows STOPPED (autostop) and SUCCEEDED."""
+    run_cli(home, "apply", str(state_dir), "--yes")
+    _wait_stopped_by_itself(home, "quickstart")  # nobody asked skystate meanwhile
+    clusters, jobs = _first_observed(home)
+    assert clusters["quickstart"]["status"] == "STOPPED"
+    assert clusters["quickstart"]["stopped_by_autostop"] is True
+    assert jobs["quickstart/hello"]["status"] == "SUCCEEDED"  # read from the stopped node
+    assert "STOPPED (autostop)" in run_cli(home, "status").stdout
+    # recorded by the API server, so the SDK, the planner and the next status agree
+    assert _record(home, "clusters", name="quickstart")["status"] == "STOPPED"
+    assert _record(home, "jobs", cluster="quickstart", name="hello")["status"] == "SUCCEEDED"
+    [record] = sky.get(sky.status(["quickstart"]))
+    assert record["status"] is sky.ClusterStatus.STOPPED and not record["status_unknown"]
+    run_cli(home, "plan", str(state_dir), "--detailed-exitcode", check=0)
+    # and forever after: the outcome does not fall back to the submit-time PENDING
+    assert _rows(home)[1]["quickstart/hello"]["status"] == "SUCCEEDED"
+
+
+def test_editing_a_finished_job_on_an_autostopped_cluster_plans_a_plain_submit(
+        home: Path, state_dir: Path, fast: None) -> None:
+    run_cli(home, "apply", str(state_dir), "--yes")
+    _wait_stopped_by_itself(home, "quickstart")
+    _first_observed(home)
+    job_yaml = state_dir / "job.yaml"
+    job_yaml.write_text(job_yaml.read_text().replace("on node", "again on node"))
+    plan = json.loads(run_cli(home, "plan", str(state_dir), "--json").stdout)
+    changes = [(a["type"], a["address"]) for a in plan["actions"] if a["type"] != "noop"]
+    assert changes == [("start", "Cluster/quickstart"), ("submit-job", "Job/quickstart/hello")]
+
+
+def test_refresh_records_the_outcome_read_from_a_stopped_node(
+        home: Path, state_dir: Path, fast: None) -> None:
+    run_cli(home, "apply", str(state_dir), "--yes")
+    _wait_stopped_by_itself(home, "quickstart")
+    assert _record(home, "jobs", cluster="quickstart", name="hello")["status"] == "PENDING"
+    run_cli(home, "refresh", str(state_dir))
+    assert _record(home, "clusters", name="quickstart")["stopped_by_autostop"] is True
+    assert _record(home, "jobs", cluster="quickstart", name="hello")["status"] == "SUCCEEDED"
+
+
+def test_a_stop_records_the_outcomes_of_the_jobs_it_ends_or_that_ended(
+        home: Path, state_dir: Path) -> None:
+    cluster = state_dir / "cluster.yaml"
+    cluster.write_text(cluster.read_text().replace("autostop: {idle_minutes: 1}\n", ""))
+    (state_dir / "long.yaml").write_text(
+        "kind: Job\nname: long\ncluster: quickstart\nrun: sleep 300\n")
+    run_cli(home, "apply", str(state_dir), "--yes")
+    from skystate.runtime import queue
+
+    head = home / "local" / "quickstart" / "node-0"
+    wait_until(lambda: {j["job_name"]: str(j["status"]) for j in queue(head)}
+               == {"hello": "SUCCEEDED", "long": "RUNNING"}, DEADLINE, "jobs to run")
+    run_cli(home, "stop", "quickstart")
+    clusters, jobs = _rows(home)
+    assert clusters["quickstart"]["status"] == "STOPPED"
+    assert jobs["quickstart/hello"]["status"] == "SUCCEEDED"
+    assert jobs["quickstart/long"]["status"] == "CANCELLED"  # the stop ended it
+
+
+# --- the SDK, autodown, unknown --------------------------------------------------------
+
+
+def test_sdk_status_without_refresh_sees_autostop_and_autodown(home: Path, fast: None) -> None:
+    task = sky.Task(run="echo done").set_resources(sky.Resources(infra="local"))
+    sky.get(sky.launch(task, cluster_name="stops", idle_minutes_to_autostop=1))
+    sky.get(sky.launch(task, cluster_name="downs", idle_minutes_to_autostop=1, down=True))
+    wait_until(lambda: cluster_state(_local(home), "stops") is NodeState.STOPPED
+               and cluster_state(_local(home), "downs") is NodeState.TERMINATED,
+               DEADLINE, "autostop and autodown")
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        records = {r["name"]: r for r in sky.get(sky.status())}
+        if not any(r["status_unknown"] for r in records.values()):
+            break
+        assert time.monotonic() < deadline, records
+    assert set(records) == {"stops"}  # the downed one is gone, as `sky status` shows it
+    assert records["stops"]["status"] is sky.ClusterStatus.STOPPED
+    assert records["stops"]["health_status"] == "Healthy"
+
+
+def _faults(path: Path, faults: list[dict[str, Any]]) -> None:
+    path.write_text(json.dumps(faults))
+
+
+def test_a_cluster_that_cannot_be_observed_reads_unknown_not_up(
+        home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    faults = tmp_path / "faults.json"
+    _faults(faults, [{"op": "observe", "cluster": "not-this-one", "error": "timeout"}])
+    monkeypatch.setenv("SKYSTATE_FAULTS", str(faults))  # the server is started with it
+    task = sky.Task(run="true").set_resources(sky.Resources(infra="local"))
+    sky.get(sky.launch(task, cluster_name="slow", idle_minutes_to_autostop=10))
+    sky.get(sky.launch(task, cluster_name="broken", idle_minutes_to_autostop=10))
+    _faults(faults, [{"op": "observe", "cluster": "slow", "error": "timeout", "delay": 20},
+                     {"op": "observe", "cluster": "broken", "error": "timeout"}])
+    records = {r["name"]: r for r in sky.get(sky.status())}
+    assert records["slow"]["status_unknown"] and "no answer within 2s" in (
+        records["slow"]["status_error"])
+    assert records["broken"]["status_unknown"] and "injected timeout" in (
+        records["broken"]["status_error"])
+    clusters, _ = _rows(home)
+    assert {c["status"] for c in clusters.values()} == {"UNKNOWN"}
+    assert clusters["slow"]["recorded_status"] == "UP"
+    # unknown is not gone: the records are kept as they were
+    assert _record(home, "clusters", name="slow")["status"] == "UP"
+    _faults(faults, [{"op": "observe", "cluster": "not-this-one", "error": "timeout"}])
+    clusters, _ = _rows(home)
+    assert {c["status"] for c in clusters.values()} == {"UP"}
+
+
+# --- settings that reach clusters --------------------------------------------------------
+
+
+def test_the_time_scale_follows_the_request_and_a_differing_client_is_told(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SKYSTATE_TIME_SCALE", raising=False)
+    info = sky.api_info()  # starts the server without a time scale
+    assert info["settings"] == {"SKYSTATE_TIME_SCALE": None} and not info["settings_differ"]
+    monkeypatch.setenv("SKYSTATE_TIME_SCALE", "60")
+    info = sky.api_info()
+    assert info["settings_differ"] == ["SKYSTATE_TIME_SCALE: server unset, this shell '60'"]
+    shown = run_cli(home, "api", "info")
+    assert "SKYSTATE_TIME_SCALE=unset" in shown.stdout and "differs" in shown.stdout
+    assert "SKYSTATE_TIME_SCALE" in run_cli(home, "api", "status").stderr  # on any call
+    task = sky.Task(run="true").set_resources(sky.Resources(infra="local"))
+    sky.get(sky.launch(task, cluster_name="scaled", idle_minutes_to_autostop=1))
+    # at the server's scale this would take a minute; at the request's, about a second
+    wait_until(lambda: cluster_state(_local(home), "scaled") is NodeState.STOPPED, 40,
+               "the request's time scale to stop the cluster")
