@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sshd_fixture
 from helpers import REPO, cluster_state, run_cli, status_json, wait_until
 
 import skystate as sky
@@ -68,7 +69,7 @@ def _first_observed(home: Path) -> tuple[dict[str, dict[str, Any]], dict[str, di
         assert "UP" not in statuses, clusters  # the cluster stopped before we asked
         if "UNKNOWN" not in statuses:
             return clusters, jobs
-        assert time.monotonic() < deadline, clusters
+        assert time.monotonic() < deadline, {n: c.get("status_error") for n, c in clusters.items()}
         time.sleep(0.5)
 
 
@@ -213,3 +214,45 @@ def test_the_time_scale_follows_the_request_and_a_differing_client_is_told(
     # at the server's scale this would take a minute; at the request's, about a second
     wait_until(lambda: cluster_state(_local(home), "scaled") is NodeState.STOPPED, 40,
                "the request's time scale to stop the cluster")
+
+
+# --- ssh ---------------------------------------------------------------------------------
+
+sshd = sshd_fixture.sshd  # the session's test sshd (a fixture)
+
+
+def test_ssh_cluster_that_stopped_itself_reads_stopped_with_its_job_outcome(
+        sshd: sshd_fixture.SSHD, home: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo on the SSH provider: the outcome is read from the stopped host's table."""
+    from skystate.providers.registry import Providers
+
+    # 10 s of idle, not 1: an SSH submit on a loaded machine can take longer than a
+    # second, and a cluster that stops itself before its job arrives is another story
+    monkeypatch.setenv("SKYSTATE_TIME_SCALE", "6")
+
+    pool = {"hosts": [sshd.address], "port": sshd.port, "user": sshd.user,
+            "identity_file": str(sshd.key), "remote_dir": str(tmp_path / "remote" / "{host}"),
+            "isolate_home": True}
+    state = tmp_path / "sshstate"
+    state.mkdir()
+    (state / "skystate.yaml").write_text(
+        "kind: Project\nname: lab\nproviders:\n  ssh:\n    pools:\n      lab: "
+        + json.dumps(pool) + "\n")
+    (state / "c.yaml").write_text(
+        "kind: Cluster\nname: sshc\nresources: {infra: ssh/lab}\n"
+        "autostop: {idle_minutes: 1}\n---\n"
+        "kind: Job\nname: hi\ncluster: sshc\nrun: echo over ssh\n")
+    run_cli(home, "apply", str(state), "--yes", timeout=120)
+    provider = Providers({"ssh": {"pools": {"lab": pool}}}).get("ssh")
+    try:
+        wait_until(lambda: cluster_state(provider, "sshc") is NodeState.STOPPED, DEADLINE,
+                   "the ssh cluster to stop itself")
+        clusters, jobs = _first_observed(home)
+        assert (clusters["sshc"]["status"], clusters["sshc"]["stopped_by_autostop"]) == (
+            "STOPPED", True)
+        assert jobs["sshc/hi"]["status"] == "SUCCEEDED"
+        run_cli(home, "plan", str(state), "--detailed-exitcode", check=0)
+    finally:
+        run_cli(home, "down", "sshc", timeout=120, check=None)
+        provider.close()

@@ -16,7 +16,8 @@ What was seen is recorded in the store by the caller's process (the API server: 
 writer), and only what changed is written. A cluster that could not be observed within
 the budget, or whose provider failed, is *unknown*: its record stays as it was (unknown
 is not gone) and ``check_clusters`` returns it with the reason, so it is shown as
-unknown, never as a stale UP. No state lock is taken (an apply may hold it for
+unknown, never as a stale UP. A look that answers after the budget is still recorded
+when it comes, so the next ``status`` shows it. No state lock is taken (an apply may hold it for
 minutes); a record another writer changed while it was observed is left alone.
 """
 
@@ -24,8 +25,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 from skystate.providers.base import ClusterObservation, NodeState
@@ -75,16 +78,17 @@ def check_clusters(store: Store, providers: Providers, names: Iterable[str] | No
     checked = to_check(records.values(), store.jobs(), names)
     if not checked:
         return {}
-    pool = ThreadPoolExecutor(max_workers=min(16, len(checked)), thread_name_prefix="status")
+    pool = ThreadPoolExecutor(max_workers=min(32, len(checked)), thread_name_prefix="status")
     futures = {name: pool.submit(_look, records[name], store.nodes(name), providers,
                                  name in watched) for name in checked}
     done, _ = wait(futures.values(), timeout=budget)
-    pool.shutdown(wait=False, cancel_futures=True)  # late answers are dropped
+    pool.shutdown(wait=False, cancel_futures=True)
     unknown: dict[str, str] = {}
     looks: dict[str, _Look] = {}
     for name, future in futures.items():
         if future not in done:
             unknown[name] = f"no answer within {budget:g}s"
+            future.add_done_callback(partial(_record_late, store.path, name, started))
         elif future.exception() is not None:
             unknown[name] = _reason(future.exception())
         else:
@@ -95,6 +99,16 @@ def check_clusters(store: Store, providers: Providers, names: Iterable[str] | No
             if problem:
                 unknown[name] = problem
     return unknown
+
+
+def _record_late(path: Path, name: str, started: float, future: Future[_Look]) -> None:
+    """A look that missed the budget is still recorded when it comes (the next status
+    shows it); one that failed changes nothing."""
+    if future.cancelled() or future.exception() is not None:
+        return
+    store = Store(path)
+    with store.transaction():
+        _record(store, name, future.result(), started)
 
 
 def _look(record: Record, nodes: list[Record], providers: Providers, jobs: bool) -> _Look:
