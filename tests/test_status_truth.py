@@ -178,9 +178,11 @@ def test_a_cluster_that_cannot_be_observed_reads_unknown_not_up(
     task = sky.Task(run="true").set_resources(sky.Resources(infra="local"))
     sky.get(sky.launch(task, cluster_name="slow", idle_minutes_to_autostop=10))
     sky.get(sky.launch(task, cluster_name="broken", idle_minutes_to_autostop=10))
-    _faults(faults, [{"op": "observe", "cluster": "slow", "error": "timeout", "delay": 20},
+    _faults(faults, [{"op": "observe", "cluster": "slow", "error": "timeout", "delay": 90},
                      {"op": "observe", "cluster": "broken", "error": "timeout"}])
+    started = time.monotonic()
     records = {r["name"]: r for r in sky.get(sky.status())}
+    assert time.monotonic() - started < 90  # the budget, not the slowest provider, bounds it
     assert records["slow"]["status_unknown"] and "no answer within 2s" in (
         records["slow"]["status_error"])
     assert records["broken"]["status_unknown"] and "injected timeout" in (
