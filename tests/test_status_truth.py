@@ -197,6 +197,26 @@ def test_a_cluster_that_cannot_be_observed_reads_unknown_not_up(
     assert {c["status"] for c in clusters.values()} == {"UP"}
 
 
+def test_a_stopped_cluster_whose_job_table_is_out_of_reach_still_reads_stopped(
+        home: Path, state_dir: Path, tmp_path: Path, fast: None,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """As a stopped cloud instance: seen stopped, its job table unreadable. The cluster's
+    status is recorded; the job keeps its last observed status (nothing is made up)."""
+    faults = tmp_path / "faults.json"
+    _faults(faults, [{"op": "agent", "cluster": "not-this-one", "error": "timeout"}])
+    monkeypatch.setenv("SKYSTATE_FAULTS", str(faults))
+    run_cli(home, "apply", str(state_dir), "--yes")
+    _faults(faults, [{"op": "agent", "cluster": "quickstart", "error": "timeout"}])
+    _wait_stopped_by_itself(home, "quickstart")
+    clusters, jobs = _first_observed(home)
+    assert (clusters["quickstart"]["status"], clusters["quickstart"]["stopped_by_autostop"]) == (
+        "STOPPED", True)
+    assert jobs["quickstart/hello"]["status"] == "PENDING"  # as last observed, not invented
+    _faults(faults, [{"op": "agent", "cluster": "not-this-one", "error": "timeout"}])
+    run_cli(home, "refresh", str(state_dir))  # once it can be read, the outcome is recorded
+    assert _rows(home)[1]["quickstart/hello"]["status"] == "SUCCEEDED"
+
+
 # --- settings that reach clusters --------------------------------------------------------
 
 

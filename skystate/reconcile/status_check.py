@@ -119,7 +119,15 @@ def _look(record: Record, nodes: list[Record], providers: Providers, jobs: bool)
         observation = next((o for o in seen if o.name == record["name"]), None)
         if observation is None or observation.state is NodeState.TERMINATED:
             return _Look(observed=True)  # gone (autodown): its jobs went with it
-    statuses = read_job_statuses(record, providers, observation, nodes) if jobs else None
+    statuses = None
+    if jobs:
+        try:
+            statuses = read_job_statuses(record, providers, observation, nodes)
+        except Exception:
+            if not observed:
+                raise  # nothing was seen: unknown
+            # seen, but its table is out of reach (a stopped cloud instance): the
+            # observation is recorded, the jobs keep their last observed statuses
     return _Look(observed=observed, observation=observation, jobs=statuses)
 
 
