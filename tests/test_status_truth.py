@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import moto_fixture
 import pytest
 import sshd_fixture
 from helpers import REPO, cluster_state, run_cli, status_json, wait_until
@@ -277,4 +279,56 @@ def test_ssh_cluster_that_stopped_itself_reads_stopped_with_its_job_outcome(
         run_cli(home, "plan", str(state), "--detailed-exitcode", check=0)
     finally:
         run_cli(home, "down", "sshc", timeout=120, check=None)
+        provider.close()
+
+
+# --- a cloud (AWS, moto in server mode; the nodes' sshd is the test sshd) ----------------
+
+moto_url = moto_fixture.moto_url
+aws = moto_fixture.aws
+
+# What EC2 does when a guest powers off (run on the "node" in place of `shutdown`).
+_EC2_SHUTDOWN = (
+    "import sys, boto3\n"
+    "iid, region, url = sys.argv[1:4]\n"
+    "c = boto3.client('ec2', region_name=region, endpoint_url=url,\n"
+    "                 aws_access_key_id='testing', aws_secret_access_key='testing')\n"
+    "b = c.describe_instance_attribute(InstanceId=iid,\n"
+    "    Attribute='instanceInitiatedShutdownBehavior')['InstanceInitiatedShutdownBehavior']\n"
+    "(c.terminate_instances if b['Value'] == 'terminate' else c.stop_instances)(\n"
+    "    InstanceIds=[iid])\n"
+)
+
+
+def test_aws_cluster_that_stopped_itself_reads_stopped(
+        aws: str, sshd: sshd_fixture.SSHD, home: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from skystate.providers.registry import Providers
+
+    monkeypatch.setenv("SKYSTATE_TIME_SCALE", "6")  # 10 s idle (see the ssh test)
+    config = {"regions": ["us-east-1"], "endpoint_url": aws, "ssh_user": sshd.user,
+              "identity_file": str(sshd.key), "remote_dir": str(tmp_path / "remote" / "{host}"),
+              "isolate_home": True, "test_ssh_address": f"{sshd.address}:{sshd.port}",
+              "shutdown_command": [sys.executable, "-c", _EC2_SHUTDOWN, "{instance_id}",
+                                   "{region}", aws]}
+    state = tmp_path / "awsstate"
+    state.mkdir()
+    (state / "skystate.yaml").write_text(
+        "kind: Project\nname: cloud\nproviders:\n  aws: " + json.dumps(config) + "\n")
+    (state / "c.yaml").write_text(
+        "kind: Cluster\nname: awsc\nresources: {infra: aws/us-east-1, cpus: 2+}\n"
+        "autostop: {idle_minutes: 1}\n---\n"
+        "kind: Job\nname: hi\ncluster: awsc\nrun: echo on the cloud\n")
+    run_cli(home, "apply", str(state), "--yes", timeout=180)
+    provider = Providers({"aws": config}).get("aws")
+    try:
+        wait_until(lambda: cluster_state(provider, "awsc") is NodeState.STOPPED, DEADLINE,
+                   "the aws cluster to stop itself")
+        clusters, jobs = _first_observed(home)
+        # (whether it was the autostop is EC2's StateReason, which moto's stop does not
+        # set to InstanceInitiatedShutdown: the flag is not asserted here)
+        assert clusters["awsc"]["status"] == "STOPPED"
+        assert jobs["awsc/hi"]["status"] != "RUNNING"  # last observed, or read
+    finally:
+        run_cli(home, "down", "awsc", timeout=180, check=None)
         provider.close()
