@@ -211,6 +211,29 @@ def watch(
 # --- clusters --------------------------------------------------------------------
 
 
+def _unknown_clusters(names: list[str] | None = None, refresh: bool = False) -> dict[str, str]:
+    """Have the API server look at the clusters whose record may be stale (every cluster
+    with ``refresh``) and record it; the ones it could not observe, with the reason."""
+    from skystate.reconcile.status_check import to_check
+    from skystate.reconcile.store import read_snapshot
+
+    tables = read_snapshot()
+    checked = to_check(tables.get("clusters", []), tables.get("jobs", []), names)
+    if not checked and not refresh:
+        return {}  # nothing can be stale: no server call
+    from skystate import sdk
+    from skystate.enums import StatusRefreshMode
+    from skystate.exceptions import ApiServerError
+
+    mode = StatusRefreshMode.FORCE if refresh else StatusRefreshMode.AUTO
+    try:
+        records = sdk.get(sdk.status(names, refresh=mode, all_users=True))
+    except ApiServerError as exc:
+        return {name: f"not observed: {exc}" for name in checked}
+    return {r["name"]: str(r.get("status_error") or "not observed") for r in records
+            if r.get("status_unknown")}
+
+
 @app.command()
 def status(
     clusters: list[str] = typer.Argument(None, help="Only these clusters (default: all)."),
@@ -219,15 +242,12 @@ def status(
     refresh: bool = typer.Option(False, "-r", "--refresh/--no-refresh",
                                  help="Ask the providers for the clusters' real state first."),
 ) -> None:
-    """Clusters and their jobs."""
+    """Clusters and their jobs (UP clusters with autostop or running jobs are looked at)."""
     from skystate.status_view import cluster_rows, status_listing
 
     fmt = output_format(output, as_json)
-    if refresh:
-        from skystate import sdk
-
-        sdk.get(sdk.status(clusters or None, refresh=True, all_users=True))
-    rows, jobs = cluster_rows(clusters or None)
+    unknown = _unknown_clusters(clusters or None, refresh=refresh)
+    rows, jobs = cluster_rows(clusters or None, unknown=unknown, live=False)
     if fmt == "json":
         print(json.dumps({"clusters": rows, "jobs": jobs}, indent=2, default=str))
     else:

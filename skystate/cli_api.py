@@ -60,6 +60,12 @@ def info(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> N
     else:
         typer.echo(f"{details['status']}: skystate {details['version']} at {details['url']} "
                    f"(pid {details['pid']}, user {details['user']['name']})")
+        shown = ", ".join(f"{k}={'unset' if v is None else v}"
+                          for k, v in (details.get("settings") or {}).items())
+        typer.echo(f"server settings: {shown or '-'}")
+        for line in details.get("settings_differ") or []:
+            typer.echo(f"differs from this shell: {line} (your requests carry this "
+                       "shell's value)")
 
 
 @api_app.command("status")

@@ -263,11 +263,17 @@ def api_cancel(request_ids: RequestId | list[RequestId] | None = None, all_users
 
 
 def api_info() -> dict[str, Any]:
+    """The server's health, version and own settings; ``settings_differ`` lists each
+    setting this process sees differently (its requests carry this process's values)."""
+    from skystate.server import settings
     from skystate.server.client import user_name
 
     client = _client()
     info = client.health()
-    return {**info, "url": client.url, "user": {"name": user_name()}}
+    server_settings = info.get("settings") or {}
+    return {**info, "url": client.url, "user": {"name": user_name()},
+            "client_settings": settings.current(),
+            "settings_differ": settings.differences(server_settings, settings.current())}
 
 
 def api_start(*, deploy: bool = False, host: str = "127.0.0.1",

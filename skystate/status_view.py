@@ -1,8 +1,12 @@
 """``skystate status`` (and ``skystate refresh``'s report): records rendered for people.
 
 Reads the atomically written state file directly (no lock, no TinyDB), so it is fast
-and safe while an apply runs. Job statuses are read live from the clusters' agents;
-sync and health come from ``reconcile.health`` (computed from the records, no refresh).
+and safe while an apply runs. Before that, the CLI has the API server look at the UP
+clusters whose record may be stale (autostop set, jobs active; see
+``reconcile.status_check``) and record what they show; one it could not observe within
+its budget is passed in ``unknown`` and shown as ``UNKNOWN``, never as a stale UP. A job
+shows its last observed status (read live from its agent when ``live``); sync and health
+come from ``reconcile.health`` (computed from the records).
 """
 
 from __future__ import annotations
@@ -16,15 +20,24 @@ from skystate.reconcile.store import group_nodes, read_snapshot
 Record = dict[str, Any]
 
 
-def cluster_rows(names: list[str] | None = None) -> tuple[list[Record], list[Record]]:
+def cluster_rows(names: list[str] | None = None, unknown: dict[str, str] | None = None,
+                 live: bool = True) -> tuple[list[Record], list[Record]]:
+    """Cluster and job rows from the records; ``unknown`` clusters read ``UNKNOWN``."""
     tables = read_snapshot()
     clusters = sorted(tables.get("clusters", []), key=lambda c: c["name"])
     if names:
         clusters = [c for c in clusters if c["name"] in names]
     jobs = [j for j in tables.get("jobs", []) if any(c["name"] == j["cluster"] for c in clusters)]
     nodes = group_nodes(tables.get("nodes", []))
-    return [{**_cluster_row(c, nodes.get(c["name"], [])), **status_fields(c)}
-            for c in clusters], _job_rows(clusters, jobs, nodes)
+    unknown = unknown or {}
+    rows = []
+    for cluster in clusters:
+        row = {**_cluster_row(cluster, nodes.get(cluster["name"], [])), **status_fields(cluster)}
+        if cluster["name"] in unknown:  # the record may be stale: never show it as the truth
+            row.update(status="UNKNOWN", recorded_status=cluster.get("status"),
+                       status_error=unknown[cluster["name"]])
+        rows.append(row)
+    return rows, _job_rows(clusters, jobs, nodes, live=live)
 
 
 def _cluster_row(record: Record, nodes: list[Record]) -> Record:
@@ -58,23 +71,25 @@ def resources_str(record: Record) -> str:
 
 
 def _job_rows(clusters: list[Record], jobs: list[Record],
-              nodes: dict[str, list[Record]]) -> list[Record]:
+              nodes: dict[str, list[Record]], live: bool = True) -> list[Record]:
+    """A job's status: live from its agent (``live``, UP clusters), else the last observed."""
     if not jobs:
         return []
     from skystate.providers.registry import Providers
     from skystate.reconcile.refresh import live_job_statuses
 
     providers = Providers()
-    live: dict[str, dict[int, str]] = {}
-    for cluster in clusters:
+    statuses: dict[str, dict[int, str]] = {}
+    for cluster in clusters if live else []:
         if cluster.get("status") == "UP" and any(j["cluster"] == cluster["name"] for j in jobs):
-            live[cluster["name"]] = live_job_statuses(cluster, nodes.get(cluster["name"], []),
-                                                      providers)
+            statuses[cluster["name"]] = live_job_statuses(
+                cluster, nodes.get(cluster["name"], []), providers)
     by_name = {c["name"]: c for c in clusters}
     rows = []
     for job in sorted(jobs, key=lambda j: (j["cluster"], j["name"])):
         job_id = job.get("job_id")
-        status = live.get(job["cluster"], {}).get(int(job_id)) if job_id is not None else None
+        status = (statuses.get(job["cluster"], {}).get(int(job_id)) if job_id is not None
+                  else None)
         job = {**job, "status": status or job.get("status")}
         rows.append({"cluster": job["cluster"], "name": job["name"], "job_id": job_id,
                      "status": job["status"], "log_path": job.get("log_path"),

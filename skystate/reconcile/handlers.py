@@ -14,10 +14,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from skystate.exceptions import NotSupportedError, ProviderError, ResourcesUnavailableError
-from skystate.providers.base import ClusterAgent, JobRequest, NodeState, Offer, ProvisionRequest
+from skystate.providers.base import (
+    ClusterAgent,
+    ClusterObservation,
+    JobRequest,
+    NodeState,
+    Offer,
+    ProvisionRequest,
+)
 from skystate.providers.registry import Providers
 from skystate.reconcile.adopt import ownership_labels
 from skystate.reconcile.handles import node_records, observation_of
+from skystate.reconcile.job_outcomes import jobs_to_watch, read_job_statuses, record_job_statuses
 from skystate.reconcile.plan import Action, ActionType
 from skystate.reconcile.store import Store
 from skystate.reconcile.users import current_user
@@ -150,8 +158,10 @@ def _start(ctx: HandlerContext, action: Action) -> str:
 def _stop(ctx: HandlerContext, action: Action) -> str:
     record = ctx.cluster(action.name) or action.before or {}
     provider = ctx.providers.of_record(record)
+    _record_job_outcomes(ctx, action.name)  # a stopped cloud instance cannot be read
     observation = provider.stop(action.name, record["owner"])
     _record_status(ctx, action.name, "STOPPED", observation_nodes=node_records(observation))
+    _record_job_outcomes(ctx, action.name, observation)  # local/ssh: what the stop ended
     if action.after:
         pending = record.get("mutable_hash") != action.after.get("mutable_hash")
         _record_spec(ctx, action.name, {**action.after, "setup_pending": pending or bool(
@@ -228,6 +238,22 @@ def _record_status(ctx: HandlerContext, name: str, status: str,
             store.set_nodes(name, observation_nodes)
 
     ctx.write(change)
+
+
+def _record_job_outcomes(ctx: HandlerContext, name: str,
+                         observation: ClusterObservation | None = None) -> None:
+    """Best effort: the cluster's job table, read now, into its job records."""
+    with ctx.lock:
+        record = ctx.store.cluster(name)
+        watched = jobs_to_watch(ctx.store.jobs(name))
+        nodes = ctx.store.nodes(name)
+    if record is None or name not in watched:
+        return
+    try:
+        statuses = read_job_statuses(record, ctx.providers, observation, nodes)
+    except Exception:  # noqa: BLE001 - unreadable: the last observed statuses stay
+        return
+    ctx.write(lambda s: record_job_statuses(s, name, statuses))
 
 
 def _record_spec(ctx: HandlerContext, name: str, spec: Record) -> None:

@@ -274,15 +274,22 @@ def _purge_record(cluster_name: str, op: str) -> None:
 def status(cluster_names: str | Sequence[str] | None = None,
            refresh: StatusRefreshMode | bool = StatusRefreshMode.NONE,
            all_users: bool = False) -> list[dict[str, Any]]:
-    """Cluster records with the seed's fields (``handle`` is a ResourceHandle)."""
+    """Cluster records with the seed's fields (``handle`` is a ResourceHandle).
+
+    Every mode first looks at the UP clusters whose record may be stale (autostop set,
+    jobs active) within ``status_check.STATUS_BUDGET``; one that could not be observed
+    has ``status_unknown: True`` and ``status_error``. ``FORCE`` (or True) refreshes
+    every provider first, as ``skystate refresh`` does.
+    """
     from skystate.reconcile import imperative as imp
     from skystate.reconcile.store import group_nodes, read_snapshot
 
-    if refresh not in (False, StatusRefreshMode.NONE):
+    names = [cluster_names] if isinstance(cluster_names, str) else cluster_names
+    if refresh not in (False, StatusRefreshMode.NONE, StatusRefreshMode.AUTO):
         from skystate.reconcile.engine import refresh_state
 
         refresh_state()  # what ``refresh`` requests do (``refresh`` is the argument here)
-    names = [cluster_names] if isinstance(cluster_names, str) else cluster_names
+    unknown = check_status(names)
     tables = read_snapshot()
     nodes = group_nodes(tables.get("nodes", []))
     user = imp.current_user()
@@ -292,8 +299,37 @@ def status(cluster_names: str | Sequence[str] | None = None,
             continue
         if not all_users and record.get("user_name", user) != user:
             continue
-        records.append(_status_record(record, nodes.get(record["name"], [])))
+        row = _status_record(record, nodes.get(record["name"], []))
+        records.append({**row, "status_unknown": record["name"] in unknown,
+                        "status_error": unknown.get(record["name"])})
     return records
+
+
+_STATUS_PROVIDERS: dict[str, Any] = {}
+
+
+def check_status(cluster_names: Sequence[str] | None = None) -> dict[str, str]:
+    """``status_check.check_clusters`` on this home: the clusters left unknown.
+
+    The providers are kept between calls (in the API server), so the SSH connections
+    a look uses stay open for the next one (a stale one is reopened); not with
+    ``SKYSTATE_FAULTS``, whose file is read when a provider is built.
+    """
+    import json
+    import os
+
+    from skystate.providers.registry import Providers
+    from skystate.reconcile.status_check import check_clusters
+    from skystate.reconcile.store import Store
+    from skystate.spec.home_config import home_providers_config
+
+    store = Store()
+    config = home_providers_config()
+    key = f"{store.path}:{json.dumps(config, sort_keys=True, default=str)}"
+    providers = _STATUS_PROVIDERS.get(key)
+    if providers is None or os.environ.get("SKYSTATE_FAULTS"):
+        providers = _STATUS_PROVIDERS[key] = Providers(config)
+    return check_clusters(store, providers, cluster_names)
 
 
 def _status_record(record: dict[str, Any], nodes: list[dict[str, Any]]) -> dict[str, Any]:
@@ -449,6 +485,20 @@ def wait_for_jobs(out: Any, actions: list[Any]) -> None:
                 and JobStatus(j["status"]).is_terminal()}
         for key, job in done.items():
             out.print(f"Job/{key[0]}/{key[1]}: {job['status']} (log: {job['log_path']})")
+        if done:
+            _record_finished(done.values())
         wanted -= set(done)
         if wanted:
             time.sleep(0.2)
+
+
+def _record_finished(jobs: Any) -> None:
+    """The final statuses ``wait_for_jobs`` saw, into the job records (last observed)."""
+    from skystate.reconcile.job_outcomes import record_job_statuses
+    from skystate.reconcile.store import Store
+
+    store = Store()
+    with store.transaction():
+        for job in jobs:
+            if job.get("job_id") is not None:
+                record_job_statuses(store, job["cluster"], {int(job["job_id"]): job["status"]})

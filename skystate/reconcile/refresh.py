@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -32,6 +32,7 @@ from skystate.providers.base import ClusterObservation, NodeState, Provider
 from skystate.providers.registry import DEFAULT_PROVIDER, Providers
 from skystate.reconcile.actual import ActualState, job_is_active
 from skystate.reconcile.handles import node_records, observation_of
+from skystate.reconcile.job_outcomes import jobs_to_watch, read_job_statuses, record_job_statuses
 from skystate.reconcile.store import Store
 
 if TYPE_CHECKING:  # spec models load in ~100 ms; `skystate status` imports this module
@@ -115,6 +116,7 @@ class _Source:
 class _Seen:
     clusters: dict[str, dict[str, ClusterObservation]]  # source key -> name -> observation
     errors: dict[str, str]  # source key -> error
+    jobs: dict[str, dict[int, str]] = field(default_factory=dict)  # cluster -> job statuses
 
 
 def refresh_clusters(store: Store, providers: Providers, *,
@@ -136,6 +138,7 @@ def refresh_clusters(store: Store, providers: Providers, *,
     now = started if now is None else now
     sources = _sources(store.clusters(), providers, also_config or {})
     seen = _observe_all(sources, providers, observe_timeout)
+    seen.jobs = _read_jobs(store, sources, seen, providers, observe_timeout)
     report = RefreshReport(at=now, rebuild=rebuild)
     for key, error in seen.errors.items():
         label = sources[key].provider
@@ -240,6 +243,36 @@ def _observe_all(sources: Mapping[str, _Source], providers: Providers,
     return seen
 
 
+def _read_jobs(store: Store, sources: Mapping[str, _Source], seen: _Seen,
+               providers: Providers, timeout: float) -> dict[str, dict[int, str]]:
+    """The job tables of observed clusters with jobs recorded as active, in parallel.
+
+    Read also when the cluster is stopped: local and ssh nodes keep their table."""
+    watched = jobs_to_watch(store.jobs())
+    wanted = []
+    for record in store.clusters():
+        key = _section_of(record, providers).key
+        observation = seen.clusters.get(key, {}).get(record["name"])
+        if record["name"] in watched and observation is not None and (
+                observation.state is not NodeState.TERMINATED):
+            wanted.append((record, observation))
+    if not wanted:
+        return {}
+    pool = ThreadPoolExecutor(max_workers=min(8, len(wanted)), thread_name_prefix="jobs")
+    futures = {r["name"]: pool.submit(read_job_statuses, r, providers, o) for r, o in wanted}
+    deadline = time.monotonic() + timeout
+    found: dict[str, dict[int, str]] = {}
+    try:
+        for name, future in futures.items():
+            try:
+                found[name] = future.result(timeout=max(0.0, deadline - time.monotonic()))
+            except Exception:  # noqa: BLE001 - unreadable: the last observed statuses stay
+                continue
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    return found
+
+
 def _refresh_recorded(store: Store, record: Record, seen: _Seen, providers: Providers,
                       now: float, started: float) -> ClusterRefresh:
     name = record["name"]
@@ -258,8 +291,22 @@ def _refresh_recorded(store: Store, record: Record, seen: _Seen, providers: Prov
         return ClusterRefresh(**entry, category=RefreshClass.UNKNOWN, action="kept", error=(
             f"a cluster of this name owned by {observation.owner!r} is there, not "
             f"{record.get('owner')!r}"))
+    if name in seen.jobs:
+        record_job_statuses(store, name, seen.jobs[name], now)
+    after, action, nodes = record_observation(store, record, observation, now)
+    category = RefreshClass.TRACKED if after is not None else RefreshClass.VANISHED
+    return ClusterRefresh(**{**entry, "after": after, "nodes": nodes}, category=category,
+                          action=action)
+
+
+def record_observation(store: Store, record: Record, observation: ClusterObservation | None,
+                       now: float, why: str = "refresh") -> tuple[str | None, str, int]:
+    """Fold one successful observation of a recorded cluster into its record (inside a
+    transaction); None: the provider answered without it. ``(status after, what was done
+    to the record, node count)``; nothing is written when nothing changed."""
+    name = record["name"]
     if observation is None or observation.state is NodeState.TERMINATED:
-        return _vanish(store, record, entry, now)
+        return None, _vanish(store, record, now, why), 0
     from skystate.reconcile.adopt import tracked_update
 
     updated = tracked_update(record, observation, now)
@@ -271,17 +318,15 @@ def _refresh_recorded(store: Store, record: Record, seen: _Seen, providers: Prov
         store.set_nodes(name, nodes)
         changed = True
     if updated.get("status") != record.get("status"):
-        store.add_event(f"Cluster/{name}", "refresh",
+        store.add_event(f"Cluster/{name}", why,
                         f"{record.get('status')} -> {updated.get('status')}")
-    return ClusterRefresh(**{**entry, "after": updated.get("status"), "nodes": len(nodes)},
-                          category=RefreshClass.TRACKED,
-                          action="updated" if changed else "unchanged")
+    return updated.get("status"), "updated" if changed else "unchanged", len(nodes)
 
 
-def _vanish(store: Store, record: Record, entry: Record, now: float) -> ClusterRefresh:
+def _vanish(store: Store, record: Record, now: float, why: str) -> str:
     name = record["name"]
     if record.get("status") is None and record.get("vanished_at"):
-        return ClusterRefresh(**entry, category=RefreshClass.VANISHED, action="kept")
+        return "kept"
     if record.get("managed_by") == "sdk":  # MANAGED_BY_SDK
         store.delete_cluster(name)
         action = "dropped"
@@ -290,9 +335,8 @@ def _vanish(store: Store, record: Record, entry: Record, now: float) -> ClusterR
                            "status_updated_at": now, "stopped_by_autostop": False})
         store.set_nodes(name, [])
         action = "marked"
-    store.add_event(f"Cluster/{name}", "refresh", "vanished", f"record {action}")
-    return ClusterRefresh(**{**entry, "after": None, "nodes": 0},
-                          category=RefreshClass.VANISHED, action=action)
+    store.add_event(f"Cluster/{name}", why, "vanished", f"record {action}")
+    return action
 
 
 def _refresh_unrecorded(store: Store, observation: ClusterObservation, section: Record, *,

@@ -22,6 +22,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from skystate import __version__
+from skystate.server import settings
 from skystate.server.auth import UNAUTHORIZED, TokenGate, token_matches
 from skystate.server.body_limit import BodyLimit, max_body_bytes
 from skystate.server.records import ANONYMOUS, MIN_PREFIX_LENGTH, RequestDB, RequestStatus
@@ -38,6 +39,7 @@ class SubmitBody(BaseModel):
     name: str = Field(min_length=1, max_length=64)
     args: dict[str, Any] = Field(default_factory=dict)
     user_name: str = Field(default="", max_length=256, pattern=USER_NAME)
+    settings: dict[str, str | None] = Field(default_factory=dict)  # server.settings
 
 
 class SubmitReply(BaseModel):
@@ -76,6 +78,7 @@ class Health(BaseModel):
     pid: int
     started_at: float
     home: str
+    settings: dict[str, str | None]  # the server's own CLUSTER_SETTINGS (None: unset)
 
 
 def create_app(home: Path, *, token: str | None, max_workers: int = 8,
@@ -144,7 +147,8 @@ def _health_route(home: Path) -> APIRouter:
     @router.get("/api/health", response_model=Health)
     async def health() -> Health:
         return Health(status="healthy", version=__version__, api_version=API_VERSION,
-                      pid=os.getpid(), started_at=started_at, home=str(home))
+                      pid=os.getpid(), started_at=started_at, home=str(home),
+                      settings=settings.current())
 
     return router
 
@@ -157,7 +161,8 @@ def _request_routes(db: RequestDB, scheduler: Scheduler,
     def submit(body: SubmitBody) -> SubmitReply:
         try:
             return SubmitReply(request_id=scheduler.submit(body.name, body.args,
-                                                           request_user(body.user_name)))
+                                                           request_user(body.user_name),
+                                                           body.settings))
         except InvalidRequest as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from None
 

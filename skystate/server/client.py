@@ -24,6 +24,7 @@ import httpx
 from skystate import __version__
 from skystate.exceptions import ApiServerError, RequestCancelledError
 from skystate.home import home
+from skystate.server import settings
 from skystate.server.codec import decode, decode_error, encode
 from skystate.server.main import server_file
 
@@ -55,7 +56,7 @@ class ApiClient:
     def submit(self, name: str, args: dict[str, Any]) -> str:
         reply = self._call("POST", "/api/v1/requests", json={
             "name": name, "args": {k: encode(v) for k, v in args.items()},
-            "user_name": user_name()})
+            "user_name": user_name(), "settings": settings.current()})
         return str(reply["request_id"])
 
     def request(self, request_id: str, wait: float = 0.0) -> dict[str, Any]:
@@ -167,8 +168,13 @@ def client() -> ApiClient:
     url = remote or ensure_server()
     if cached is not None:
         cached.http.close()
-    _CLIENTS[key] = ApiClient(url, token)
-    return _CLIENTS[key]
+    made = _CLIENTS[key] = ApiClient(url, token)
+    if remote:
+        with contextlib.suppress(ApiServerError, ValueError):
+            settings.tell_once(url, made.health().get("settings"))
+    else:
+        settings.tell_once(url, (server_info() or {}).get("settings"))
+    return made
 
 
 def server_info(base: Path | None = None) -> dict[str, Any] | None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from skystate import __version__
 from skystate.home import home, secure_home, use_private_umask
 from skystate.reconcile.storage import write_json_atomic
+from skystate.server import settings
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -64,7 +65,7 @@ def serve(host: str = "127.0.0.1", port: int = 0, *, deploy: bool = False,
     bound = sock.getsockname()[1]
     write_json_atomic(server_file(base), {
         "pid": os.getpid(), "host": host, "port": bound, "version": __version__,
-        "started_at": time.time(), "auth": bool(token),
+        "started_at": time.time(), "auth": bool(token), "settings": settings.current(),
     })
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
                             timeout_graceful_shutdown=2)

@@ -1,8 +1,10 @@
 """Every request the server runs: which function, how it is scheduled, what it locks.
 
 ``long`` requests run in a worker process of their own (cancel ends its process tree);
-``short`` ones only read and run on a server thread. ``keys`` name what a request
-changes: two requests sharing a key never run at the same time, in arrival order.
+``short`` ones run on a server thread: they only read, but for ``status``'s budgeted
+look at the clusters whose record may be stale (``reconcile.status_check``). ``keys``
+name what a request changes: two requests sharing a key never run at the same time, in
+arrival order.
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ def kind_of(name: str, args: Args) -> RequestKind:
     kind = KINDS.get(name)
     if kind is None:
         raise KeyError(name)
-    if name == "status" and args.get("refresh") not in (None, False, "NONE", "none"):
+    refresh = getattr(args.get("refresh"), "value", args.get("refresh"))
+    if name == "status" and str(refresh).upper() not in ("NONE", "FALSE", "AUTO"):
         return RequestKind("status", "long", _none)
     if name == "plan" and not args.get("refresh"):
         return RequestKind("plan", "short", _none)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from skystate.server import procs
+from skystate.server import procs, settings
 from skystate.server.codec import decode_args, encode, encode_error
 from skystate.server.names import RequestKind, function_of, kind_of
 from skystate.server.pool import WarmPool, Worker
@@ -57,6 +57,7 @@ class _Pending:
     user_name: str
     log_path: str
     queued: float = field(default_factory=time.monotonic)
+    settings: dict[str, str | None] = field(default_factory=dict)  # server.settings
 
 
 class Scheduler:
@@ -79,8 +80,13 @@ class Scheduler:
 
     # --- submission -------------------------------------------------------------
 
-    def submit(self, name: str, args: dict[str, Any], user_name: str) -> str:
-        """Record a request and queue it; its ID at once. InvalidRequest: bad name/args."""
+    def submit(self, name: str, args: dict[str, Any], user_name: str,
+               request_settings: dict[str, Any] | None = None) -> str:
+        """Record a request and queue it; its ID at once. InvalidRequest: bad name/args.
+
+        ``request_settings`` (the client's ``server.settings``) are what the request runs
+        with; they are not stored, so a request resumed after a restart runs with the
+        server's own."""
         problem = check_name(name)  # before decoding anything the caller sent
         if problem:
             raise InvalidRequest(problem)
@@ -89,6 +95,10 @@ class Scheduler:
             decoded = decode_args(args)
         except Exception as exc:  # noqa: BLE001 - any undecodable argument is the caller's
             raise InvalidRequest(f"{name}: arguments cannot be decoded: {exc}") from None
+        try:
+            carried = settings.checked(request_settings)
+        except ValueError as exc:
+            raise InvalidRequest(f"{name}: {exc}") from None
         problem = check_args(name, decoded)
         if problem:
             raise InvalidRequest(problem)
@@ -109,7 +119,7 @@ class Scheduler:
             "log_path": str(log_path), "cluster_name": decoded.get("cluster_name"),
             "keys": keys, "schedule_type": kind.schedule,
         })
-        self._enqueue(request_id, name, args, kind, keys, user_name, str(log_path))
+        self._enqueue(request_id, name, args, kind, keys, user_name, str(log_path), carried)
         self._submitted += 1
         if self._submitted % PRUNE_EVERY == 0:
             threading.Thread(target=self.prune, name="prune", daemon=True).start()
@@ -124,7 +134,8 @@ class Scheduler:
         return len(paths)
 
     def _enqueue(self, request_id: str, name: str, args: Any, kind: RequestKind,
-                 keys: list[str], user_name: str, log_path: str) -> None:
+                 keys: list[str], user_name: str, log_path: str,
+                 carried: dict[str, str | None] | None = None) -> None:
         if kind.schedule == "short":
             with self._lock:
                 self._running[request_id] = _Running(request_id, keys)
@@ -132,7 +143,8 @@ class Scheduler:
             self.short.submit(self._run_short, request_id, name, args, user_name)
             return
         with self._lock:
-            self._pending.append(_Pending(request_id, name, args, keys, user_name, log_path))
+            self._pending.append(_Pending(request_id, name, args, keys, user_name, log_path,
+                                          settings=carried or {}))
             self._lock.notify_all()
 
     def requeue_unfinished(self) -> None:
@@ -195,7 +207,7 @@ class Scheduler:
         try:
             worker.send(json.dumps({"request_id": job.request_id, "name": job.name,
                                     "args": job.args, "user_name": job.user_name,
-                                    "log_path": job.log_path}))
+                                    "log_path": job.log_path, "settings": job.settings}))
         except (BrokenPipeError, OSError):
             pass  # it died; the reply thread reports it
         threading.Thread(target=self._await_reply, args=(job.request_id, worker),

@@ -54,6 +54,7 @@ def _redirect_output(path: str) -> None:
 
 def main() -> None:
     from skystate.server.procs import TAG, die_with_parent
+    from skystate.server.settings import applied
 
     die_with_parent()
     os.umask(0o077)  # as the server's (skystate.home.PRIVATE_UMASK), if started otherwise
@@ -70,7 +71,8 @@ def main() -> None:
         os.environ[TAG] = request["request_id"]  # inherited by what the request starts
         os.environ["SKYSTATE_USER"] = request.get("user_name") or ""
         _redirect_output(request["log_path"])
-        result = _run(request)
+        with applied(request.get("settings") or {}):  # the client's (server.settings)
+            result = _run(request)
         _redirect_output(os.devnull)
         reply.write(json.dumps(result) + "\n")
         reply.flush()
