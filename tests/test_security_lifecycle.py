@@ -1,0 +1,127 @@
+"""Lifecycle hardening: no job is ever lost, a failure says why at once, a forked SDK
+process never shares its parent's connection.
+
+Crash windows are hit deterministically with the fault file (``providers/faults.py``):
+``{"op": "submit", "error": "pause"}`` stops the request's worker right after the job's
+INIT record is flushed (before the agent is called, or with ``after`` once the agent
+answered); the test then SIGKILLs the API server, as a crash would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import run_cli, wait_until
+
+from skystate.reconcile.actual import ActualState
+from skystate.reconcile.desired_views import job_view
+from skystate.reconcile.plan import ActionType
+from skystate.reconcile.planner import make_plan
+from skystate.spec.desired import DesiredState
+from skystate.spec.documents import Cluster, Job, Project
+
+pytestmark = pytest.mark.slow
+
+PROJECT = "kind: Project\nname: lifecycle\n"
+
+
+def _server_pid(home: Path) -> int:
+    return int(json.loads((home / "api_server.json").read_text())["pid"])
+
+
+def _fired(faults: Path) -> dict[str, int]:
+    try:
+        return json.loads(faults.with_name(faults.name + ".fired.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _jobs(home: Path) -> dict[str, dict]:
+    data = json.loads((home / "state.json").read_text())
+    return {j["name"]: j for j in data.get("jobs", {}).values()}
+
+
+# --- part 8: no job is ever lost ------------------------------------------------------
+
+
+def _planner_inputs(job_record: dict | None):
+    cluster = Cluster(name="c", resources={"cpus": 1})
+    job = Job(name="j", cluster="c", run="echo hi")
+    desired = DesiredState(project=Project(name="o"), owner="o", clusters={"c": cluster},
+                           jobs={("c", "j"): job})
+    from skystate.providers.base import Offer
+    from skystate.reconcile.desired_views import cluster_view
+
+    offer = Offer("local", None, None, "local", {}, 2, 8, False, 0.0)
+    record = {**cluster_view(cluster, "o"), "status": "UP", "offer": offer.to_dict(),
+              "provider": "local"}
+    jobs = {("c", "j"): {**job_view(job, "o"), **job_record}} if job_record else {}
+    actual = ActualState(version=3, clusters={"c": record}, jobs=jobs)
+    return make_plan(desired, actual, rank_offers=lambda r, n: [offer], now=0.0)
+
+
+def test_a_job_recorded_init_without_a_job_id_is_planned_as_a_submit() -> None:
+    plan = _planner_inputs({"status": "INIT", "job_id": None})
+    assert [(a.type, a.address) for a in plan.changes] == [
+        (ActionType.SUBMIT_JOB, "Job/c/j")]
+    assert "did not finish" in plan.changes[0].reason
+    # the same job once the agent's answer was recorded is unchanged
+    assert not _planner_inputs({"status": "PENDING", "job_id": 4}).has_changes
+    assert not _planner_inputs({"status": "SUCCEEDED", "job_id": 4}).has_changes
+
+
+def _state_dir(tmp_path: Path, marker: Path) -> Path:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "skystate.yaml").write_text(PROJECT)
+    (state / "all.yaml").write_text(
+        "kind: Cluster\nname: a\nresources: {cpus: 1}\n---\n"
+        f"kind: Job\nname: once\ncluster: a\nrun: echo ran >> {marker}\n")
+    return state
+
+
+def _kill_inside_the_submit_window(home: Path, state: Path, faults: Path) -> None:
+    """Start an apply, wait until its worker paused in the window, SIGKILL the server."""
+    env = {**os.environ, "SKYSTATE_HOME": str(home)}
+    with subprocess.Popen([sys.executable, "-m", "skystate.cli", "apply", str(state), "--yes"],
+                          env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL) as proc:
+        wait_until(lambda: _fired(faults).get("0") == 1, timeout=120,
+                   what="the apply to reach the submit window")
+        os.kill(_server_pid(home), signal.SIGKILL)  # its workers die with it (PDEATHSIG)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+
+@pytest.mark.parametrize("after", [False, True], ids=["before-agent", "after-agent"])
+def test_a_server_killed_mid_submit_loses_no_job_and_runs_it_once(
+        home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, after: bool) -> None:
+    marker = tmp_path / "ran.txt"
+    state = _state_dir(tmp_path, marker)
+    faults = tmp_path / "faults.json"
+    faults.write_text(json.dumps({"op": "submit", "cluster": "a", "error": "pause",
+                                  "after": after, "times": 1}))
+    monkeypatch.setenv("SKYSTATE_FAULTS", str(faults))
+    _kill_inside_the_submit_window(home, state, faults)
+
+    record = _jobs(home)["once"]
+    assert record["status"] == "INIT" and record["job_id"] is None, record
+    plan = run_cli(home, "plan", str(state), "--detailed-exitcode", check=2)
+    assert "Job/a/once" in plan.stdout and "did not finish" in plan.stdout, plan.stdout
+
+    run_cli(home, "apply", str(state), "--yes", "--wait", timeout=120)  # a new server
+    record = _jobs(home)["once"]
+    assert record["job_id"] is not None and record["status"] != "INIT", record
+    import skystate as sky
+
+    queue = sky.get(sky.queue("a"))
+    assert [j["job_name"] for j in queue] == ["once"], queue  # the agent has it once
+    wait_until(lambda: marker.exists(), timeout=60, what="the job to run")
+    assert marker.read_text().splitlines() == ["ran"]
+    run_cli(home, "plan", str(state), "--detailed-exitcode", check=0)
