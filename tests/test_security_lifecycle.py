@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -125,3 +127,90 @@ def test_a_server_killed_mid_submit_loses_no_job_and_runs_it_once(
     wait_until(lambda: marker.exists(), timeout=60, what="the job to run")
     assert marker.read_text().splitlines() == ["ran"]
     run_cli(home, "plan", str(state), "--detailed-exitcode", check=0)
+
+
+# --- part 9: fail fast, say why ----------------------------------------------------------
+
+
+def test_a_server_that_cannot_start_says_why_at_once(home: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not the 30 s startup timeout: the client sees the server exit and shows its reason."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        started = time.monotonic()
+        refused = run_cli(home, "api", "start", "--port", str(port), check=1)
+        took = time.monotonic() - started
+    assert "cannot listen on 127.0.0.1" in refused.stderr, refused.stderr
+    assert "Address already in use" in refused.stderr, refused.stderr
+    assert took < 25, f"took {took:.1f}s: the client waited for its startup timeout"
+    monkeypatch.delenv("SKYSTATE_API_TOKEN", raising=False)
+    started = time.monotonic()
+    refused = run_cli(home, "api", "start", "--host", "0.0.0.0", check=1)
+    took = time.monotonic() - started
+    assert "needs SKYSTATE_API_TOKEN" in refused.stderr, refused.stderr
+    assert took < 25, f"took {took:.1f}s: the client waited for its startup timeout"
+    assert not (home / "api_server.json").exists()
+
+
+# --- part 10: fork-safe client --------------------------------------------------------
+
+
+def _connections_to(pid: int, server_port: int) -> set[int]:
+    """Local ports of the established TCP connections process ``pid`` holds to the port."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:["):-1])
+    ports = set()
+    with open("/proc/net/tcp") as table:
+        for line in table.readlines()[1:]:
+            fields = line.split()
+            local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
+            if inode in inodes and state == "01" and int(remote.split(":")[1], 16) == server_port:
+                ports.add(int(local.split(":")[1], 16))
+    return ports
+
+
+def _use_the_sdk(server_pid: int, rounds: int) -> None:
+    import skystate as sky
+
+    for _ in range(rounds):
+        assert sky.api_info()["pid"] == server_pid
+        assert sky.get(sky.status(all_users=True)) == []
+
+
+def test_a_forked_child_never_shares_the_parents_connection(home: Path) -> None:
+    import skystate as sky
+
+    sky.api_info()  # the parent's client, with a pooled keep-alive connection
+    server_pid, server_port = _server_pid(home), json.loads(
+        (home / "api_server.json").read_text())["port"]
+    parent_ports = _connections_to(os.getpid(), server_port)
+    assert parent_ports, "the parent holds no connection to the server"
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: the same SDK calls, concurrently with the parent's
+        report: dict = {}
+        try:
+            os.close(read_end)
+            _use_the_sdk(server_pid, 30)
+            report["ports"] = sorted(_connections_to(os.getpid(), server_port))
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent
+            report["error"] = repr(exc)
+        finally:
+            os.write(write_end, json.dumps(report).encode())
+            os._exit(0)
+    os.close(write_end)
+    _use_the_sdk(server_pid, 30)
+    with os.fdopen(read_end) as reader:
+        report = json.loads(reader.read() or "{}")
+    os.waitpid(child, 0)
+    assert "error" not in report, report.get("error")
+    own = set(report["ports"]) - parent_ports
+    assert own, f"the child used only its parent's connections {sorted(parent_ports)}"
