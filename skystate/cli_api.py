@@ -78,12 +78,16 @@ def status(
                               default=str))
         return
     table = Table()
+    with_message = any(row.get("status_msg") for row in rows)  # e.g. what it waits for
     for column in ("ID", "USER", "NAME", "CLUSTER", "CREATED", "STATUS"):
         table.add_column(column)
+    if with_message:
+        table.add_column("MESSAGE", overflow="fold")
     for row in rows:
         created = time.strftime("%H:%M:%S", time.localtime(row.get("created_at") or 0))
-        table.add_row(row["request_id"], str(row.get("user_name") or "-"), row["name"],
-                      str(row.get("cluster_name") or "-"), created, row["status"].value)
+        cells = [row["request_id"], str(row.get("user_name") or "-"), row["name"],
+                 str(row.get("cluster_name") or "-"), created, row["status"].value]
+        table.add_row(*cells, *([row.get("status_msg") or ""] if with_message else []))
     Console(highlight=False).print(table)
 
 

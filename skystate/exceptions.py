@@ -7,6 +7,7 @@ Tree::
     ├── PlanError                      the plan is blocked (e.g. protect: true)
     ├── StalePlanError                 a saved plan no longer matches the state
     ├── StateLockedError               another writer holds the state lock
+    ├── ApplyFailedError               some actions of an apply failed (outcomes kept)
     ├── ProviderError                  a provider call failed; ``transient`` says retry
     └── the SkyPilot SDK's exceptions, same names and attributes:
         ClusterDoesNotExist, ClusterNotUpError, NotSupportedError,
@@ -64,6 +65,18 @@ class StalePlanError(SkyStateError):
 
 class StateLockedError(SkyStateError):
     """Another process holds the state lock past the timeout."""
+
+
+class ApplyFailedError(SkyStateError):
+    """Some actions of an apply failed or were skipped. What the others reached is
+    recorded all the same; ``outcomes`` holds every action's outcome (address, type,
+    status, message, seconds) and ``state_version`` the state it left."""
+
+    def __init__(self, message: str, outcomes: list[dict[str, object]] | None = None,
+                 state_version: int = 0) -> None:
+        self.outcomes = list(outcomes or [])
+        self.state_version = state_version
+        super().__init__(message)
 
 
 class ProviderError(SkyStateError):

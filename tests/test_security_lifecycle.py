@@ -214,3 +214,60 @@ def test_a_forked_child_never_shares_the_parents_connection(home: Path) -> None:
     assert "error" not in report, report.get("error")
     own = set(report["ports"]) - parent_ports
     assert own, f"the child used only its parent's connections {sorted(parent_ports)}"
+
+
+def test_an_apply_with_a_failed_action_is_a_failed_request_with_the_rest_recorded(
+        home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import skystate as sky
+    from skystate.exceptions import ApplyFailedError
+
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "skystate.yaml").write_text(PROJECT)
+    (state / "all.yaml").write_text("kind: Cluster\nname: good\nresources: {cpus: 1}\n---\n"
+                                    "kind: Cluster\nname: bad\nresources: {cpus: 1}\n")
+    faults = tmp_path / "faults.json"
+    faults.write_text(json.dumps({"op": "provision", "cluster": "bad", "error": "unavailable"}))
+    monkeypatch.setenv("SKYSTATE_FAULTS", str(faults))
+    applied = run_cli(home, "apply", str(state), "--yes", check=1)
+    assert "1 of 2 action(s) failed" in applied.stderr, applied.stderr
+    row = next(r for r in sky.api_status(all_status=True) if r["name"] == "apply")
+    assert row["status"].value == "FAILED", row
+    assert "create Cluster/bad" in row["error"]["message"], row["error"]
+    assert "Cluster/good" not in row["error"]["message"]
+    with pytest.raises(ApplyFailedError) as caught:
+        sky.get(row["request_id"])
+    assert {o["address"]: o["status"] for o in caught.value.outcomes} == {
+        "Cluster/good": "succeeded", "Cluster/bad": "failed"}
+    clusters = {c["name"]: c for c in json.loads(
+        (home / "state.json").read_text())["clusters"].values()}
+    assert clusters["good"]["status"] == "UP"  # the partial state is recorded
+    assert "bad" not in clusters or clusters["bad"]["status"] != "UP"
+
+
+def test_a_request_waiting_behind_another_says_which_one(
+        home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import skystate as sky
+
+    faults = tmp_path / "faults.json"  # the launch pauses in provision until cancelled
+    faults.write_text(json.dumps({"op": "provision", "cluster": "foo", "error": "pause",
+                                  "times": 1}))
+    monkeypatch.setenv("SKYSTATE_FAULTS", str(faults))  # the server the SDK starts has it
+    task = sky.Task(run="true").set_resources(sky.Resources(infra="local"))
+    first = sky.launch(task, cluster_name="foo")
+    second = sky.exec(task, cluster_name="foo")
+    wanted = f"waiting for request {first} (launch) on cluster:foo"
+
+    def listed() -> dict:
+        return json.loads(run_cli(home, "api", "status", "--json").stdout)
+
+    wait_until(lambda: any(r.get("status_msg") == wanted for r in listed()), timeout=60,
+               what="the waiting request to say so")
+    row = sky.api_status([second])[0]
+    assert row["status"].value == "PENDING" and row["status_msg"] == wanted, row
+    assert wanted in Path(row["log_path"]).read_text()
+    sky.get(sky.api_cancel([first]))
+    wait_until(lambda: sky.api_status([second])[0]["status"].value not in ("PENDING",
+                                                                         "RUNNING"),
+               timeout=120, what="the second request to run once the first is gone")
+    assert sky.api_status([second])[0]["status_msg"] != wanted
