@@ -18,8 +18,10 @@ import sys
 import time
 from pathlib import Path
 
+import moto_fixture
 import pytest
 from helpers import run_cli, wait_until
+from moto_fixture import REGIONS, ec2
 
 from skystate.reconcile.actual import ActualState
 from skystate.reconcile.desired_views import job_view
@@ -29,6 +31,8 @@ from skystate.spec.desired import DesiredState
 from skystate.spec.documents import Cluster, Job, Project
 
 pytestmark = pytest.mark.slow
+moto_url = moto_fixture.moto_url
+aws = moto_fixture.aws
 
 PROJECT = "kind: Project\nname: lifecycle\n"
 
@@ -271,3 +275,52 @@ def test_a_request_waiting_behind_another_says_which_one(
                                                                          "RUNNING"),
                timeout=120, what="the second request to run once the first is gone")
     assert sky.api_status([second])[0]["status_msg"] != wanted
+
+
+def _aws_offer(provider):
+    from skystate.providers.base import OfferQuery
+
+    return min(provider.offers(OfferQuery(cpus="2+", region="us-east-1")),
+               key=lambda o: (o.hourly_price, o.infra))
+
+
+def _instances(url: str) -> list[dict]:
+    reservations = ec2(url, "us-east-1").describe_instances()["Reservations"]
+    return [i for r in reservations for i in r["Instances"]
+            if i["State"]["Name"] != "terminated"]
+
+
+def test_an_emulator_endpoint_without_an_ssh_target_fails_fast(aws: str, home: Path) -> None:
+    """moto's instances have made-up public IPs: never dialled, and nothing is launched."""
+    from skystate.exceptions import NotSupportedError
+    from skystate.providers.base import ProvisionRequest
+    from skystate.providers.registry import Providers
+
+    provider = Providers({"aws": {"regions": REGIONS, "endpoint_url": aws}}).get("aws")
+
+    def never_dial(pool, host):  # were the refusal gone, this test still dials nothing
+        raise AssertionError(f"dialled {host.address}:{host.port}")
+
+    provider.nodes.conns._open = never_dial
+    with pytest.raises(NotSupportedError, match="test_ssh_address"):
+        provider.provision(ProvisionRequest("fake-ips", "me", _aws_offer(provider), 1))
+    assert _instances(aws) == []
+
+
+def test_waiting_for_ssh_prints_progress_and_ends_at_ssh_timeout(
+        aws: str, home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from skystate.exceptions import ProviderError
+    from skystate.providers.base import ProvisionRequest
+    from skystate.providers.registry import Providers
+
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    provider = Providers({"aws": {
+        "regions": REGIONS, "endpoint_url": aws, "ssh_timeout": 4,
+        "test_ssh_address": f"127.0.0.1:{closed}"}}).get("aws")
+    with pytest.raises(ProviderError, match=r"no SSH within 4s \(ssh_timeout\)"):
+        provider.provision(ProvisionRequest("no-sshd", "me", _aws_offer(provider), 1))
+    printed = capsys.readouterr().out
+    assert "waiting for SSH (" in printed and "of 4s)" in printed, printed
+    provider.terminate("no-sshd", "me")
