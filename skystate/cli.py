@@ -184,10 +184,12 @@ def apply(
 
 def _finish_apply(request_id: str) -> None:
     from skystate import sdk
+    from skystate.exceptions import ApplyFailedError
 
-    result = sdk.stream_and_get(request_id)
-    if not result["ok"]:
-        raise typer.Exit(1)
+    try:
+        sdk.stream_and_get(request_id)
+    except ApplyFailedError as exc:  # the log above showed each failure already
+        _fail(str(exc).splitlines()[0])
 
 
 @app.command()

@@ -8,6 +8,7 @@ Tree::
     ├── StalePlanError                 a saved plan no longer matches the state
     ├── StateLockedError               another writer holds the state lock
     ├── InsecureHomeError              SKYSTATE_HOME cannot be made owner-only
+    ├── ApplyFailedError               some actions of an apply failed (outcomes kept)
     ├── ProviderError                  a provider call failed; ``transient`` says retry
     └── the SkyPilot SDK's exceptions, same names and attributes:
         ClusterDoesNotExist, ClusterNotUpError, NotSupportedError,
@@ -83,6 +84,18 @@ class StateLockedError(SkyStateError):
 
 class InsecureHomeError(SkyStateError):
     """``SKYSTATE_HOME`` cannot be made owner-only (another user's folder, ``~`` or ``/``)."""
+
+
+class ApplyFailedError(SkyStateError):
+    """Some actions of an apply failed or were skipped. What the others reached is
+    recorded all the same; ``outcomes`` holds every action's outcome (address, type,
+    status, message, seconds) and ``state_version`` the state it left."""
+
+    def __init__(self, message: str, outcomes: list[dict[str, object]] | None = None,
+                 state_version: int = 0) -> None:
+        self.outcomes = list(outcomes or [])
+        self.state_version = state_version
+        super().__init__(message)
 
 
 class ProviderError(SkyStateError):

@@ -157,7 +157,12 @@ def plan(state_dir: str | Path, refresh: bool = False, targets: Sequence[str] | 
 
 def apply(state_dir_or_plan: Any, targets: Sequence[str] | None = None, prune: bool = True,
           refresh: bool = False, wait: bool = False, lock_timeout: float = 30.0) -> RequestId:
-    """Apply a state directory, or exactly a saved plan (a ``Plan``, its JSON or file)."""
+    """Apply a state directory, or exactly a saved plan (a ``Plan``, its JSON or file).
+
+    The request returns a summary of every action's outcome; if any action failed or was
+    skipped it fails instead, with ``ApplyFailedError`` (whose ``outcomes`` are that
+    summary; what the other actions reached is recorded all the same).
+    """
     from skystate.reconcile.plan import Plan
 
     source: Any = state_dir_or_plan

@@ -10,6 +10,7 @@ Configured by ``providers: aws:`` (``AWSConfig``)::
       key_name: null                    # existing key pair; default: the key's .pub imported
       image_id: null                    # AMI or {region: AMI}; default: newest Ubuntu
       security_group: null              # default: one group per cluster, opening 22 + ports
+      ssh_timeout: 300                  # seconds a new instance may take to accept SSH
 
 **Tags are the truth.** Every instance and its volumes are created with the tags
 ``skystate-cluster``, ``skystate-owner``, ``skystate-offer`` (the offer as JSON) and the
@@ -30,6 +31,11 @@ instances are one-time requests, which EC2 cannot stop: they always terminate, a
 
 Failures map as ``aws_api`` describes: capacity/quota → the next offer, throttling →
 backoff.
+
+An ``endpoint_url`` that is not AWS's own (``*.amazonaws.com``) is an emulator such as
+moto: its instances have made-up public IPs in real address space, which are never
+dialled (host keys are not checked on cloud nodes). Without ``test_ssh_address`` such a
+provider refuses to provision or reach nodes, at once and saying why.
 """
 
 from __future__ import annotations
@@ -91,6 +97,8 @@ class AWSProvider:
             shutdown_command=tuple(self.config.shutdown_command)
             if self.config.shutdown_command is not None else None,
             address_override=self.config.test_ssh_address,
+            ssh_timeout=self.config.ssh_timeout,
+            refused=_emulator_refusal(self.config),
         )  # fmt: skip
         self.nodes = CloudNodes("aws", access)
         self._key_lock = threading.Lock()
@@ -165,6 +173,7 @@ class AWSProvider:
 
     def provision(self, request: ProvisionRequest) -> ClusterObservation:
         """Launch the missing ranks (or return the tagged cluster), then start the runtime."""
+        self.nodes.check_dialable()  # before anything is launched that could not be reached
         existing = self._cluster(request.cluster_name, request.owner)
         region = existing[0][0] if existing else request.offer.region
         if region is None:
@@ -421,3 +430,18 @@ def _cloud_nodes(observation: ClusterObservation) -> list[CloudNode]:
                           "zone": str(n.extra.get("zone") or "")})
         for n in observation.nodes
     ]  # fmt: skip
+
+
+def _emulator_refusal(config: AWSConfig) -> str | None:
+    """Why nodes must not be dialled: an emulator's endpoint without a test SSH target."""
+    from urllib.parse import urlsplit
+
+    if not config.endpoint_url or config.test_ssh_address:
+        return None
+    host = (urlsplit(config.endpoint_url).hostname or "").lower()
+    if host.endswith((".amazonaws.com", ".amazonaws.com.cn", ".api.aws")):
+        return None  # AWS's own endpoints (FIPS, VPC endpoints): real instances
+    return (f"providers.aws.endpoint_url {config.endpoint_url} is not AWS's own endpoint "
+            "(an emulator such as moto): its instances' addresses are made up and are never "
+            "dialled; set providers.aws.test_ssh_address to a reachable sshd (\"host:port\") "
+            "for tests, or remove endpoint_url to use EC2")

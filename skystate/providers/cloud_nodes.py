@@ -318,7 +318,10 @@ class NodeAccess:
     and ``{zone}`` in it are replaced. ``address_override`` ("host:port") is for test
     rigs only: every node's sshd is reached there instead of at the instance's IP (cloud
     emulators have no machines); with it, nodes are never powered off unless
-    ``shutdown_command`` is given explicitly.
+    ``shutdown_command`` is given explicitly. ``refused`` says why nodes must not be
+    dialled at all (an emulator's made-up addresses): every node call fails with it.
+    ``ssh_timeout``: how long a new instance may take to accept SSH (progress is printed
+    while it waits).
     """
 
     user: str = "ubuntu"
@@ -329,6 +332,7 @@ class NodeAccess:
     shutdown_command: tuple[str, ...] | None = None
     address_override: str | None = None
     ssh_timeout: float = 300.0  # how long a new instance may take to accept SSH
+    refused: str | None = None
 
     @property
     def power_off(self) -> tuple[str, ...] | None:
@@ -358,7 +362,12 @@ class CloudNodes:
     def close(self) -> None:
         self.conns.close()
 
+    def check_dialable(self) -> None:
+        if self.access.refused:
+            raise NotSupportedError(self.access.refused)
+
     def host(self, node: CloudNode) -> Host:
+        self.check_dialable()
         if self.access.address_override:
             address, _, port = self.access.address_override.rpartition(":")
             return Host(self.provider, address, int(port), self.access.user)
@@ -384,9 +393,12 @@ class CloudNodes:
         return node.private_ip or self.host(node).address
 
     def _wait_for_ssh(self, pool: Pool, node: CloudNode) -> None:
-        """A fresh instance boots for a while before its sshd answers."""
-        deadline = time.monotonic() + self.access.ssh_timeout
+        """A fresh instance boots for a while before its sshd answers (progress printed:
+        it is the request's log)."""
+        started = time.monotonic()
+        deadline = started + self.access.ssh_timeout
         delay = 1.0
+        self.check_dialable()
         while True:
             try:
                 self.conns.get(pool, self.host(node))
@@ -395,9 +407,12 @@ class CloudNodes:
                 if not exc.transient or time.monotonic() + delay > deadline:
                     raise ProviderError(
                         f"{self.provider} node {node.node_id}: no SSH within "
-                        f"{self.access.ssh_timeout:.0f}s: {exc}",
+                        f"{self.access.ssh_timeout:g}s (ssh_timeout): {exc}",
                         transient=True,
                     ) from exc
+                print(f"{self.provider} node {node.node_id}: waiting for SSH "
+                      f"({time.monotonic() - started:.0f}s of {self.access.ssh_timeout:g}s): "
+                      f"{exc}", flush=True)
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
 

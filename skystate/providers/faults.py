@@ -4,13 +4,21 @@ Enabled only when ``SKYSTATE_FAULTS`` names a JSON file holding one fault or a l
 
     {"cluster": "a", "op": "provision", "error": "transient", "times": 3}
 
-``op`` is a Provider call (offers, provision, start, stop, terminate, observe, agent);
-``cluster`` limits it to calls about that cluster (omitted: every call; a call that
-names no cluster — ``offers``, ``observe`` of all — matches any); ``error`` is
-``transient`` (a ``ProviderError`` marked transient, as a throttled cloud API gives)
-or ``timeout`` (``TimeoutError``, as an unreachable host gives) or ``unavailable`` (a
-``ResourcesUnavailableError``, as a cloud out of capacity gives), raised after ``delay``
-seconds (default 0); ``times`` is how many matching calls fail (omitted or null: all).
+``op`` is a Provider call (offers, provision, start, stop, terminate, observe, agent)
+or ``submit``, a job submit to a cluster's agent; ``cluster`` limits it to calls about
+that cluster (omitted: every call; a call that names no cluster — ``offers``,
+``observe`` of all — matches any); ``error`` is ``transient`` (a ``ProviderError``
+marked transient, as a throttled cloud API gives) or ``timeout`` (``TimeoutError``, as
+an unreachable host gives) or ``unavailable`` (a ``ResourcesUnavailableError``, as a
+cloud out of capacity gives), raised after ``delay`` seconds (default 0); ``times`` is
+how many matching calls fail (omitted or null: all).
+
+Two errors stop the process instead, to test crash windows deterministically: ``kill``
+(it SIGKILLs itself) and ``pause`` (it sleeps until killed; the test sees the fault
+fired in the ledger below, then kills whatever it wants, e.g. the API server).
+``after: true`` (``submit`` only) fires once the real call returned (its effect
+happened, its answer is lost), e.g. ``{"op": "submit", "error": "pause", "after": true}``:
+the agent queued the job but the apply never recorded its id.
 
 The fault file is never changed; how many times each fault fired is counted in
 ``<file>.fired.json`` (under an ``flock``, so every process applying against the same
@@ -23,6 +31,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import signal
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -35,6 +44,7 @@ from skystate.exceptions import ProviderError, ResourcesUnavailableError
 from skystate.providers.base import (
     ClusterAgent,
     ClusterObservation,
+    JobRequest,
     Offer,
     OfferQuery,
     Provider,
@@ -43,20 +53,21 @@ from skystate.providers.base import (
 
 FAULTS_ENV = "SKYSTATE_FAULTS"
 
-Op = Literal["offers", "provision", "start", "stop", "terminate", "observe", "agent"]
+Op = Literal["offers", "provision", "start", "stop", "terminate", "observe", "agent", "submit"]
 
 
 class Fault(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     op: Op
-    error: Literal["transient", "timeout", "unavailable"]
+    error: Literal["transient", "timeout", "unavailable", "kill", "pause"]
     cluster: str | None = None
     times: int | None = None
     delay: float = 0.0
+    after: bool = False
 
-    def matches(self, op: str, clusters: Sequence[str] | None) -> bool:
-        if op != self.op:
+    def matches(self, op: str, clusters: Sequence[str] | None, after: bool = False) -> bool:
+        if op != self.op or after != self.after:
             return False
         return self.cluster is None or clusters is None or self.cluster in clusters
 
@@ -95,9 +106,10 @@ class FaultLedger:
         except (OSError, ValueError):
             return {}
 
-    def take(self, op: str, clusters: Sequence[str] | None) -> Fault | None:
+    def take(self, op: str, clusters: Sequence[str] | None,
+             after: bool = False) -> Fault | None:
         """The first matching fault with firings left, counted as fired now."""
-        candidates = [i for i, f in enumerate(self.faults) if f.matches(op, clusters)]
+        candidates = [i for i, f in enumerate(self.faults) if f.matches(op, clusters, after)]
         if not candidates:
             return None
         with self._locked() as counts:
@@ -114,6 +126,11 @@ def _raise(fault: Fault, op: str, clusters: Sequence[str] | None) -> None:
     if fault.delay:
         time.sleep(fault.delay)
     what = f"{op} of {', '.join(clusters)}" if clusters else op
+    if fault.error == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if fault.error == "pause":
+        while True:  # until the test kills this process (or its parent, and so it)
+            time.sleep(3600)
     if fault.error == "timeout":
         raise TimeoutError(f"injected timeout: {what} did not answer")
     if fault.error == "unavailable":
@@ -160,10 +177,34 @@ class FaultyProvider:
 
     def agent(self, observation: ClusterObservation) -> ClusterAgent:
         self._check("agent", [observation.name])
-        return self.inner.agent(observation)
+        agent = self.inner.agent(observation)
+        if not any(f.op == "submit" for f in self.ledger.faults):
+            return agent
+        return FaultyAgent(agent, self.ledger, observation.name)  # type: ignore[return-value]
 
     def __getattr__(self, attribute: str) -> Any:
         return getattr(self.inner, attribute)  # provider-specific extras
+
+
+class FaultyAgent:
+    """A cluster agent whose ``submit`` fails (or stops the process) before or after the
+    real call, as the fault file says; everything else is the real agent."""
+
+    def __init__(self, inner: ClusterAgent, ledger: FaultLedger, cluster: str) -> None:
+        self.inner, self.ledger, self.cluster = inner, ledger, cluster
+
+    def submit(self, job: JobRequest) -> int:
+        fault = self.ledger.take("submit", [self.cluster])
+        if fault is not None:
+            _raise(fault, "submit", [self.cluster])
+        job_id = self.inner.submit(job)
+        fault = self.ledger.take("submit", [self.cluster], after=True)
+        if fault is not None:
+            _raise(fault, "submit", [self.cluster])
+        return job_id
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self.inner, attribute)
 
 
 def with_faults(provider: Provider) -> Provider:

@@ -125,6 +125,7 @@ class GCPSettings:
     remote_dir: str = "~/.skystate-node"
     image: str = DEFAULT_IMAGE
     network: str = DEFAULT_NETWORK
+    ssh_timeout: float = 300.0
     test_ssh_address: str | None = None
 
     @classmethod

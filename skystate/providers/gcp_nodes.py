@@ -72,6 +72,6 @@ def gcp_cloud_nodes(settings: GCPSettings) -> GCPNodes:
     access = NodeAccess(
         user=settings.ssh_user, identity_file=settings.identity_file,
         remote_dir=remote_dir, isolate_home=isolate_home,
-        address_override=settings.test_ssh_address,
+        address_override=settings.test_ssh_address, ssh_timeout=settings.ssh_timeout,
     )  # fmt: skip
     return GCPNodes(settings, access)

@@ -423,12 +423,19 @@ def apply(source: Any, targets: Sequence[str] | None = None, prune: bool = True,
     if wait:
         wait_for_jobs(out, [o.action for o in result.outcomes
                             if o.status == "succeeded" and o.action.type.value == "submit-job"])
-    return {
-        "ok": not failed, "changed": True, "state_version": result.state_version,
-        "outcomes": [{"address": o.action.address, "type": o.action.type.value,
-                      "status": o.status, "message": o.message, "seconds": o.seconds}
-                     for o in result.outcomes],
-    }
+    outcomes = [{"address": o.action.address, "type": o.action.type.value,
+                 "status": o.status, "message": o.message, "seconds": o.seconds}
+                for o in result.outcomes]
+    if failed:  # the request fails; what the other actions reached is recorded already
+        from skystate.exceptions import ApplyFailedError
+
+        listed = "".join(f"\n  - {o.action.type.value} {o.action.address}: {o.message}"
+                         for o in failed)
+        raise ApplyFailedError(f"{len(failed)} of {len(result.outcomes)} action(s) failed or "
+                               f"were skipped (the rest is applied and recorded):{listed}",
+                               outcomes, result.state_version)
+    return {"ok": True, "changed": True, "state_version": result.state_version,
+            "outcomes": outcomes}
 
 
 def _print_job_output(out: Any, job: dict[str, Any]) -> None:

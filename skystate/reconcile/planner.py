@@ -3,7 +3,8 @@
 Rules (SPEC §2): only owned resources are pruned; clusters before the jobs on them,
 cancels before downs; resources/num_nodes changes replace, other changes are in place;
 ``protect`` blocks destroy and replace, even after the file is gone; a cluster stopped
-by its own autostop is not drift; a job runs once per spec hash.
+by its own autostop is not drift; a job runs once per spec hash, and one recorded INIT
+with no job id (an apply died mid-submit) is submitted again, never forgotten.
 """
 
 from __future__ import annotations
@@ -253,7 +254,9 @@ class _PlanBuilder:
             return
         depends = [cluster_action.id] if cluster_action.is_change else []
         fresh_cluster = cluster_action.type in (ActionType.CREATE, ActionType.REPLACE)
-        if record is not None and record["spec_hash"] == after["spec_hash"] and not fresh_cluster:
+        unfinished = record is not None and _submit_unfinished(record)
+        if (record is not None and record["spec_hash"] == after["spec_hash"]
+                and not fresh_cluster and not unfinished):
             self.add(Action(type=ActionType.NOOP, kind="Job", address=addr, name=name,
                             cluster=cluster, before=record, after=after,
                             reason=f"spec unchanged (last run {record.get('status')})"))
@@ -263,12 +266,15 @@ class _PlanBuilder:
                                "which has power: stopped")
             return
         depends += self._start_for_job(cluster, cluster_action)
-        if record is not None and not fresh_cluster and job_is_active(record):
+        if record is not None and not fresh_cluster and not unfinished and job_is_active(record):
             cancel = self.add(Action(type=ActionType.CANCEL_JOB, kind="Job", address=addr,
                                      name=name, cluster=cluster, before=record,
                                      reason="spec changed: cancel the active run first"))
             depends.append(cancel.id)
         reason = ("cluster is new" if fresh_cluster and record is not None else
+                  "an earlier submit did not finish (no job id recorded): submit again; "
+                  "the cluster's agent runs it once" if unfinished
+                  and record["spec_hash"] == after["spec_hash"] else
                   "spec changed" if record is not None else "not yet submitted")
         self.add(Action(
             type=ActionType.SUBMIT_JOB, kind="Job", address=addr, name=name, cluster=cluster,
@@ -340,6 +346,12 @@ class _PlanBuilder:
             return 1 if action.kind == "Cluster" else 2
         chosen = [a for a in self.actions if targets is None or a.address in targets]
         return sorted(chosen, key=rank)
+
+
+def _submit_unfinished(record: Record) -> bool:
+    """Recorded INIT with no job id: the apply died between recording and the agent's
+    answer. Submitting again is safe (the agent de-duplicates by submission id)."""
+    return record.get("status") == "INIT" and record.get("job_id") is None
 
 
 def _compared(view: Record) -> Record:

@@ -2,7 +2,12 @@
 
 ``SKYSTATE_API_SERVER_URL`` points at a remote server (with ``SKYSTATE_API_TOKEN``);
 otherwise the server of this ``SKYSTATE_HOME`` is used, started on demand, and
-restarted when it runs another skystate version.
+restarted when it runs another skystate version. A server that cannot start (port
+busy, a non-loopback host without a token) is reported at once with its own reason.
+
+Clients are per process: a process that forks after using the SDK gets a new client
+(and so new connections) in the child; the parent's pooled sockets are never used
+there, so two processes never interleave requests on one connection.
 """
 
 from __future__ import annotations
@@ -30,14 +35,15 @@ from skystate.server.main import server_file
 
 FINISHED = ("SUCCEEDED", "FAILED", "CANCELLED")
 FULL_ID_LENGTH = 36  # str(uuid.uuid4())
-_CLIENTS: dict[str, ApiClient] = {}
+# (pid, server) -> client: a forked child never finds (and so never uses) its parent's
+_CLIENTS: dict[tuple[int, str], ApiClient] = {}
 
 
 @atexit.register
 def _close_clients() -> None:
-    for cached in _CLIENTS.values():
-        cached.http.close()
-    _CLIENTS.clear()
+    mine = [key for key in _CLIENTS if key[0] == os.getpid()]
+    for key in mine:  # an inherited client's sockets are the parent's: left alone
+        _CLIENTS.pop(key).http.close()
 
 
 def user_name() -> str:
@@ -161,7 +167,7 @@ def client() -> ApiClient:
     """The client of this process, connected to a running (or just started) server."""
     remote = os.environ.get("SKYSTATE_API_SERVER_URL")
     token = os.environ.get("SKYSTATE_API_TOKEN")
-    key = remote or str(home())
+    key = (os.getpid(), remote or str(home()))
     cached = _CLIENTS.get(key)
     if cached is not None and (remote or _alive(server_file())):
         return cached
@@ -221,22 +227,46 @@ def ensure_server(*, host: str = "127.0.0.1", deploy: bool = False, port: int = 
 
 def _spawn(base: Path, host: str, port: int, extra: list[str],
            timeout: float) -> dict[str, Any]:
-    """Start the server detached (reparented to init: it outlives this process)."""
+    """Start the server detached (reparented to init: it outlives this process).
+
+    The wait ends as soon as the server announces itself, or as soon as it has exited
+    without doing so: then its own reason (what it wrote to its log since) is raised.
+    """
     argv = [sys.executable, "-m", "skystate.server", "--host", host, "--port", str(port),
             *extra]
     log = base / "api_server.log"
-    subprocess.run(["bash", "-c", 'log=$1; shift; "$@" >>"$log" 2>&1 </dev/null &', "_",
-                    str(log), *argv], check=True, cwd=base, start_new_session=True,
-                   env={**os.environ, "SKYSTATE_HOME": str(base)})
+    offset = log.stat().st_size if log.exists() else 0
     started = time.time()
+    spawned = subprocess.run(
+        ["bash", "-c", 'log=$1; shift; "$@" >>"$log" 2>&1 </dev/null & echo $!', "_",
+         str(log), *argv], check=True, cwd=base, start_new_session=True,
+        env={**os.environ, "SKYSTATE_HOME": str(base)}, capture_output=True, text=True)
+    pid = int(spawned.stdout.split()[-1])
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         info = server_info(base)
         if info and float(info.get("started_at", 0)) >= started - 1:
             return info
+        if not _pid_alive(pid):
+            raise ApiServerError("the API server could not start: "
+                                 + (_startup_reason(log, offset) or "it exited at once "
+                                    f"without a reason (see {log})"))
         time.sleep(0.01)
     tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
     raise ApiServerError(f"the API server did not start within {timeout:g}s:\n{tail}")
+
+
+def _startup_reason(log: Path, offset: int) -> str:
+    """What a server that exited at start wrote (its last lines: the reason or the error
+    at the end of a traceback)."""
+    try:
+        with open(log, "rb") as handle:
+            handle.seek(offset)
+            written = handle.read().decode(errors="replace")
+    except OSError:
+        return ""
+    lines = [line for line in written.splitlines() if line.strip()]
+    return "\n".join(lines[-3:])
 
 
 def stop_server(base: Path | None = None, timeout: float = 10.0) -> bool:
@@ -256,7 +286,7 @@ def stop_server(base: Path | None = None, timeout: float = 10.0) -> bool:
             os.kill(pid, signal.SIGKILL)
     with contextlib.suppress(FileNotFoundError):
         server_file(base).unlink()
-    cached = _CLIENTS.pop(str(base), None)
+    cached = _CLIENTS.pop((os.getpid(), str(base)), None)
     if cached is not None:
         cached.http.close()
     return True

@@ -40,10 +40,6 @@ def is_loopback(host: str) -> bool:
 
 def serve(host: str = "127.0.0.1", port: int = 0, *, deploy: bool = False,
           watch_dir: str | None = None) -> None:
-    import uvicorn
-
-    from skystate.server.app import create_app
-
     token = os.environ.get("SKYSTATE_API_TOKEN") or None
     if not is_loopback(host) and not token:
         sys.exit(f"skystate api: listening on {host} needs SKYSTATE_API_TOKEN to be set "
@@ -57,8 +53,15 @@ def serve(host: str = "127.0.0.1", port: int = 0, *, deploy: bool = False,
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as exc:  # the client that started us reports this line
+        sys.exit(f"skystate api: cannot listen on {host}:{port}: {exc.strerror or exc}")
     sock.listen(2048)
+    import uvicorn  # after the checks above: a server that cannot start says so at once
+
+    from skystate.server.app import create_app
+
     cpus = os.cpu_count() or 2
     app = create_app(base, token=token, max_workers=max(4, cpus * (4 if deploy else 2)),
                      warm=2)

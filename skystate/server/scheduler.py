@@ -2,7 +2,8 @@
 
 A long request gets a warm worker process of its own; a short (read-only) one runs on
 a server thread. Two requests that share a key (a cluster, a state directory) run in
-arrival order, one at a time; the rest run in parallel up to ``max_workers``.
+arrival order, one at a time; the rest run in parallel up to ``max_workers``. A request
+waiting behind another says so (its ``status_msg`` and its log name the other one).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class _Running:
     worker: Worker | None = None
     cancelled: bool = False
     long: bool = False
+    name: str = ""
 
 
 @dataclass
@@ -58,6 +60,7 @@ class _Pending:
     log_path: str
     queued: float = field(default_factory=time.monotonic)
     settings: dict[str, str | None] = field(default_factory=dict)  # server.settings
+    waiting_for: str | None = None  # the request it was last seen waiting behind
 
 
 class Scheduler:
@@ -180,19 +183,32 @@ class Scheduler:
                     self._lock.wait()
                     job = self._next_runnable()
                 self._pending.remove(job)
-                running = _Running(job.request_id, job.keys, long=True)
+                running = _Running(job.request_id, job.keys, long=True, name=job.name)
                 self._running[job.request_id] = running
             self._dispatch(job, running)
 
     def _next_runnable(self) -> _Pending | None:
         if sum(1 for r in self._running.values() if r.long) >= self.max_workers:
             return None
-        busy = {k for r in self._running.values() for k in r.keys}
+        busy = {k: (r.request_id, r.name) for r in self._running.values() for k in r.keys}
         for job in self._pending:
-            if not busy.intersection(job.keys):
+            blocker = next(((k, busy[k]) for k in job.keys if k in busy), None)
+            if blocker is None:
                 return job
-            busy.update(job.keys)  # keep arrival order per key
+            self._note_waiting(job, blocker[0], *blocker[1])
+            for key in job.keys:  # keep arrival order per key
+                busy.setdefault(key, (job.request_id, job.name))
         return None
+
+    def _note_waiting(self, job: _Pending, key: str, request_id: str, name: str) -> None:
+        """Say (once per blocker) which request this one waits behind, and on what."""
+        if job.waiting_for == request_id:
+            return
+        job.waiting_for = request_id
+        message = f"waiting for request {request_id} ({name}) on {key}"
+        self.db.update(job.request_id, status_msg=message)
+        with contextlib.suppress(OSError), open(job.log_path, "a") as log:
+            log.write(message + "\n")
 
     def _dispatch(self, job: _Pending, running: _Running) -> None:
         worker = self.pool.take()
@@ -202,8 +218,9 @@ class Scheduler:
                 self.pool.lost()
                 return
             running.worker = worker
+            waited = {"status_msg": None} if job.waiting_for else {}
             self.db.update(job.request_id, status=RequestStatus.RUNNING,
-                           started_at=time.time(), pid=worker.pid)
+                           started_at=time.time(), pid=worker.pid, **waited)
         try:
             worker.send(json.dumps({"request_id": job.request_id, "name": job.name,
                                     "args": job.args, "user_name": job.user_name,

@@ -18,10 +18,15 @@ from skystate.reconcile.watch import AppliedAction, WatchOptions, plan_in_proces
 def apply_by_request(state_dir: Path, targets: list[str],
                      lock_timeout: float) -> list[AppliedAction]:
     from skystate import sdk
+    from skystate.exceptions import ApplyFailedError
 
-    result = sdk.get(sdk.apply(state_dir, targets=targets, lock_timeout=lock_timeout))
+    try:
+        outcomes = sdk.get(sdk.apply(state_dir, targets=targets,
+                                     lock_timeout=lock_timeout)).get("outcomes", [])
+    except ApplyFailedError as exc:  # a FAILED request still says what each action did
+        outcomes = exc.outcomes
     return [AppliedAction(o["address"], o["type"], o["status"], o["message"])
-            for o in result.get("outcomes", [])]
+            for o in outcomes]
 
 
 def plan_by_request(state_dir: Path, refresh: bool, lock_timeout: float) -> Plan:

@@ -231,7 +231,9 @@ class AWSConfig(_Strict):
     remote_dir: str = "~/.skystate-node"  # node folders; "{host}" expands to the instance id
     isolate_home: bool = False  # jobs' HOME (and / mounts) inside the node folder
     shutdown_command: list[str] | None = None  # powers a node off (default: sudo shutdown)
-    # TEST ONLY: reach every node's sshd at "host:port" (a cloud emulator has no machines)
+    ssh_timeout: float = Field(300.0, gt=0)  # seconds a new instance may take to accept SSH
+    # TEST ONLY: reach every node's sshd at "host:port" (a cloud emulator has no machines;
+    # an endpoint_url other than AWS's own needs it, its instances' IPs are made up)
     test_ssh_address: str | None = None
 
 
@@ -246,6 +248,7 @@ class GCPConfig(_Strict):
     remote_dir: str = "~/.skystate-node"  # node folders on the instances
     image: str = "projects/debian-cloud/global/images/family/debian-12"
     network: str = "global/networks/default"
+    ssh_timeout: float = Field(300.0, gt=0)  # seconds a new instance may take to accept SSH
     # TESTS ONLY: reach every node's sshd at this "host:port" instead of its IP (fake API).
     test_ssh_address: str | None = None
 
