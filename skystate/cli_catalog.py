@@ -20,7 +20,11 @@ def show_gpus(
     cloud: str = typer.Option(None, "--cloud", help="Only this provider (aws, gcp, local, ssh)."),
     as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON."),
 ) -> None:
-    """What accelerators are offered where, at what $/hour (on-demand and spot)."""
+    """What accelerators are offered where, at what $/hour (on-demand and spot).
+
+    The local and ssh rows are the inventory of the state directory's Project when run
+    inside one (a directory with skystate.yaml), else of $SKYSTATE_HOME/config.yaml.
+    """
     rows = gpu_rows(name, cloud)
     if as_json:
         print(json.dumps([row.to_dict() for row in rows], indent=2))
@@ -39,21 +43,45 @@ def show_gpus(
 
 def check(as_json: bool = typer.Option(False, "--json", help="Print the verdicts as JSON.")
           ) -> None:
-    """Which providers are usable with the credentials present, and why not."""
-    from skystate.providers.check import check_providers
+    """Which providers are usable with the credentials present, and why not.
 
-    results = check_providers()
+    Inside a state directory (one with skystate.yaml) its Project's providers are checked,
+    elsewhere those of $SKYSTATE_HOME/config.yaml.
+    """
+    from skystate.providers.check import check_providers
+    from skystate.providers.enabled import enabled_providers
+
+    config, source = providers_config()
+    results = check_providers(config)
+    enabled = enabled_providers(config)
     if as_json:
-        print(json.dumps([r.to_dict() for r in results], indent=2))
+        print(json.dumps([{**r.to_dict(), "enabled_without_infra": r.name in enabled.considered}
+                          for r in results], indent=2))
         return
-    _render("Providers", ["PROVIDER", "USABLE", "REASON"],
+    _render(f"Providers of {source}", ["PROVIDER", "USABLE", "REASON"],
             [[r.name, "yes" if r.usable else "no", r.reason] for r in results])
+    print(f"(providers of {source}) Resources without infra: {enabled.describe()}.")
+
+
+def providers_config() -> tuple[dict[str, Any], str]:
+    """The ``providers:`` in effect here, and where they come from (for the title)."""
+    from pathlib import Path
+
+    from skystate.spec.loader import PROJECT_FILE, project_of
+
+    project = project_of(Path.cwd())
+    if project is not None:
+        return (project.providers.model_dump(mode="json"),
+                f"project {project.name!r} (./{PROJECT_FILE})")
+    from skystate.home import config_path
+    from skystate.spec.home_config import home_providers_config
+
+    return home_providers_config(), str(config_path())
 
 
 def gpu_rows(name: str | None, cloud: str | None) -> list[Any]:
     """Catalog offerings (aws, gcp) plus the configured local/ssh inventory."""
     from skystate.providers import catalog
-    from skystate.spec.home_config import home_providers_config
 
     accelerator, count = _parse_name(name)
     if cloud is not None and cloud not in (*catalog.CLOUDS, "local", "ssh"):
@@ -62,7 +90,7 @@ def gpu_rows(name: str | None, cloud: str | None) -> list[Any]:
     clouds = [c for c in catalog.CLOUDS if cloud in (None, c)]
     rows = catalog.accelerator_offerings(accelerator, count, clouds) if clouds else []
     if cloud in (None, "local", "ssh"):
-        rows += [r for r in catalog.inventory_offerings(home_providers_config())
+        rows += [r for r in catalog.inventory_offerings(providers_config()[0])
                  if cloud in (None, r.cloud)
                  and (accelerator is None or r.accelerator.lower() == accelerator.lower())
                  and (count is None or r.count == count)]

@@ -120,6 +120,12 @@ def grouped_lines(changes: Sequence[Action]) -> list[Line]:
     return lines
 
 
+def describe_enabled(considered: Sequence[str], skipped: dict[str, str]) -> str:
+    from skystate.providers.enabled import Enabled
+
+    return Enabled(tuple(considered), dict(skipped)).describe()
+
+
 def summary(plan: Plan) -> str:
     counts = plan.counts()
     parts = [
@@ -177,6 +183,9 @@ def plan_lines(plan: Plan, *, full: bool = False) -> list[Line]:
         lines.append(("", f"Cost: {sign}${abs(after - before):.2f}/h "
                           f"(${before:.2f}/h → ${after:.2f}/h)"))
     lines.extend(unchanged_lines(plan.actions))
+    if plan.considered_providers:
+        lines.append(("", "Clusters without infra go to the best offer of any enabled provider: "
+                          + describe_enabled(plan.considered_providers, plan.skipped_providers)))
     lines.extend(("yellow", f"Warning: {warning}") for warning in plan.warnings)
     return lines
 
