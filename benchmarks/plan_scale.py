@@ -114,8 +114,14 @@ def run_size(tmp: Path, n: int, repeat: int, profile: bool) -> dict[str, float]:
 
 
 def cli_plan(state_dir: Path, home: Path) -> tuple[float, float, str]:
-    """(wall s, CPU s, stdout) of one cold ``skystate plan`` with its text on a pipe."""
-    env = {**os.environ, "SKYSTATE_HOME": str(home)}
+    """(wall s, CPU s, stdout) of one cold ``skystate plan`` with its text on a pipe.
+
+    Bytecode is cached as after ``pip install`` (in a private PYTHONPYCACHEPREFIX, even if
+    PYTHONDONTWRITEBYTECODE is set here), so a cold process does not compile sources.
+    """
+    env = {**os.environ, "SKYSTATE_HOME": str(home),
+           "PYTHONPYCACHEPREFIX": str(state_dir.parent / "pycache")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "skystate.cli", "plan", str(state_dir)],
@@ -132,6 +138,7 @@ def run_cli(tmp: Path, n: int, repeat: int) -> dict[str, tuple[float, float, int
     """Median wall/CPU of the CLI for all-new and no-change, and the plan text's lines."""
     state_dir = tmp / f"state{n}"
     found = {}
+    cli_plan(state_dir, tmp / f"home-new{n}")  # warm-up: fills the bytecode cache
     for label, home in (("all-new", f"home-new{n}"), ("no-change", f"home-same{n}")):
         runs = [cli_plan(state_dir, tmp / home) for _ in range(repeat)]
         found[label] = (statistics.median(r[0] for r in runs),
