@@ -4,7 +4,11 @@ For each N, half ``Cluster`` and half ``Job`` documents are written as a few mul
 YAML files; ``plan_state_dir`` is timed (best of 3) against an empty state (all-new) and a
 state already holding every resource (no-change, written directly with the store).
 
-    python benchmarks/plan_scale.py [--sizes 100,1000,10000] [--repeat 3] [--profile]
+``--cli`` also times the command end to end: ``python -m skystate.cli plan DIR`` in a cold
+process, its plan text read from a pipe, for the largest N (median of ``--repeat``; wall
+and CPU seconds, the load average alongside, since the machine may be shared).
+
+    python benchmarks/plan_scale.py [--sizes 100,1000,10000] [--repeat 3] [--profile] [--cli]
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ import argparse
 import cProfile
 import os
 import pstats
+import resource
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -106,19 +113,60 @@ def run_size(tmp: Path, n: int, repeat: int, profile: bool) -> dict[str, float]:
     return {"load": load_s, "new": new_s, "same": same_s}
 
 
+def cli_plan(state_dir: Path, home: Path) -> tuple[float, float, str]:
+    """(wall s, CPU s, stdout) of one cold ``skystate plan`` with its text on a pipe.
+
+    Bytecode is cached as after ``pip install`` (in a private PYTHONPYCACHEPREFIX, even if
+    PYTHONDONTWRITEBYTECODE is set here), so a cold process does not compile sources.
+    """
+    env = {**os.environ, "SKYSTATE_HOME": str(home),
+           "PYTHONPYCACHEPREFIX": str(state_dir.parent / "pycache")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "skystate.cli", "plan", str(state_dir)],
+                          env=env, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if proc.returncode != 0 or "Plan:" not in proc.stdout and "No changes" not in proc.stdout:
+        sys.exit(f"FAIL: skystate plan exited {proc.returncode}: {proc.stderr[-2000:]}")
+    return wall, cpu, proc.stdout
+
+
+def run_cli(tmp: Path, n: int, repeat: int) -> dict[str, tuple[float, float, int]]:
+    """Median wall/CPU of the CLI for all-new and no-change, and the plan text's lines."""
+    state_dir = tmp / f"state{n}"
+    found = {}
+    cli_plan(state_dir, tmp / f"home-new{n}")  # warm-up: fills the bytecode cache
+    for label, home in (("all-new", f"home-new{n}"), ("no-change", f"home-same{n}")):
+        runs = [cli_plan(state_dir, tmp / home) for _ in range(repeat)]
+        found[label] = (statistics.median(r[0] for r in runs),
+                        statistics.median(r[1] for r in runs), len(runs[0][2].splitlines()))
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100,1000,10000",
                         help="comma-separated resource counts (default: 100,1000,10000)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure (best is kept)")
     parser.add_argument("--profile", action="store_true", help="cProfile the largest size")
+    parser.add_argument("--cli", action="store_true",
+                        help="also time `skystate plan` end to end (cold process) at the "
+                             "largest size")
     args = parser.parse_args()
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
 
     results: dict[int, dict[str, float]] = {}
+    cli: dict[str, tuple[float, float, int]] = {}
+    load = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(prefix="skystate-bench-") as tmp:
         for n in sizes:
             results[n] = run_size(Path(tmp), n, args.repeat, args.profile and n == max(sizes))
+        if args.cli:
+            cli = run_cli(Path(tmp), max(sizes), args.repeat)
+        load.append(os.getloadavg()[0])
 
     print(f"\nplan_state_dir scale (best of {args.repeat}; load = load_state_dir alone)")
     print(f"{'N':>7} {'load s':>8} {'all-new s':>10} {'no-change s':>12} "
@@ -135,6 +183,12 @@ def main() -> None:
         worst = max(results[10000]["new"], results[10000]["same"])
         verdict = "OK" if worst <= 2.0 else "SLOWER THAN TARGET"
         print(f"target 10,000 resources <= 2 s: worst {worst:.2f} s -> {verdict}")
+    for label, (wall, cpu, lines) in cli.items():
+        verdict = "OK" if wall <= 1.5 else "SLOWER THAN 1.5 s"
+        print(f"CLI `skystate plan` N={max(sizes)} {label}, cold process, text on a pipe: "
+              f"{wall:.2f} s wall, {cpu:.2f} s CPU (median of {args.repeat}), {lines} lines "
+              f"of plan text -> {verdict}")
+    print(f"load average {min(load):.1f}-{max(load):.1f} on {os.cpu_count()} CPUs")
 
 
 if __name__ == "__main__":

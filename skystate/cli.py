@@ -110,10 +110,11 @@ def plan(
                                            help="Exit 0: no changes, 2: changes, 1: error."),
     lock_timeout: float = typer.Option(30.0, "--lock-timeout",
                                        help="Seconds to wait for the state lock (--refresh)."),
+    full: bool = typer.Option(False, "--full",
+                              help="Show every change in detail (a large plan groups alike "
+                                   "ones)."),
 ) -> None:
     """Show what apply would change."""
-    from skystate.reconcile.render import render_plan
-
     if out or refresh:  # refresh writes the state: a request to the server
         from skystate import sdk
 
@@ -129,7 +130,7 @@ def plan(
     if as_json:
         print(the_plan.to_json())
     else:
-        _console().print(render_plan(the_plan))
+        _print_plan(the_plan, full=full)
         if out:
             _console().print(f"Saved the plan to {out}; apply it with: skystate apply {out}")
     if the_plan.errors:
@@ -153,7 +154,6 @@ def apply(
 ) -> None:
     """Make the infrastructure match the files (or apply a saved plan exactly)."""
     from skystate import sdk
-    from skystate.reconcile.render import render_plan
 
     out = _console()
     if source.is_file() and source.suffix == ".json":
@@ -168,7 +168,7 @@ def apply(
     else:
         the_plan = sdk.get(sdk.plan(source, refresh=refresh, targets=target,
                                     prune=not no_prune))
-        out.print(render_plan(the_plan))
+        _print_plan(the_plan)
         if the_plan.errors:
             raise typer.Exit(1)
         if not the_plan.has_changes:
@@ -180,6 +180,18 @@ def apply(
             return
         request_id = sdk.apply(the_plan, wait=wait, lock_timeout=lock_timeout)
     _finish_apply(request_id)
+
+
+def _print_plan(the_plan: Any, full: bool = False) -> None:
+    """Rich colours on a terminal; plain text (no rich rendering: it is most of the time of
+    a large plan) when piped."""
+    from skystate.reconcile.render import render_plan
+
+    if sys.stdout.isatty():
+        _console().print(render_plan(the_plan, full=full))
+    else:
+        sys.stdout.write(render_plan(the_plan, full=full, markup=False) + "\n")
+        sys.stdout.flush()
 
 
 def _finish_apply(request_id: str) -> None:

@@ -23,8 +23,11 @@ def show_gpus(
     as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON (-o json)."),
     output: str = output_option(),
 ) -> None:
-    """What accelerators are offered where, at what $/hour (on-demand and spot)."""
+    """What accelerators are offered where, at what $/hour (on-demand and spot).
 
+    The local and ssh rows are the inventory of the state directory's Project when run
+    inside one (a directory with skystate.yaml), else of $SKYSTATE_HOME/config.yaml.
+    """
     fmt = output_format(output, as_json)
     rows = gpu_rows(name, cloud)
     if fmt == "json":
@@ -52,25 +55,50 @@ def check(
     as_json: bool = typer.Option(False, "--json", help="Print the verdicts as JSON (-o json)."),
     output: str = output_option(),
 ) -> None:
-    """Which providers are usable with the credentials present, and why not."""
+    """Which providers are usable with the credentials present, and why not.
+
+    Inside a state directory (one with skystate.yaml) its Project's providers are checked,
+    elsewhere those of $SKYSTATE_HOME/config.yaml. Credentials are looked for in the
+    standard chains (boto3's and google-auth's), without the cloud metadata services.
+    """
     from skystate.providers.check import check_providers
+    from skystate.providers.enabled import enabled_providers
     from skystate.tables import Column, Table
 
     fmt = output_format(output, as_json)
-    results = check_providers()
+    config, source = providers_config()
+    results = check_providers(config)
+    enabled = enabled_providers(config)
     if fmt == "json":
-        print(json.dumps([r.to_dict() for r in results], indent=2))
+        print(json.dumps([{**r.to_dict(), "enabled_without_infra": r.name in enabled.considered}
+                          for r in results], indent=2))
         return
     styles = {"yes": "green", "no": "red"}
-    print_listing([Table(title="Providers", columns=[
+    print_listing([Table(title=f"Providers of {source}", columns=[
         Column("PROVIDER"), Column("USABLE", style=styles.get), Column("REASON")],
         rows=[[r.name, "yes" if r.usable else "no", r.reason] for r in results])], fmt)
+    print(f"(providers of {source}) Resources without infra: {enabled.describe()}.")
+
+
+def providers_config() -> tuple[dict[str, Any], str]:
+    """The ``providers:`` in effect here, and where they come from (for the title)."""
+    from pathlib import Path
+
+    from skystate.spec.loader import PROJECT_FILE, project_of
+
+    project = project_of(Path.cwd())
+    if project is not None:
+        return (project.providers.model_dump(mode="json"),
+                f"project {project.name!r} (./{PROJECT_FILE})")
+    from skystate.home import config_path
+    from skystate.spec.home_config import home_providers_config
+
+    return home_providers_config(), str(config_path())
 
 
 def gpu_rows(name: str | None, cloud: str | None) -> list[Any]:
     """Catalog offerings (aws, gcp) plus the configured local/ssh inventory."""
     from skystate.providers import catalog
-    from skystate.spec.home_config import home_providers_config
 
     accelerator, count = _parse_name(name)
     if cloud is not None and cloud not in (*catalog.CLOUDS, "local", "ssh"):
@@ -79,7 +107,7 @@ def gpu_rows(name: str | None, cloud: str | None) -> list[Any]:
     clouds = [c for c in catalog.CLOUDS if cloud in (None, c)]
     rows = catalog.accelerator_offerings(accelerator, count, clouds) if clouds else []
     if cloud in (None, "local", "ssh"):
-        rows += [r for r in catalog.inventory_offerings(home_providers_config())
+        rows += [r for r in catalog.inventory_offerings(providers_config()[0])
                  if cloud in (None, r.cloud)
                  and (accelerator is None or r.accelerator.lower() == accelerator.lower())
                  and (count is None or r.count == count)]

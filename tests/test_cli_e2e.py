@@ -157,16 +157,25 @@ def test_malformed_directory_lists_every_error_and_changes_nothing(home: Path,
     assert "state.json" not in after and after == before
 
 
-def test_init_scaffolds_the_quickstart_example(home: Path, tmp_path: Path) -> None:
+def test_init_scaffolds_the_quickstart_example_under_its_own_names(
+        home: Path, tmp_path: Path) -> None:
+    from skystate.scaffold import renamed
+
     target = tmp_path / "new"
     run_cli(home, "init", str(target))
     example = REPO / "examples" / "quickstart"
     assert sorted(p.name for p in target.iterdir()) == sorted(p.name for p in example.iterdir())
     for path in example.iterdir():
-        assert (target / path.name).read_text() == path.read_text()
+        assert (target / path.name).read_text() == renamed(path.read_text(), "new", "new-dev")
     again = run_cli(home, "init", str(target), check=1)
     assert "never overwrites" in again.stderr
-    run_cli(home, "validate", str(target))
+    assert "(owner 'new')" in run_cli(home, "validate", str(target)).stdout
+    # init in a directory named like the example still owns nothing of the example's
+    named = tmp_path / "quickstart"
+    run_cli(home, "init", str(named))
+    assert "(owner 'my-quickstart')" in run_cli(home, "validate", str(named)).stdout
+    assert "name: my-quickstart-dev" in (named / "cluster.yaml").read_text()
+    assert "cluster: my-quickstart-dev" in (named / "job.yaml").read_text()
 
 
 def test_help_imports_no_cloud_sdk_fabric_or_server(home: Path) -> None:

@@ -10,8 +10,10 @@ next, across zones, regions and clouds. Ranking:
 - ``any_of`` candidates are ranked together; ``ordered`` candidates keep the user's order
   and are ranked only within one candidate.
 
-A request without a cloud runs on the default provider (``local``); ``infra: '*'`` (or
-``'*/region'``) asks every provider (``ANY_INFRA``).
+A request without ``infra`` is optimized over every *enabled* provider (as in SkyPilot:
+``Providers.enabled()``, the rule in ``providers/enabled.py``; ``local`` always counts,
+with what its inventory offers); ``infra: '*'`` (or ``'*/region'``) asks every provider
+(``ANY_INFRA``), enabled or not.
 """
 
 from __future__ import annotations
@@ -65,11 +67,21 @@ def query_for(resources: Resources, num_nodes: int) -> tuple[str, OfferQuery]:
     )
 
 
-def providers_of(resources: Resources) -> list[str]:
-    """The providers one candidate may run on: its cloud, or all for ``infra: '*'``."""
+def providers_of(resources: Resources, enabled: Sequence[str] = (DEFAULT_PROVIDER,)
+                 ) -> list[str]:
+    """The providers one candidate may run on: its cloud, all for ``infra: '*'``, the
+    ``enabled`` ones without infra."""
     if (resources.infra or "").startswith("*"):
         return list(ANY_INFRA)
+    if resources.location()[0] is None:
+        return list(enabled)
     return [query_for(resources, 1)[0]]
+
+
+def without_infra(resources: Resources) -> bool:
+    """Whether some candidate names no provider (so it is optimized over the enabled ones)."""
+    return any(c.location()[0] is None and not (c.infra or "").startswith("*")
+               for c in resources.candidates())
 
 
 def estimated_throughput(offer: Offer, num_nodes: int = 1) -> float:
@@ -97,9 +109,9 @@ def candidate_offers(candidate: Resources, num_nodes: int, providers: Providers)
     """Every offer of one concrete candidate, from each provider it may run on."""
     _, query = query_for(candidate, num_nodes)
     offers: list[Offer] = []
-    for name in providers_of(candidate):
+    for name in providers_of(candidate, providers.enabled().considered):
         try:
-            offers.extend(providers.get(name).offers(query))
+            offers.extend(providers.offers(name, query))
         except NotSupportedError:
             continue
     return offers
@@ -136,23 +148,33 @@ def describe_failover(offers: Sequence[Offer], limit: int = 5) -> str:
 
 
 def explain_infeasible(resources: Resources, providers: Providers) -> str:
-    """Why no offer exists, one clause per candidate and provider, with what is offered."""
+    """Why no offer exists, one clause per candidate and provider, with what is offered;
+    without infra, also which providers were considered and why the others were not."""
+    from skystate.providers.registry import IMPLEMENTED
+
+    enabled = providers.enabled()
     reasons = []
     for candidate in resources.candidates():
-        for name in providers_of(candidate):
-            try:
-                providers.get(name)
-            except NotSupportedError as exc:
-                reasons.append(str(exc))
+        for name in providers_of(candidate, enabled.considered):
+            if name not in IMPLEMENTED:
+                try:
+                    providers.get(name)
+                except NotSupportedError as exc:
+                    reasons.append(str(exc))
                 continue
-            regions = (providers.config.get(name) or {}).get("regions")
-            reasons.append(explain_candidate(name, candidate, regions))
-    return "; ".join(reasons) or "no offer satisfies the request"
+            section = providers.config.get(name) or {}
+            reasons.append(explain_candidate(name, candidate, section.get("regions"), section))
+    text = "; ".join(reasons) or "no offer satisfies the request"
+    if without_infra(resources):
+        text += f" (no infra given: {enabled.describe()})"
+    return text
 
 
 def explain_candidate(provider: str, candidate: Resources,
-                      regions: Sequence[str] | None = None) -> str:
-    """One provider's reason; for a cloud with a catalog, which constraint rules it out."""
+                      regions: Sequence[str] | None = None,
+                      section: dict[str, Any] | None = None) -> str:
+    """One provider's reason; for a cloud with a catalog, which constraint rules it out;
+    for local and ssh, what their inventory holds."""
     _, query = query_for(candidate, 1)
     reason = (f"{provider} offers nothing with accelerators={candidate.accelerator_str()}, "
               f"cpus={candidate.cpus or '-'}, memory={candidate.memory or '-'}")
@@ -164,9 +186,25 @@ def explain_candidate(provider: str, candidate: Resources,
     from skystate.providers import catalog
 
     if provider not in catalog.CLOUDS:
-        return reason
+        inventory = _inventory(provider, section or {}) if candidate.accelerators else ""
+        return f"{reason} ({inventory})" if inventory else reason
     hints = _catalog_hints(provider, query, regions)
     return f"{reason} ({'; '.join(hints)})" if hints else reason
+
+
+def _inventory(provider: str, section: dict[str, Any]) -> str:
+    """What accelerators local (the simulated inventory) or the ssh pools have."""
+    def listed(accelerators: dict[str, Any]) -> str:
+        return ", ".join(f"{k}:{v}" for k, v in accelerators.items()) or "none"
+
+    if provider == "local":
+        return f"its inventory (providers.local.accelerators): " \
+               f"{listed(section.get('accelerators') or {})}"
+    if provider == "ssh":
+        pools = section.get("pools") or {}
+        return "its pools have " + "; ".join(
+            f"{name}: {listed(pool.get('accelerators') or {})}" for name, pool in pools.items())
+    return ""
 
 
 def _catalog_hints(cloud: str, query: OfferQuery, regions: Sequence[str] | None) -> list[str]:

@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from skystate.exceptions import NotSupportedError
-from skystate.providers.base import Provider
+from skystate.providers.base import Offer, OfferQuery, Provider
+from skystate.providers.enabled import Enabled, enabled_providers
 
 DEFAULT_PROVIDER = "local"
 IMPLEMENTED = ("local", "ssh", "aws", "gcp")
@@ -20,6 +21,25 @@ class Providers:
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
         self.config: dict[str, Any] = dict(config or {})
         self._built: dict[str, Provider] = {}
+        self._enabled: Enabled | None = None
+
+    def enabled(self) -> Enabled:
+        """The providers a request without infra is optimized over (computed once, no I/O
+        beyond a few file checks; see providers/enabled.py)."""
+        if self._enabled is None:
+            self._enabled = enabled_providers(self.config)
+        return self._enabled
+
+    def offers(self, name: str, query: OfferQuery) -> list[Offer]:
+        """``name``'s offers. A cloud's offers are its catalog rows in its configured regions
+        (exactly what its provider's ``offers`` returns), read without building the provider,
+        which would import its API and SSH layers: a plan stays fast."""
+        if name in ("aws", "gcp") and name not in self._built and not os.environ.get(
+                "SKYSTATE_FAULTS"):
+            from skystate.providers import catalog
+
+            return catalog.offers(name, query, (self.config.get(name) or {}).get("regions"))
+        return self.get(name).offers(query)
 
     def get(self, name: str) -> Provider:
         provider = self._built.get(name)

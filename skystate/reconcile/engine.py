@@ -55,7 +55,7 @@ def _plan_against(desired: DesiredState, actual: ActualState, providers: Provide
             rank_offers=lambda res, n: rank_offers(res, n, providers),
             explain_infeasible=lambda res: explain_infeasible(res, providers),
             now=time.time(), targets=list(targets), prune=prune, refreshed=refreshed,
-            state_dir=state_dir,
+            state_dir=state_dir, enabled=providers.enabled(),
         )
 
 

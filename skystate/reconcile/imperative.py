@@ -135,13 +135,21 @@ def _run_one(store: Store, action: Action, providers: Providers) -> None:
 def provision_with_failover(store: Store, spec: Record, resources: Resources,
                             providers: Providers, retry_until_up: bool,
                             target: OptimizeTarget = OptimizeTarget.COST) -> Record:
-    from skystate.providers.optimizer import rank_offers
+    from skystate.providers.optimizer import (
+        describe_failover,
+        explain_infeasible,
+        rank_offers,
+        without_infra,
+    )
 
     offers = rank_offers(resources, spec["num_nodes"], providers, target=target)
-    if not offers:
+    if not offers:  # the same words as a plan's error
         raise ResourcesUnavailableError(
-            f"no offer satisfies {resources.canonical()} x{spec['num_nodes']}",
-            failover_history=[])
+            f"cluster {spec['name']!r}: no offer satisfies the request: "
+            f"{explain_infeasible(resources, providers)}", failover_history=[])
+    if without_infra(resources):
+        print(f"No infra given: {providers.enabled().describe()}; best offers: "
+              f"{describe_failover(offers, limit=3)}", flush=True)
     delay = 1.0
     while True:
         history: list[Exception] = []

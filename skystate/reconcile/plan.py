@@ -80,6 +80,10 @@ class Plan(BaseModel):
     targets: list[str] = Field(default_factory=list)
     prune: bool = True
     providers: dict[str, Any] = Field(default_factory=dict)  # Project.providers, for apply
+    # Clusters without infra were optimized over these enabled providers (the others: why
+    # not enabled); empty when every cluster names its infra. For people only.
+    considered_providers: list[str] = Field(default_factory=list)
+    skipped_providers: dict[str, str] = Field(default_factory=dict)
     actions: list[Action] = Field(default_factory=list)
     errors: list[str] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)

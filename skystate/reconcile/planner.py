@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from skystate.providers.base import Offer
+from skystate.providers.enabled import Enabled
+from skystate.providers.optimizer import without_infra
 from skystate.reconcile.actual import ActualState, job_is_active
 from skystate.reconcile.desired_views import MANAGED_BY_STATE, cluster_view, job_view
 from skystate.reconcile.diff import field_changes
@@ -43,7 +45,10 @@ def make_plan(
     prune: bool = True,
     refreshed: bool = False,
     state_dir: str | None = None,
+    enabled: Enabled | None = None,
 ) -> Plan:
+    """``enabled``: the providers ``rank_offers`` optimizes a request without infra over,
+    recorded in the plan when some cluster has no infra."""
     builder = _PlanBuilder(desired, actual, rank_offers, explain_infeasible, prune)
     for cluster in desired.clusters.values():
         builder.plan_cluster(cluster)
@@ -52,6 +57,8 @@ def make_plan(
     builder.plan_removed()
     builder.note_unreconciled_kinds()
     actions = builder.ordered_actions(_target_set(targets, desired))
+    no_infra = enabled is not None and any(
+        without_infra(c.resources) for c in desired.clusters.values())
     return Plan(
         created_at=time.time() if now is None else now,
         state_dir=state_dir,
@@ -62,6 +69,8 @@ def make_plan(
         prune=prune,
         providers=desired.project.providers.model_dump(mode="json"),
         actions=actions,
+        considered_providers=list(enabled.considered) if enabled and no_infra else [],
+        skipped_providers=dict(enabled.skipped) if enabled and no_infra else {},
         errors=builder.errors,
         warnings=builder.warnings,
     )

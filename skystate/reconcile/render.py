@@ -1,14 +1,23 @@
 """Show a plan the way Terraform does: ``+`` create, ``~`` update, ``-/+`` replace, ``-`` delete.
 
-Returns rich markup; rich drops the colours when output is not a terminal.
+``render_plan`` returns rich markup (``markup=True``, for a terminal) or plain text. A plan
+with more than ``DETAIL_LIMIT`` changes stays readable: changes alike (same action, kind,
+reason and offer) are shown as one group with its names summarised and one example's
+field changes; ``full=True`` shows every change in detail (``--json`` has every field).
+Unchanged resources are counted by kind and reason, never listed one by one.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from skystate.reconcile.plan import Action, ActionType, Plan
+
+DETAIL_LIMIT = 40  # more changes than this: group alike ones
+NAMES_SHOWN = 8  # names listed per group before "… and N more"
+CHANGES_SHOWN = 20  # field changes listed per action
 
 _SYMBOLS: dict[ActionType, tuple[str, str]] = {
     ActionType.CREATE: ("+", "green"),
@@ -24,6 +33,8 @@ _SYMBOLS: dict[ActionType, tuple[str, str]] = {
     ActionType.CANCEL_JOB: ("-", "red"),
     ActionType.SERVE_DOWN: ("-", "red"),
 }
+
+Line = tuple[str, str]  # (rich style or "", plain text)
 
 
 def _value(value: Any) -> str:
@@ -42,26 +53,77 @@ def offer_text(offer: dict[str, Any] | None, num_nodes: int) -> str:
     return f"{nodes}{infra} {offer.get('instance_type')} {market} ${price:.2f}/h"
 
 
-def render_action(action: Action) -> list[str]:
-    symbol, colour = _SYMBOLS.get(action.type, (" ", "white"))
+def _offer_of(action: Action) -> str:
     num_nodes = int((action.after or action.before or {}).get("num_nodes") or 1)
     offer = offer_text(action.offer, num_nodes) if action.kind == "Cluster" else ""
     if action.failover_offers:
         offer += f" (then {len(action.failover_offers)} failover offer(s))"
-    head = (f"[{colour}]{symbol:>3} {action.address}[/{colour}]  [bold]{action.type.value}"
-            f"[/bold]  {offer}".rstrip())
-    lines = [head, f"      [dim]reason: {action.reason}[/dim]"]
-    for change in action.changes[:20]:
+    return offer
+
+
+def _change_lines(action: Action, indent: str = "      ") -> list[Line]:
+    lines: list[Line] = []
+    for change in action.changes[:CHANGES_SHOWN]:
         if change.before is None:
-            lines.append(f"      [green]+ {change.path}: {_value(change.after)}[/green]")
+            lines.append(("green", f"{indent}+ {change.path}: {_value(change.after)}"))
         elif change.after is None:
-            lines.append(f"      [red]- {change.path}: {_value(change.before)}[/red]")
+            lines.append(("red", f"{indent}- {change.path}: {_value(change.before)}"))
         else:
-            lines.append(f"      [yellow]~ {change.path}: {_value(change.before)} → "
-                         f"{_value(change.after)}[/yellow]")
-    if len(action.changes) > 20:
-        lines.append(f"      ... and {len(action.changes) - 20} more changes")
+            lines.append(("yellow", f"{indent}~ {change.path}: {_value(change.before)} → "
+                                    f"{_value(change.after)}"))
+    if len(action.changes) > CHANGES_SHOWN:
+        lines.append(("", f"{indent}... and {len(action.changes) - CHANGES_SHOWN} more changes"))
     return lines
+
+
+def action_lines(action: Action) -> list[Line]:
+    symbol, colour = _SYMBOLS.get(action.type, (" ", ""))
+    head = f"{symbol:>3} {action.address}  {action.type.value}  {_offer_of(action)}".rstrip()
+    return [(colour, head), ("dim", f"      reason: {action.reason}"), *_change_lines(action)]
+
+
+def render_action(action: Action) -> list[str]:
+    """One action in detail, as rich markup lines."""
+    return [_markup(style, text) for style, text in action_lines(action)]
+
+
+def _group_key(action: Action) -> tuple[str, str, str, str]:
+    return (action.type.value, action.kind, action.reason, _offer_of(action))
+
+
+def _names(addresses: Sequence[str], kind: str) -> str:
+    prefix = f"{kind}/"
+    short = [a[len(prefix):] if a.startswith(prefix) else a for a in addresses]
+    more = len(short) - NAMES_SHOWN
+    return ", ".join(short[:NAMES_SHOWN]) + (f", … and {more} more" if more > 0 else "")
+
+
+def grouped_lines(changes: Sequence[Action]) -> list[Line]:
+    """Changes alike as one entry each: count, names (summarised), one example's fields."""
+    groups: dict[tuple[str, str, str, str], list[Action]] = {}
+    for action in changes:
+        groups.setdefault(_group_key(action), []).append(action)
+    lines: list[Line] = []
+    for (kind_of_action, kind, reason, offer), members in groups.items():
+        if len(members) == 1:
+            lines.extend(action_lines(members[0]))
+            continue
+        symbol, colour = _SYMBOLS.get(members[0].type, (" ", ""))
+        head = f"{symbol:>3} {len(members)} {kind}s  {kind_of_action}  {offer}".rstrip()
+        lines.append((colour, head))
+        lines.append(("dim", f"      reason: {reason}"))
+        lines.append(("", f"      {_names([a.address for a in members], kind)}"))
+        example = members[0]
+        if example.changes:
+            lines.append(("dim", f"      e.g. {example.address}:"))
+            lines.extend(_change_lines(example, indent="        "))
+    return lines
+
+
+def describe_enabled(considered: Sequence[str], skipped: dict[str, str]) -> str:
+    from skystate.providers.enabled import Enabled
+
+    return Enabled(tuple(considered), dict(skipped)).describe()
 
 
 def summary(plan: Plan) -> str:
@@ -79,28 +141,64 @@ def summary(plan: Plan) -> str:
     return f"Plan: {', '.join(parts)}; {counts.get('noop', 0)} unchanged."
 
 
-def render_plan(plan: Plan) -> str:
-    lines: list[str] = []
+def unchanged_lines(actions: Iterable[Action]) -> list[Line]:
+    """Unchanged resources counted by kind and reason (names only for a handful)."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for action in actions:
+        if not action.is_change:
+            groups.setdefault((action.kind, action.reason or "unchanged"), []).append(
+                action.address)
+    lines: list[Line] = []
+    for (kind, reason), addresses in groups.items():
+        names = f": {_names(addresses, kind)}" if len(addresses) <= NAMES_SHOWN else ""
+        lines.append(("dim", f"  = {len(addresses)} {kind}(s) {reason}{names}"))
+    return lines
+
+
+def plan_lines(plan: Plan, *, full: bool = False) -> list[Line]:
+    lines: list[Line] = []
     if plan.errors:
-        lines.append("[bold red]The plan has errors and cannot be applied:[/bold red]")
-        lines.extend(f"  [red]✗ {e}[/red]" for e in plan.errors)
-        lines.append("")
+        lines.append(("bold red", "The plan has errors and cannot be applied:"))
+        lines.extend(("red", f"  ✗ {e}") for e in plan.errors)
+        lines.append(("", ""))
     changes = plan.changes
     if not changes and not plan.errors:
-        lines.append("[green]No changes.[/green] The infrastructure matches the files "
-                     f"({len(plan.actions)} resource(s) unchanged).")
+        lines.append(("green", "No changes. The infrastructure matches the files "
+                               f"({len(plan.actions)} resource(s) unchanged)."))
     elif changes:
-        lines.append(f"skystate will perform these actions (owner {plan.owner!r}):")
-        lines.append("")
-        for action in changes:
-            lines.extend(render_action(action))
-        lines.append("")
-        lines.append(summary(plan))
+        lines.append(("", f"skystate will perform these actions (owner {plan.owner!r}):"))
+        lines.append(("", ""))
+        if full or len(changes) <= DETAIL_LIMIT:
+            for action in changes:
+                lines.extend(action_lines(action))
+        else:
+            lines.extend(grouped_lines(changes))
+            lines.append(("dim", f"  ({len(changes)} changes, alike ones grouped; "
+                                 "--full lists each, --json has every field)"))
+        lines.append(("", ""))
+        lines.append(("", summary(plan)))
         before = sum(a.hourly_before for a in plan.actions)
         after = sum(a.hourly_after for a in plan.actions)
         sign = "+" if after >= before else "-"
-        lines.append(f"Cost: {sign}${abs(after - before):.2f}/h "
-                     f"(${before:.2f}/h → ${after:.2f}/h)")
-    for warning in plan.warnings:
-        lines.append(f"[yellow]Warning: {warning}[/yellow]")
-    return "\n".join(lines)
+        lines.append(("", f"Cost: {sign}${abs(after - before):.2f}/h "
+                          f"(${before:.2f}/h → ${after:.2f}/h)"))
+    lines.extend(unchanged_lines(plan.actions))
+    if plan.considered_providers:
+        lines.append(("", "Clusters without infra go to the best offer of any enabled provider: "
+                          + describe_enabled(plan.considered_providers, plan.skipped_providers)))
+    lines.extend(("yellow", f"Warning: {warning}") for warning in plan.warnings)
+    return lines
+
+
+def _markup(style: str, text: str) -> str:
+    from rich.markup import escape
+
+    return f"[{style}]{escape(text)}[/{style}]" if style and text else escape(text)
+
+
+def render_plan(plan: Plan, *, full: bool = False, markup: bool = True) -> str:
+    """The plan as rich markup (``markup``) or plain text."""
+    lines = plan_lines(plan, full=full)
+    if not markup:
+        return "\n".join(text for _, text in lines)
+    return "\n".join(_markup(style, text) for style, text in lines)

@@ -6,10 +6,13 @@ One loop, woken by signals rather than polling: SIGUSR1 (a submit or a cancel), 
 children, so no SIGCHLD) and for autostop. Only the head (rank 0) has a job table;
 agents on other nodes just mark their node alive.
 
-Each step: (1) reap finished children, (2) settle started jobs from their exit files
-(a started job whose processes are gone with no exit file is FAILED_DRIVER), (3) start
-PENDING jobs that fit, strictly FIFO: the first job that does not fit blocks the ones
-behind it, so a large job is never starved by a stream of small ones, (4) autostop.
+Each step costs O(what changed), not a rescan of the queue (``runtime.active``): (1) catch
+up with submits and cancels by other processes, (2) reap the job wrappers that ended
+(``waitpid``) and settle those jobs from their exit files (a started job whose processes
+are gone with no exit file is FAILED_DRIVER; jobs inherited from a previous agent are not
+our children and are polled), (3) start PENDING jobs that fit, strictly FIFO: the first
+job that does not fit blocks the ones behind it, so a large job is never starved by a
+stream of small ones, (4) autostop.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from typing import Any
 
 from skystate.enums import JobStatus
 from skystate.runtime import autostop
-from skystate.runtime.jobdb import ACTIVE, STARTED, JobDB
+from skystate.runtime.active import ActiveJobs
+from skystate.runtime.jobdb import JobDB
 from skystate.runtime.layout import (
     NodePaths,
     job_umask,
@@ -36,7 +40,7 @@ from skystate.runtime.layout import (
     write_json_atomic,
 )
 from skystate.runtime.procs import group_members, kill_groups, signal_group
-from skystate.runtime.resources import Capacity, Demand, Usage
+from skystate.runtime.resources import Capacity, Demand
 from skystate.runtime.runners import phase_wrapper, runner_for, wrapper_argv
 from skystate.runtime.secrets import drop_finished_secrets, read_secrets
 
@@ -58,6 +62,7 @@ class Agent:
         self.config = read_node_config(self.paths.root)
         self.is_head = self.config.rank == 0
         self.db = JobDB(self.paths.db) if self.is_head else None
+        self.active = ActiveJobs(self.db) if self.db is not None else None
         self.runner = runner_for(self.config)
         self.capacity = Capacity(
             self.config.num_nodes, float(self.config.cpus), dict(self.config.accelerators)
@@ -142,27 +147,41 @@ class Agent:
             return self.step()
         except Exception as exc:  # the daemon must outlive one bad pass
             log(f"step failed, retrying: {type(exc).__name__}: {exc}")
+            if self.active is not None:
+                self.active.invalidate()  # the next step reloads the whole view
             return POLL_SECONDS
 
     def step(self) -> float:
-        """One pass over the queue; returns how long the loop may sleep."""
-        assert self.db is not None
-        self._reap()
-        drop_finished_secrets(self.paths, self.db)
-        active = self.db.jobs(statuses=ACTIVE)
-        for job in active:
-            if job["status"] in STARTED:
-                self._settle(job)
+        """One step over what changed; returns how long the loop may sleep."""
+        assert self.active is not None and self.db is not None
+        self.active.sync()
+        ended = self._reap()
+        for job in list(self.active.started.values()):
+            pid = int(job["pid"] or 0)
+            if pid in ended or pid not in self.children:  # ended, or inherited: poll it
+                self._settle(job, reaped=pid in ended)
+        drop_finished_secrets(self.paths, self.db)  # one listing of a (usually empty) folder
         self._schedule()
         return self._autostop()
 
-    def _reap(self) -> None:
-        for pid, proc in list(self.children.items()):
-            if proc.poll() is not None:
-                del self.children[pid]
+    def _reap(self) -> set[int]:
+        """Collect every child that exited (``waitpid``: no poll of each one)."""
+        ended: set[int] = set()
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            proc = self.children.pop(pid, None)
+            if proc is not None:
+                proc.returncode = os.waitstatus_to_exitcode(status)  # Popen must not wait
+            ended.add(pid)
+        return ended
 
-    def _alive(self, pgid: int | None) -> bool:
-        if not pgid:
+    def _alive(self, pgid: int | None, reaped: bool = False) -> bool:
+        if not pgid or reaped:
             return False
         proc = self.children.get(pgid)
         if proc is not None:
@@ -176,46 +195,46 @@ class Agent:
             return None
         return int(text) if text.lstrip("-").isdigit() else None
 
-    def _settle(self, job: dict[str, Any]) -> None:
+    def _settle(self, job: dict[str, Any], reaped: bool = False) -> None:
         """Record the outcome of a started job whose current phase has ended."""
-        assert self.db is not None
+        assert self.db is not None and self.active is not None
         job_id, status = int(job["job_id"]), job["status"]
         phase = "setup" if status == JobStatus.SETTING_UP else "run"
         code = self._read_exit(job_id, phase)
         if code is None:
-            if self._alive(job["pid"]):
+            if self._alive(job["pid"], reaped):
                 return
             code = self._read_exit(job_id, phase)  # it may have just finished
         if code is None:
             log(f"job {job_id}: processes gone without an exit record -> FAILED_DRIVER")
             self.db.transition(job_id, [status], JobStatus.FAILED_DRIVER)
+            self.active.finish(job_id)
             return
         signal_group(int(job["pid"]), signal.SIGTERM)  # orphans it left behind
         if phase == "setup" and code == 0:
-            self._start_phase(job, "run", {int(r): d for r, d in job["devices"].items()})
+            devices = {int(r): list(d) for r, d in job["devices"].items()}
+            if not self._start_phase(job, "run", devices):
+                self.active.finish(job_id)  # cancelled meanwhile
             return
         if phase == "setup":
             new = JobStatus.FAILED_SETUP
         else:
             new = JobStatus.SUCCEEDED if code == 0 else JobStatus.FAILED
         self.db.transition(job_id, [status], new, exit_code=code)
+        self.active.finish(job_id)
 
     def _schedule(self) -> None:
         """Start PENDING jobs in submission order while they fit (strict FIFO)."""
-        assert self.db is not None
-        active = self.db.jobs(statuses=ACTIVE)
-        usage = Usage.of_jobs(j for j in active if j["status"] in STARTED)
-        for job in active:
-            if job["status"] != JobStatus.PENDING:
-                continue
+        assert self.active is not None
+        active = self.active
+        for job in list(active.pending.values()):
             demand = Demand.from_dict(job["demand"])
-            num_nodes = int(job["num_nodes"])
-            devices = usage.assign(demand, num_nodes, self.capacity)
+            devices = active.usage.assign(demand, int(job["num_nodes"]), self.capacity)
             if devices is None:
                 return
             phase = "setup" if job["setup"] else "run"
-            if self._start_phase(job, phase, devices):
-                usage.take(demand, num_nodes, devices)
+            if not self._start_phase(job, phase, devices):
+                active.drop_pending(int(job["job_id"]))  # cancelled meanwhile
 
     def _start_phase(self, job: dict[str, Any], phase: str, devices: dict[int, list[int]]) -> bool:
         """Launch a phase's wrapper, then record it; undo if the job was cancelled meanwhile."""
@@ -251,6 +270,8 @@ class Agent:
         if new == JobStatus.RUNNING:
             fields["start_at"] = time.time()
         if self.db.transition(job_id, expected, new, **fields):
+            assert self.active is not None
+            self.active.start(job, new, proc.pid, devices)
             return True
         kill_groups([proc.pid], timeout=1.0)
         return False

@@ -60,6 +60,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     submission_id TEXT UNIQUE
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status);
+CREATE INDEX IF NOT EXISTS jobs_status_end ON jobs (status, end_at);
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -181,6 +182,27 @@ class JobDB:
             [*values.values(), job_id, *olds],
         )
         return cur.rowcount == 1
+
+    def data_version(self) -> int:
+        """Changes whenever *another* connection commits (sqlite's ``data_version``)."""
+        return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def max_id(self) -> int:
+        row = self.conn.execute("SELECT MAX(job_id) FROM jobs").fetchone()
+        return int(row[0] or 0)
+
+    def jobs_after(self, job_id: int) -> list[dict[str, Any]]:
+        """Jobs submitted after ``job_id``, in submission order (the new rows)."""
+        rows = self.conn.execute("SELECT * FROM jobs WHERE job_id > ? ORDER BY job_id",
+                                 (job_id,))
+        return [_row(r) for r in rows]
+
+    def cancelled_since(self, since: float) -> list[int]:
+        """Ids of jobs cancelled at or after ``since`` (index on ``(status, end_at)``)."""
+        rows = self.conn.execute(
+            "SELECT job_id FROM jobs WHERE status = ? AND end_at >= ?",
+            (JobStatus.CANCELLED.value, since))
+        return [int(r[0]) for r in rows]
 
     def count_active(self) -> int:
         names = [s.value for s in ACTIVE]

@@ -106,6 +106,12 @@ class Usage:
             self.cpus[rank] = self.cpus.get(rank, 0.0) + demand.cpus
             self.devices.setdefault(rank, set()).update(devices.get(rank, []))
 
+    def release(self, demand: Demand, num_nodes: int, devices: Mapping[int, list[int]]) -> None:
+        """Undo ``take`` (a started job ended)."""
+        for rank in range(num_nodes):
+            self.cpus[rank] = max(0.0, self.cpus.get(rank, 0.0) - demand.cpus)
+            self.devices.get(rank, set()).difference_update(devices.get(rank, []))
+
     def assign(
         self, demand: Demand, num_nodes: int, capacity: Capacity
     ) -> dict[int, list[int]] | None:

@@ -54,8 +54,12 @@ class ApiClient:
     def __init__(self, url: str, token: str | None = None) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.url = url
+        # Plain HTTP to loopback: no CA bundle to load, no proxy to look up (~1/3 s saved)
+        local = httpx.URL(url).scheme == "http" and httpx.URL(url).host in (
+            "127.0.0.1", "localhost", "::1")
         self.http = httpx.Client(base_url=url, headers=headers,
-                                 timeout=httpx.Timeout(30.0, connect=5.0))
+                                 timeout=httpx.Timeout(30.0, connect=5.0),
+                                 verify=not local, trust_env=not local)
 
     # --- requests -----------------------------------------------------------------
 

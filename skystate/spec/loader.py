@@ -58,6 +58,7 @@ __all__ = [
     "load_task_yaml",
     "overlay_task",
     "owner_from_dir",
+    "project_of",
 ]
 
 PROJECT_FILE = "skystate.yaml"
@@ -493,6 +494,22 @@ def load_state_files(files: Iterable[str | Path], root: str | Path | None = None
 def _ordered(issues: list[SpecIssue]) -> list[SpecIssue]:
     unique = list(dict.fromkeys(issues))
     return sorted(unique, key=lambda i: (i.file, i.line or 0))
+
+
+def project_of(directory: str | Path) -> Project | None:
+    """The Project of ``directory`` if it is a state directory (it has ``skystate.yaml``),
+    else None: what commands run inside one (``check``, ``show-gpus``) configure providers
+    from. Problems in other documents are left to ``validate``; a bad Project raises."""
+    root = Path(directory).absolute()
+    if not (root / PROJECT_FILE).is_file():
+        return None
+    loader = _Loader()
+    docs = loader.parse(find_state_files(root), root)
+    loader.issues.clear()
+    project, _ = loader.project(docs, root)
+    if loader.issues:
+        raise SpecError(_ordered(loader.issues))
+    return project
 
 
 def load_state_dir(path: str | Path) -> DesiredState:
