@@ -144,7 +144,7 @@ def _cli() -> typer.Typer:
 def test_show_gpus_json_lists_instance_types_regions_and_both_prices():
     result = CliRunner().invoke(_cli(), ["show-gpus", "A100:8", "--json"])
     assert result.exit_code == 0, result.output
-    rows = json.loads(result.output)
+    rows = json.loads(result.stdout)
     assert [(r["cloud"], r["instance_type"]) for r in rows] == [
         ("aws", "p4d.24xlarge"), ("gcp", "a2-highgpu-8g")]
     p4d = [e for e in catalog.entries("aws") if e.instance_type == "p4d.24xlarge"]
@@ -169,7 +169,7 @@ def test_show_gpus_without_name_covers_every_gpu_and_the_local_inventory(tmp_pat
     config = tmp_path / "home" / "config.yaml"
     config.parent.mkdir(parents=True)
     config.write_text("providers:\n  local: {accelerators: {H100: 2}}\n")
-    rows = json.loads(CliRunner().invoke(_cli(), ["show-gpus", "--json"]).output)
+    rows = json.loads(CliRunner().invoke(_cli(), ["show-gpus", "--json"]).stdout)
     assert set(GPUS) <= {r["accelerator"] for r in rows}
     assert {"accelerator": "H100", "count": 2, "cloud": "local"}.items() <= next(
         r for r in rows if r["cloud"] == "local").items()
@@ -252,7 +252,7 @@ def test_check_probes_a_configured_aws_endpoint(no_cloud_credentials, moto_url, 
     config.write_text(f"providers:\n  aws: {{endpoint_url: '{moto_url}'}}\n"
                       "  gcp: {api_endpoint: 'http://127.0.0.1:9', project: p}\n")
     result = CliRunner().invoke(_cli(), ["check", "--json"])
-    verdicts = {v["name"]: v for v in json.loads(result.output)}
+    verdicts = {v["name"]: v for v in json.loads(result.stdout)}
     assert f"endpoint {moto_url} answers" in verdicts["aws"]["reason"]
     assert verdicts["aws"]["usable"] == ("aws" in IMPLEMENTED)
     assert "api_endpoint http://127.0.0.1:9" in verdicts["gcp"]["reason"]
