@@ -1,8 +1,9 @@
 """The actual-state store: TinyDB tables under ``SKYSTATE_HOME/state.json``.
 
 Tables: ``clusters`` (one record per cluster), ``nodes`` (one per node), ``jobs``
-(declarative jobs, keyed by cluster and name), ``requests`` and ``events`` (an audit
-log of every action and its outcome), and ``meta`` (the state version).
+(declarative jobs, keyed by cluster and name), ``managed_jobs`` (skystate.jobs, keyed
+by job_id), ``requests`` and ``events`` (an audit log of every action and its outcome),
+and ``meta`` (the state version).
 
 Writes happen inside ``transaction()``: the changes of one logical step are made in
 memory and flushed once, atomically, with the state version bumped. A saved plan
@@ -220,6 +221,17 @@ class Store:
 
     def delete_job(self, cluster: str, name: str) -> None:
         self._delete("jobs", ("cluster", "name"), (cluster, name))
+
+    # --- managed jobs (skystate.jobs: one record per job_id) ---------------------------
+
+    def managed_job(self, job_id: int) -> Record | None:
+        return self._get("managed_jobs", ("job_id",), (int(job_id),))
+
+    def managed_jobs(self) -> list[Record]:
+        return sorted(self._all("managed_jobs", ("job_id",)), key=lambda j: j["job_id"])
+
+    def put_managed_job(self, record: Record) -> None:
+        self._put("managed_jobs", ("job_id",), record)
 
     # --- events (audit log) ----------------------------------------------------------
 
