@@ -77,3 +77,118 @@ def test_seed_calls_launch_queue_tail_logs_and_the_cluster_is_gone(home: Path) -
     assert record["status"] is S.SUCCEEDED and record["recovery_count"] == 0
     assert record["end_at"] and record["duration"] >= 0
     assert _clusters(home) == [] and _local_dirs(home) == []
+
+
+class _Sampler:
+    """Samples, in the background, the job's statuses and how many job clusters exist."""
+
+    def __init__(self, home: Path, job_id: int) -> None:
+        import threading
+
+        self.home, self.job_id = home, job_id
+        self.statuses: list[S] = []
+        self.max_recorded = 0
+        self.max_live = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                state = json.loads((self.home / "state.json").read_text())
+            except (OSError, ValueError):
+                continue
+            jobs = (state.get("managed_jobs") or {}).values()
+            status = next((S(j["status"]) for j in jobs if j["job_id"] == self.job_id), None)
+            if status is not None and (not self.statuses or self.statuses[-1] is not status):
+                self.statuses.append(status)
+            recorded = [c for c in (state.get("clusters") or {}).values()
+                        if c["name"].startswith(f"mj-{self.job_id}-")]
+            live = list((self.home / "local").glob(f"mj-{self.job_id}-*/node-0/tags.json"))
+            self.max_recorded = max(self.max_recorded, len(recorded))
+            self.max_live = max(self.max_live, len(live))
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+def _attempt_log(home: Path, job_id: int, attempt: int) -> str:
+    path = home / "managed_jobs" / str(job_id) / f"attempt-{attempt}.log"
+    return path.read_text() if path.exists() else ""
+
+
+def _preempt(cluster: str) -> None:
+    subprocess.run([sys.executable, "-m", "skystate.providers.local", "preempt", cluster],
+                   check=True, capture_output=True, env=os.environ.copy())
+
+
+def test_three_preemptions_recover_each_time_then_succeed(home: Path, tmp_path: Path) -> None:
+    counter = tmp_path / "attempts"
+    run = (f"echo x >> {counter}; n=$(wc -l < {counter}); echo \"attempt $n task $SKYPILOT_TASK_ID\";"
+           f" if [ $n -lt 4 ]; then sleep 300; fi; echo finished")
+    task = sky.Task(run=run)
+    task.set_resources(sky.Resources(infra="local"))
+    job_id, _ = sky.get(sky.jobs.launch(task, name="spot"))
+    sampler = _Sampler(home, job_id)
+    for attempt in (1, 2, 3):
+        job = _wait_status(job_id, {S.RUNNING})
+        deadline = time.time() + 60
+        while f"attempt {attempt} " not in _attempt_log(home, job_id, attempt):
+            assert time.time() < deadline, f"attempt {attempt} never logged"
+            time.sleep(0.05)
+        assert job["attempt"] == attempt and job["recovery_count"] == attempt - 1
+        _preempt(f"mj-{job_id}-{attempt}")
+        deadline = time.time() + 60
+        while _job(job_id)["attempt"] == attempt:
+            assert time.time() < deadline, "the preemption was never noticed"
+            time.sleep(0.05)
+    job = _wait_status(job_id, {S.SUCCEEDED, S.FAILED})
+    sampler.stop()
+    assert job["status"] is S.SUCCEEDED and job["recovery_count"] == 3
+    assert job["attempt"] == 4 and job["restarts_on_error"] == 0
+    assert [a["attempt"] for a in job["attempts"]] == [1, 2, 3, 4]
+    assert all("preempted" in a["outcome"] for a in job["attempts"][:3])
+    assert sampler.statuses.count(S.RECOVERING) == 3, sampler.statuses
+    assert sampler.statuses[-1] is S.SUCCEEDED
+    for before, after in zip(sampler.statuses, sampler.statuses[1:]):
+        if before is S.RECOVERING:
+            assert after is S.RUNNING, sampler.statuses
+    assert sampler.max_recorded == 1 and sampler.max_live == 1  # never two clusters
+    out = io.StringIO()
+    assert sky.jobs.tail_logs(job_id=job_id, follow=False, output_stream=out) == 0
+    text = out.getvalue()
+    task_ids = set()
+    for attempt in (1, 2, 3, 4):
+        assert f"=== attempt-{attempt} ===" in text
+        line = next(x for x in text.splitlines() if x.startswith(f"attempt {attempt} "))
+        task_ids.add(line.split(" task ")[1])
+    assert len(task_ids) == 1  # SKYPILOT_TASK_ID is stable across attempts
+    assert "finished" in _attempt_log(home, job_id, 4)
+    assert _clusters(home) == [] and _local_dirs(home) == []
+
+
+def test_restarts_on_errors_then_failed_and_exit_codes_recover(home: Path,
+                                                               tmp_path: Path) -> None:
+    failing = sky.Task.from_yaml_config({
+        "run": "echo failing; exit 1",
+        "resources": {"infra": "local", "job_recovery": {"max_restarts_on_errors": 2}}})
+    counter = tmp_path / "n"
+    flaky = sky.Task.from_yaml_config({
+        "run": f"echo x >> {counter}; if [ $(wc -l < {counter}) -lt 3 ]; then exit 7; fi",
+        "resources": {"infra": "local", "job_recovery": {"recover_on_exit_codes": [7]}}})
+    failing_id, _ = sky.get(sky.jobs.launch(failing, name="failing"))
+    flaky_id, _ = sky.get(sky.jobs.launch(flaky, name="flaky"))
+    job = _wait_status(failing_id, {S.FAILED, S.SUCCEEDED}, timeout=120)
+    assert job["status"] is S.FAILED and job["attempt"] == 3
+    assert job["restarts_on_error"] == 2 and "exit code 1" in job["failure_reason"]
+    for attempt in (1, 2, 3):
+        assert "failing" in _attempt_log(home, failing_id, attempt)
+    out = io.StringIO()
+    assert sky.jobs.tail_logs(job_id=failing_id, follow=True, output_stream=out) == 100
+    job = _wait_status(flaky_id, {S.FAILED, S.SUCCEEDED}, timeout=120)
+    assert job["status"] is S.SUCCEEDED and job["attempt"] == 3
+    assert job["restarts_on_error"] == 0 and job["recovery_count"] == 2
+    assert _clusters(home) == [] and _local_dirs(home) == []
