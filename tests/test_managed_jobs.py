@@ -192,3 +192,54 @@ def test_restarts_on_errors_then_failed_and_exit_codes_recover(home: Path,
     assert job["status"] is S.SUCCEEDED and job["attempt"] == 3
     assert job["restarts_on_error"] == 0 and job["recovery_count"] == 2
     assert _clusters(home) == [] and _local_dirs(home) == []
+
+
+def _fired(faults: Path) -> int:
+    path = faults.with_name(faults.name + ".fired.json")
+    return sum(json.loads(path.read_text()).values()) if path.exists() else 0
+
+
+def _gated_task(gate: Path, extra: str = "") -> sky.Task:
+    task = sky.Task(run=f"{extra}while [ ! -f {gate} ]; do sleep 0.1; done; echo through")
+    task.set_resources(sky.Resources(infra="local"))
+    return task
+
+
+def test_observation_timeouts_never_start_a_recovery(home: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    faults = tmp_path / "faults.json"
+    faults.write_text(json.dumps({"op": "observe", "cluster": "mj-1-1", "error": "timeout",
+                                  "times": 20}))
+    monkeypatch.setenv("SKYSTATE_FAULTS", str(faults))
+    monkeypatch.setenv("SKYSTATE_JOBS_UNKNOWN_WINDOW_SECONDS", "3600")
+    gate = tmp_path / "gate"
+    job_id, _ = sky.get(sky.jobs.launch(_gated_task(gate), name="steady"))
+    assert job_id == 1
+    seen_reason = False
+    deadline = time.time() + 90
+    while _fired(faults) < 20:
+        assert time.time() < deadline, f"only {_fired(faults)} timeouts were injected"
+        job = _job(job_id)
+        seen_reason = seen_reason or "unreachable since" in (job["failure_reason"] or "")
+        assert job["status"] in (S.PENDING, S.STARTING, S.RUNNING) and job["attempt"] == 1
+        time.sleep(0.05)
+    assert seen_reason  # the job shows the condition while it lasts
+    gate.touch()
+    job = _wait_status(job_id, {S.SUCCEEDED, S.FAILED})
+    assert job["status"] is S.SUCCEEDED
+    assert job["recovery_count"] == 0 and job["attempt"] == 1 and job["unknown_since"] is None
+
+
+def test_unknown_past_the_window_recovers(home: Path, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    faults = tmp_path / "faults.json"
+    faults.write_text(json.dumps({"op": "observe", "cluster": "mj-1-1", "error": "transient"}))
+    monkeypatch.setenv("SKYSTATE_FAULTS", str(faults))
+    monkeypatch.setenv("SKYSTATE_JOBS_UNKNOWN_WINDOW_SECONDS", "30")  # 1 s at scale 30
+    gate = tmp_path / "gate"
+    gate.touch()
+    job_id, _ = sky.get(sky.jobs.launch(_gated_task(gate, "sleep 3; "), name="lost"))
+    job = _wait_status(job_id, {S.SUCCEEDED, S.FAILED}, timeout=90)
+    assert job["status"] is S.SUCCEEDED and job["recovery_count"] == 1
+    assert "past the unknown window" in job["attempts"][0]["outcome"]
+    assert _clusters(home) == [] and _local_dirs(home) == []
