@@ -127,8 +127,9 @@ def _preempt(cluster: str) -> None:
 
 def test_three_preemptions_recover_each_time_then_succeed(home: Path, tmp_path: Path) -> None:
     counter = tmp_path / "attempts"
-    run = (f"echo x >> {counter}; n=$(wc -l < {counter}); echo \"attempt $n task $SKYPILOT_TASK_ID\";"
-           f" if [ $n -lt 4 ]; then sleep 300; fi; echo finished")
+    run = (f"echo x >> {counter}; n=$(wc -l < {counter}); "
+           f"echo \"attempt $n task $SKYPILOT_TASK_ID\"; "
+           f"if [ $n -lt 4 ]; then sleep 300; fi; echo finished")
     task = sky.Task(run=run)
     task.set_resources(sky.Resources(infra="local"))
     job_id, _ = sky.get(sky.jobs.launch(task, name="spot"))
@@ -153,7 +154,7 @@ def test_three_preemptions_recover_each_time_then_succeed(home: Path, tmp_path: 
     assert all("preempted" in a["outcome"] for a in job["attempts"][:3])
     assert sampler.statuses.count(S.RECOVERING) == 3, sampler.statuses
     assert sampler.statuses[-1] is S.SUCCEEDED
-    for before, after in zip(sampler.statuses, sampler.statuses[1:]):
+    for before, after in zip(sampler.statuses, sampler.statuses[1:], strict=False):
         if before is S.RECOVERING:
             assert after is S.RUNNING, sampler.statuses
     assert sampler.max_recorded == 1 and sampler.max_live == 1  # never two clusters
@@ -243,3 +244,72 @@ def test_unknown_past_the_window_recovers(home: Path, tmp_path: Path,
     assert job["status"] is S.SUCCEEDED and job["recovery_count"] == 1
     assert "past the unknown window" in job["attempts"][0]["outcome"]
     assert _clusters(home) == [] and _local_dirs(home) == []
+
+
+def _server_pid(home: Path) -> int:
+    return int(json.loads((home / "api_server.json").read_text())["pid"])
+
+
+def test_sigkill_of_the_api_server_resumes_every_job_none_twice(home: Path,
+                                                               tmp_path: Path) -> None:
+    runs, gate = tmp_path / "runs", tmp_path / "gate"
+    runs.mkdir()
+    task = _gated_task(gate, f"echo start >> {runs}/$SKYPILOT_MANAGED_JOB_ID; ")
+    ids = [sky.get(sky.jobs.launch(task, name=f"resume-{n}"))[0] for n in range(5)]
+    deadline = time.time() + 120
+    while not any(j["status"] is S.RUNNING for j in
+                  sky.get(sky.jobs.queue(refresh=False)) if j["job_id"] in ids):
+        assert time.time() < deadline, "no job started"
+        time.sleep(0.05)
+    old = _server_pid(home)
+    os.kill(old, signal.SIGKILL)  # mid-flight: some jobs run, others may be launching
+    deadline = time.time() + 30
+    while Path(f"/proc/{old}").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    gate.touch()
+    for job_id in ids:  # the first call starts a new server; its controller resumes
+        job = _wait_status(job_id, {S.SUCCEEDED, S.FAILED, S.CANCELLED}, timeout=180)
+        assert job["status"] is S.SUCCEEDED, job
+        assert job["recovery_count"] == 0 and job["attempt"] == 1
+    assert _server_pid(home) != old
+    assert sorted(p.name for p in runs.iterdir()) == sorted(map(str, ids))
+    for path in runs.iterdir():
+        assert path.read_text() == "start\n", f"job {path.name} ran twice"
+    assert _clusters(home) == [] and _local_dirs(home) == []
+
+
+def test_cancel_of_many_jobs_leaves_none_cancelling_and_no_cluster(home: Path,
+                                                                  tmp_path: Path) -> None:
+    task = _gated_task(tmp_path / "never")
+    ids = [sky.get(sky.jobs.launch(task, name=f"c-{n}"))[0] for n in range(8)]
+    deadline = time.time() + 120
+    while sum(j["status"] is S.RUNNING for j in sky.get(sky.jobs.queue(refresh=False))) < 2:
+        assert time.time() < deadline, "jobs never started"
+        time.sleep(0.05)
+    started = time.time()
+    assert sorted(sky.get(sky.jobs.cancel(all=True))) == ids
+    deadline = time.time() + 120
+    while True:
+        statuses = [j["status"] for j in sky.get(sky.jobs.queue(refresh=False))]
+        if all(s.is_terminal() for s in statuses):
+            break
+        assert time.time() < deadline, f"still not cancelled: {statuses}"
+        time.sleep(0.1)
+    took = time.time() - started
+    assert set(statuses) == {S.CANCELLED}
+    assert _clusters(home) == [] and _local_dirs(home) == []
+    print(f"cancelled {len(ids)} managed jobs in {took:.1f}s")
+    assert sky.get(sky.jobs.cancel(all=True)) == []  # nothing left to cancel
+    out = io.StringIO()
+    assert sky.jobs.tail_logs(job_id=ids[0], follow=True, output_stream=out) == 103
+
+
+def test_two_stores_on_one_file_add_events_without_id_clashes(tmp_path: Path) -> None:
+    from skystate.reconcile.store import Store
+
+    first, second = Store(tmp_path / "state.json"), Store(tmp_path / "state.json")
+    for n in range(3):  # each sees the other's flush and must not reuse its ids
+        for store in (first, second):
+            with store.transaction():
+                store.add_event("Cluster/a", "down", "succeeded", f"{n}")
+    assert len(Store(tmp_path / "state.json").events()) == 6

@@ -237,14 +237,19 @@ class Store:
 
     def add_event(self, address: str, action: str, outcome: str, message: str = "") -> None:
         self._require_transaction()
-        table = self._db.table("events")
-        table.insert(
-            {"time": time.time(), "address": address, "action": action,
-             "outcome": outcome, "message": message}
-        )
-        if len(table) > EVENTS_KEPT * 1.2:
-            oldest = sorted(doc.doc_id for doc in table.all())[: len(table) - EVENTS_KEPT]
-            table.remove(doc_ids=oldest)
+        # Raw, like the keyed tables: TinyDB's Table keeps its next id across a reload
+        # of another writer's flush, and would then reuse (and refuse) an existing id.
+        raw = self._raw("events")
+        if "events" not in self._next_ids:
+            self._next_ids["events"] = max((int(i) for i in raw), default=0) + 1
+        doc_id = self._next_ids["events"]
+        self._next_ids["events"] += 1
+        raw[str(doc_id)] = {"time": time.time(), "address": address, "action": action,
+                            "outcome": outcome, "message": message}
+        if len(raw) > EVENTS_KEPT * 1.2:
+            for old in sorted(int(i) for i in raw)[: len(raw) - EVENTS_KEPT]:
+                raw.pop(str(old), None)
+        self._storage.mark_dirty()
 
     def events(self, address: str | None = None) -> list[Record]:
         self._sync()
