@@ -29,6 +29,7 @@ def _add_subcommands() -> None:
     from skystate.cli_api import api_app
 
     app.add_typer(api_app, name="api")
+    app.add_typer(__import__("skystate.cli_jobs").cli_jobs.jobs_app, name="jobs")
     app.command(name="show-gpus")(cli_catalog.show_gpus)
     app.command(name="check")(cli_catalog.check)
 

@@ -313,3 +313,36 @@ def test_two_stores_on_one_file_add_events_without_id_clashes(tmp_path: Path) ->
             with store.transaction():
                 store.add_event("Cluster/a", "down", "succeeded", f"{n}")
     assert len(Store(tmp_path / "state.json").events()) == 6
+
+
+def test_cli_launch_streams_queue_lists_logs_and_cancel(home: Path, tmp_path: Path) -> None:
+    from helpers import run_cli
+
+    task = tmp_path / "task.yaml"
+    task.write_text("name: hello\nresources: {infra: local}\nrun: echo hello from the cli\n")
+    launched = run_cli(home, "jobs", "launch", str(task), "-n", "cli-job", timeout=120)
+    assert "hello from the cli" in launched.stdout and "=== attempt-1 ===" in launched.stdout
+    [record] = json.loads(run_cli(home, "jobs", "queue", "--json").stdout)
+    assert record["status"] == "SUCCEEDED" and record["job_name"] == "cli-job"
+    assert set(record) >= SEED_KEYS
+    table = run_cli(home, "jobs", "queue").stdout
+    assert "RECOVERIES" in table and "cli-job" in table
+    controller = run_cli(home, "jobs", "logs", str(record["job_id"]), "--controller",
+                         "--no-follow").stdout
+    assert "finished: SUCCEEDED" in controller
+    gated = tmp_path / "gated.yaml"
+    gated.write_text(f"resources: {{infra: local}}\nrun: while [ ! -f {tmp_path}/never ]; "
+                     "do sleep 0.1; done\n")
+    assert "submitted" in run_cli(home, "jobs", "launch", str(gated), "-n", "wait", "-d").stderr
+    assert "Cancelling" in run_cli(home, "jobs", "cancel", "-n", "wait").stdout
+    deadline = time.time() + 90
+    while True:
+        rows = json.loads(run_cli(home, "jobs", "queue", "--json").stdout)
+        job = next(r for r in rows if r["job_name"] == "wait")
+        if job["status"] == "CANCELLED":
+            break
+        assert time.time() < deadline, job
+        time.sleep(0.2)
+    logs = run_cli(home, "jobs", "logs", str(job["job_id"]), "--no-follow", check=103)
+    assert logs.returncode == 103
+    assert _clusters(home) == [] and _local_dirs(home) == []
