@@ -103,19 +103,29 @@ class Controller:
         requeue: float | None
         try:
             requeue = self.step(job_id)
-            self._errors.pop(job_id, None)
+            if self._errors.pop(job_id, None):
+                self._record_error(job_id, None)
         except Exception as exc:  # noqa: BLE001 - the loop outlives any one step
             failures = self._errors.get(job_id, 0) + 1
             self._errors[job_id] = failures
             requeue = min(ERROR_BACKOFF_CAP, self.settings.check_interval * 2 ** failures)
-            rec.note(job_id, f"step failed ({type(exc).__name__}: {exc}); retrying in "
-                             f"{requeue:.1f}s")
+            message = (f"step failed {failures} time(s) ({type(exc).__name__}: {exc}); "
+                       f"retrying in {requeue:.1f}s")
+            rec.note(job_id, message)
+            self._record_error(job_id, message)
         with self._lock:
             self._busy.discard(job_id)
             if requeue is not None:  # a cancel noticed meanwhile keeps its earlier time
                 at = time.monotonic() + requeue
                 self._due[job_id] = min(self._due.get(job_id, at), at)
         self._wake.set()
+
+    def _record_error(self, job_id: int, message: str | None) -> None:
+        """Shown by ``jobs queue`` (never an opaque failure); cleared by the next success."""
+        try:
+            rec.update(self._thread_store(), job_id, controller_error=message)
+        except Exception:  # noqa: BLE001, S110 - the controller log has it anyway
+            pass
 
     def _thread_store(self) -> Store:
         store = getattr(self._local, "store", None)

@@ -80,7 +80,8 @@ def queue_record(job: Record, now: float) -> Record:
         # beyond the seed's keys
         "user_name": job.get("user_name"), "start_at": start, "attempt": job.get("attempt"),
         "cluster": job.get("cluster"), "restarts_on_error": job.get("restarts_on_error", 0),
-        "failure_reason": job.get("failure_reason"),
+        "failure_reason": job.get("failure_reason") or job.get("controller_error"),
+        "controller_error": job.get("controller_error"),
         "last_recovery_reason": job.get("last_recovery_reason"),
         "unknown_since": job.get("unknown_since"), "task_id": job.get("task_id"),
         "cost": _cost(job, now),
