@@ -41,7 +41,7 @@ def observe(store: Store, providers: Providers, job: dict[str, Any]) -> Evidence
     if state is not NodeState.RUNNING:
         return Evidence(Seen.UNKNOWN, detail=f"{name} is {state.value}")
     try:
-        rows = provider.agent(observation).queue([int(job_id)])
+        rows = provider.agent(observation).queue([int(job_id)], detailed=True)
     except Exception as exc:  # noqa: BLE001 - an agent that does not answer is unknown
         return Evidence(Seen.UP, None, detail=f"the agent of {name}: {_err(exc)}")
     row = next((r for r in rows if int(r["job_id"]) == int(job_id)), None)

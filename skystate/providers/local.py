@@ -315,8 +315,9 @@ class LocalAgent:
         spec = job.agent_spec(WORKDIR)
         return runtime.submit(self.head, spec)
 
-    def queue(self, job_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
-        return runtime.queue(self.head, job_ids)
+    def queue(self, job_ids: Sequence[int] | None = None,
+              detailed: bool = False) -> list[dict[str, Any]]:
+        return runtime.queue(self.head, job_ids, detailed=detailed)
 
     def cancel(self, job_ids: Sequence[int] | None = None, all_jobs: bool = False) -> list[int]:
         return runtime.cancel(self.head, job_ids, all_jobs)

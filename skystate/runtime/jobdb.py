@@ -34,7 +34,6 @@ QUEUE_FIELDS = (
     "resources",
     "status",
     "log_path",
-    "exit_code",  # of the phase that ended the job (None while it runs)
 )
 
 _SCHEMA = """
