@@ -346,3 +346,42 @@ def test_cli_launch_streams_queue_lists_logs_and_cancel(home: Path, tmp_path: Pa
     logs = run_cli(home, "jobs", "logs", str(job["job_id"]), "--no-follow", check=103)
     assert logs.returncode == 103
     assert _clusters(home) == [] and _local_dirs(home) == []
+
+
+def test_launch_raises_for_a_bad_task_and_infeasible_ends_in_prechecks(home: Path) -> None:
+    bad = sky.Task.from_yaml_config({"run": "true", "resources": {
+        "infra": "local", "job_recovery": {"strategy": "SOMETIMES"}}})
+    with pytest.raises(ValueError, match="EAGER_NEXT_REGION"):
+        sky.get(sky.jobs.launch(bad))
+    with pytest.raises(ValueError, match="run command"):
+        sky.get(sky.jobs.launch(sky.Task(setup="true")))
+    infeasible = sky.Task(run="true")
+    infeasible.set_resources(sky.Resources(infra="local", accelerators="H100:8"))
+    job_id, _ = sky.get(sky.jobs.launch(infeasible, name="never"))
+    job = _wait_status(job_id, {S.FAILED_PRECHECKS, S.SUCCEEDED, S.FAILED})
+    assert job["status"] is S.FAILED_PRECHECKS and "no offer" in job["failure_reason"]
+    assert _clusters(home) == []
+
+
+def test_no_capacity_waits_pending_with_the_reason_then_runs(home: Path,
+                                                             tmp_path: Path) -> None:
+    (home / "config.yaml").write_text("providers:\n  local: {accelerators: {A100: 1}}\n")
+    gate = tmp_path / "gate"
+    first = _gated_task(gate)
+    first.set_resources(sky.Resources(infra="local", accelerators="A100:1"))
+    second = sky.Task(run="echo second")
+    second.set_resources(sky.Resources(infra="local", accelerators="A100:1"))
+    first_id, _ = sky.get(sky.jobs.launch(first, name="holder"))
+    _wait_status(first_id, {S.RUNNING})
+    second_id, _ = sky.get(sky.jobs.launch(second, name="waiter"))
+    deadline = time.time() + 60
+    while "no capacity" not in (_job(second_id)["failure_reason"] or ""):
+        assert time.time() < deadline, _job(second_id)
+        time.sleep(0.1)
+    assert _job(second_id)["status"] is S.PENDING
+    gate.touch()
+    assert _wait_status(first_id, {S.SUCCEEDED, S.FAILED})["status"] is S.SUCCEEDED
+    job = _wait_status(second_id, {S.SUCCEEDED, S.FAILED}, timeout=120)
+    assert job["status"] is S.SUCCEEDED and job["recovery_count"] == 0
+    assert job["failure_reason"] is None
+    assert _clusters(home) == [] and _local_dirs(home) == []
