@@ -385,3 +385,22 @@ def test_no_capacity_waits_pending_with_the_reason_then_runs(home: Path,
     assert job["status"] is S.SUCCEEDED and job["recovery_count"] == 0
     assert job["failure_reason"] is None
     assert _clusters(home) == [] and _local_dirs(home) == []
+
+
+def test_a_hanging_observation_is_unknown_within_its_bound(home: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    faults = tmp_path / "faults.json"  # observe answers only after 5 s, twice
+    faults.write_text(json.dumps({"op": "observe", "cluster": "mj-1-1", "error": "transient",
+                                  "delay": 5, "times": 2}))
+    monkeypatch.setenv("SKYSTATE_FAULTS", str(faults))
+    monkeypatch.setenv("SKYSTATE_JOBS_OBSERVE_TIMEOUT_SECONDS", "0.5")
+    gate = tmp_path / "gate"
+    job_id, _ = sky.get(sky.jobs.launch(_gated_task(gate), name="slow"))
+    deadline = time.time() + 60
+    while "did not answer within" not in (_job(job_id)["failure_reason"] or ""):
+        assert time.time() < deadline, _job(job_id)
+        time.sleep(0.05)
+    gate.touch()
+    job = _wait_status(job_id, {S.SUCCEEDED, S.FAILED})
+    assert job["status"] is S.SUCCEEDED and job["recovery_count"] == 0

@@ -61,12 +61,13 @@ class Settings:
     unknown_window: float = 300.0
     backoff_base: float = 30.0
     backoff_cap: float = 600.0
+    observe_timeout: float = 30.0  # real seconds (not scaled): a provider call's bound
 
     @classmethod
     def from_env(cls) -> Settings:
         """``SKYSTATE_JOBS_CHECK_SECONDS`` (3), ``SKYSTATE_JOBS_UNKNOWN_WINDOW_SECONDS``
         (300), ``SKYSTATE_JOBS_BACKOFF_SECONDS`` (30, doubling up to 600), each divided
-        by ``SKYSTATE_TIME_SCALE``."""
+        by ``SKYSTATE_TIME_SCALE``; ``SKYSTATE_JOBS_OBSERVE_TIMEOUT_SECONDS`` (30, real)."""
         from skystate.runtime.layout import time_scale
 
         scale = time_scale()
@@ -74,7 +75,8 @@ class Settings:
             check_interval=max(0.1, _env_seconds("SKYSTATE_JOBS_CHECK_SECONDS", 3.0) / scale),
             unknown_window=_env_seconds("SKYSTATE_JOBS_UNKNOWN_WINDOW_SECONDS", 300.0) / scale,
             backoff_base=_env_seconds("SKYSTATE_JOBS_BACKOFF_SECONDS", 30.0) / scale,
-            backoff_cap=600.0 / scale)
+            backoff_cap=600.0 / scale,
+            observe_timeout=_env_seconds("SKYSTATE_JOBS_OBSERVE_TIMEOUT_SECONDS", 30.0))
 
     def backoff(self, failures: int) -> float:
         return min(self.backoff_cap, self.backoff_base * 2 ** max(0, failures - 1))

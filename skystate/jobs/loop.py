@@ -14,14 +14,15 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from typing import Any
 
 from skystate.jobs import records as rec
 from skystate.jobs.decide import Act, Settings, View, decide
 from skystate.jobs.handlers import JobContext, run
 from skystate.jobs.observe import observe
-from skystate.jobs.recovery import Policy, policy_of
-from skystate.jobs.status import ManagedJobStatus
+from skystate.jobs.recovery import Evidence, Policy, policy_of
+from skystate.jobs.status import ManagedJobStatus, Seen
 from skystate.providers.registry import Providers
 from skystate.reconcile.store import Store
 
@@ -47,6 +48,8 @@ class Controller:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="jobs")
+        self._observers = ThreadPoolExecutor(max_workers=workers * 2,
+                                             thread_name_prefix="jobs-observe")
         self._thread = threading.Thread(target=self._run, name="jobs-controller", daemon=True)
 
     def start(self) -> Controller:
@@ -58,6 +61,7 @@ class Controller:
         self._wake.set()
         self._thread.join(timeout)
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._observers.shutdown(wait=False, cancel_futures=True)
 
     def wake(self) -> None:
         self._wake.set()
@@ -156,7 +160,7 @@ class Controller:
             policy = Policy()
         evidence = None
         if job["phase"] == rec.PHASE_WATCH and not job.get("cancel_requested_at"):
-            evidence = observe(store, self.providers, job)
+            evidence = self._observe(store, job)
         step = decide(View(job, policy, evidence), self.settings, time.time())
         ctx = JobContext(store, self.providers, self.settings)
         for action in step.actions:
@@ -165,6 +169,19 @@ class Controller:
                 rec.note(job["job_id"], f"{action.type.value}: {action.reason or '-'} "
                                         f"-> {outcome}")
         return step.requeue_after
+
+
+    def _observe(self, store: Store, job: dict[str, Any]) -> Evidence:
+        """One observation, bounded: a provider call that hangs is UNKNOWN (its thread is
+        left to finish on its own; the job's next step looks again)."""
+        record = store.cluster(job["cluster"])
+        future = self._observers.submit(observe, record, self.providers, job)
+        try:
+            return future.result(timeout=self.settings.observe_timeout)
+        except FuturesTimeout:
+            return Evidence(Seen.UNKNOWN, detail=f"observing {job['cluster']} did not "
+                                                 f"answer within "
+                                                 f"{self.settings.observe_timeout:.0f}s")
 
 
 def start_controller() -> Controller:

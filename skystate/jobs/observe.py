@@ -13,16 +13,16 @@ from skystate.jobs.recovery import Evidence
 from skystate.jobs.status import Seen
 from skystate.providers.base import NodeState
 from skystate.providers.registry import Providers
-from skystate.reconcile.store import Store
 
 
 def _err(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def observe(store: Store, providers: Providers, job: dict[str, Any]) -> Evidence:
+def observe(record: dict[str, Any] | None, providers: Providers,
+            job: dict[str, Any]) -> Evidence:
+    """``record``: the job's cluster record as stored now (None: no longer recorded)."""
     name, job_id = job["cluster"], job.get("cluster_job_id")
-    record = store.cluster(name)
     if record is None:
         return Evidence(Seen.GONE, detail=f"cluster {name} is no longer recorded")
     try:
