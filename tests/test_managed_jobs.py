@@ -225,6 +225,10 @@ def test_observation_timeouts_never_start_a_recovery(home: Path, tmp_path: Path,
         assert job["status"] in (S.PENDING, S.STARTING, S.RUNNING) and job["attempt"] == 1
         time.sleep(0.05)
     assert seen_reason  # the job shows the condition while it lasts
+    state = json.loads((home / "state.json").read_text())
+    [cluster] = state["clusters"].values()  # an ordinary recorded cluster, owned by jobs
+    assert cluster["name"] == "mj-1-1" and cluster["managed_by"] == "jobs"
+    assert cluster["autostop"]["down"] is True and cluster["status"] == "UP"
     gate.touch()
     job = _wait_status(job_id, {S.SUCCEEDED, S.FAILED})
     assert job["status"] is S.SUCCEEDED
