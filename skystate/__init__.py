@@ -26,6 +26,7 @@ _EXPORTS: dict[str, str] = {
     "SSH": "skystate.spec.clouds",
     "Kubernetes": "skystate.spec.clouds",
     "JobExitCode": "skystate.exceptions",
+    "jobs": "skystate.jobs",
     **{
         name: "skystate.sdk"
         for name in (

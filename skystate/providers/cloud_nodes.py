@@ -272,8 +272,10 @@ class SSHAgent:
         spec = job.agent_spec(WORKDIR)
         return int(self._call("submit", stdin=spec, prefix=prefix)["job_id"])
 
-    def queue(self, job_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
-        jobs = self._call("queue", *[str(int(i)) for i in job_ids or []])
+    def queue(self, job_ids: Sequence[int] | None = None,
+              detailed: bool = False) -> list[dict[str, Any]]:
+        jobs = self._call("queue", *[str(int(i)) for i in job_ids or []],
+                          *(["--detailed"] if detailed else []))
         for job in jobs:
             job["status"] = JobStatus(job["status"])
         return jobs

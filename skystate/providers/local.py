@@ -17,7 +17,9 @@ workdir goes to ``~/sky_workdir`` (as on SkyPilot hosts), which is the job's cwd
 run with ``HOME`` set to the node's home.
 
 ``python -m skystate.providers.local stop|down CLUSTER_DIR`` is the self-stop program
-the agents run by autostop (see ``local_nodes``).
+the agents run by autostop (see ``local_nodes``). ``... preempt CLUSTER_DIR|NAME`` does
+what a cloud's spot preemption does: every process of the cluster SIGKILLed and its nodes
+reported gone (``observe`` omits them), so managed-job recovery can be tested for real.
 """
 
 from __future__ import annotations
@@ -342,8 +344,9 @@ class LocalAgent:
         spec = job.agent_spec(WORKDIR)
         return runtime.submit(self.head, spec)
 
-    def queue(self, job_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
-        return runtime.queue(self.head, job_ids)
+    def queue(self, job_ids: Sequence[int] | None = None,
+              detailed: bool = False) -> list[dict[str, Any]]:
+        return runtime.queue(self.head, job_ids, detailed=detailed)
 
     def cancel(self, job_ids: Sequence[int] | None = None, all_jobs: bool = False) -> list[int]:
         return runtime.cancel(self.head, job_ids, all_jobs)

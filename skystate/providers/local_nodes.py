@@ -12,8 +12,11 @@ untagged (unfindable) node.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -167,11 +170,70 @@ def remove_cluster_dir(cluster_dir: Path) -> None:
     shutil.rmtree(cluster_dir, ignore_errors=True)
 
 
+PREEMPTED_TAGS_FILE = "tags.preempted.json"
+
+
+def _processes_under(folder: Path) -> list[int]:
+    """Processes whose cwd is inside ``folder`` (a node's agent, wrappers and jobs)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if cwd == str(folder) or cwd.startswith(f"{folder}/"):
+            pids.append(int(entry.name))
+    return pids
+
+
+def preempt_nodes(cluster_dir: Path) -> int:
+    """Do to a cluster what a cloud's preemption does: every process killed at once
+    (SIGKILL, no cancel, no exit records), and the nodes reported gone (their tags are
+    moved aside, so ``observe`` no longer lists them; ``terminate`` still cleans up the
+    folder). Returns how many nodes were preempted."""
+    cluster_dir = cluster_dir.resolve()
+    nodes = read_nodes(cluster_dir)
+    head = next((n for n in nodes if n.rank == 0), None)
+    groups: list[int] = []
+    if head is not None and head.paths.db.exists():
+        groups = [int(j["pid"]) for j in runtime.queue(head.dir, detailed=True)
+                  if j.get("pid") and j["status"] in ("SETTING_UP", "RUNNING")]
+    for node in nodes:  # tags first: from here on the node is gone, even if we die now
+        (node.dir / TAGS_FILE).replace(node.dir / PREEMPTED_TAGS_FILE)
+    for pgid in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+    for node in nodes:
+        for pid in _processes_under(node.dir):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+    close_all()
+    return len(nodes)
+
+
+def _cluster_dir_arg(text: str) -> Path:
+    """A cluster folder, or a cluster name under this home's local clusters."""
+    path = Path(text)
+    if path.is_dir() or "/" in text:
+        return path
+    from skystate.home import local_clusters_dir
+
+    return local_clusters_dir() / text
+
+
 def self_stop_main(argv: list[str]) -> int:
-    """``python -m skystate.providers.local stop|down CLUSTER_DIR`` (run by autostop)."""
-    if len(argv) != 2 or argv[0] not in ("stop", "down"):
-        print("usage: python -m skystate.providers.local stop|down CLUSTER_DIR", file=sys.stderr)
+    """``python -m skystate.providers.local stop|down CLUSTER_DIR`` (run by autostop), and
+    ``preempt CLUSTER_DIR|NAME`` (tests: a preemption as a cloud would do it)."""
+    if len(argv) != 2 or argv[0] not in ("stop", "down", "preempt"):
+        print("usage: python -m skystate.providers.local stop|down|preempt CLUSTER_DIR",
+              file=sys.stderr)
         return 2
+    if argv[0] == "preempt":
+        count = preempt_nodes(_cluster_dir_arg(argv[1]))
+        print(f"preempted: {argv[1]} ({count} nodes)", flush=True)
+        return 0 if count else 1
     action, cluster_dir = argv[0], Path(argv[1])
     nodes = read_nodes(cluster_dir)
     stop_nodes(nodes)

@@ -134,7 +134,10 @@ def _run_one(store: Store, action: Action, providers: Providers) -> None:
 
 def provision_with_failover(store: Store, spec: Record, resources: Resources,
                             providers: Providers, retry_until_up: bool,
-                            target: OptimizeTarget = OptimizeTarget.COST) -> Record:
+                            target: OptimizeTarget = OptimizeTarget.COST,
+                            offers: Sequence[Offer] | None = None) -> Record:
+    """Create the cluster on the first offer that works (``offers``: in this order,
+    instead of the optimizer's ranking)."""
     from skystate.providers.optimizer import (
         describe_failover,
         explain_infeasible,
@@ -142,7 +145,8 @@ def provision_with_failover(store: Store, spec: Record, resources: Resources,
         without_infra,
     )
 
-    offers = rank_offers(resources, spec["num_nodes"], providers, target=target)
+    if offers is None:
+        offers = rank_offers(resources, spec["num_nodes"], providers, target=target)
     if not offers:  # the same words as a plan's error
         raise ResourcesUnavailableError(
             f"cluster {spec['name']!r}: no offer satisfies the request: "

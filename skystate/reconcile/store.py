@@ -1,8 +1,9 @@
 """The actual-state store: TinyDB tables under ``SKYSTATE_HOME/state.json``.
 
 Tables: ``clusters`` (one record per cluster), ``nodes`` (one per node), ``jobs``
-(declarative jobs, keyed by cluster and name), ``requests`` and ``events`` (an audit
-log of every action and its outcome), and ``meta`` (the state version).
+(declarative jobs, keyed by cluster and name), ``managed_jobs`` (skystate.jobs, keyed
+by job_id), ``requests`` and ``events`` (an audit log of every action and its outcome),
+and ``meta`` (the state version).
 
 Writes happen inside ``transaction()``: the changes of one logical step are made in
 memory and flushed once, atomically, with the state version bumped. A saved plan
@@ -221,18 +222,34 @@ class Store:
     def delete_job(self, cluster: str, name: str) -> None:
         self._delete("jobs", ("cluster", "name"), (cluster, name))
 
+    # --- managed jobs (skystate.jobs: one record per job_id) ---------------------------
+
+    def managed_job(self, job_id: int) -> Record | None:
+        return self._get("managed_jobs", ("job_id",), (int(job_id),))
+
+    def managed_jobs(self) -> list[Record]:
+        return sorted(self._all("managed_jobs", ("job_id",)), key=lambda j: j["job_id"])
+
+    def put_managed_job(self, record: Record) -> None:
+        self._put("managed_jobs", ("job_id",), record)
+
     # --- events (audit log) ----------------------------------------------------------
 
     def add_event(self, address: str, action: str, outcome: str, message: str = "") -> None:
         self._require_transaction()
-        table = self._db.table("events")
-        table.insert(
-            {"time": time.time(), "address": address, "action": action,
-             "outcome": outcome, "message": message}
-        )
-        if len(table) > EVENTS_KEPT * 1.2:
-            oldest = sorted(doc.doc_id for doc in table.all())[: len(table) - EVENTS_KEPT]
-            table.remove(doc_ids=oldest)
+        # Raw, like the keyed tables: TinyDB's Table keeps its next id across a reload
+        # of another writer's flush, and would then reuse (and refuse) an existing id.
+        raw = self._raw("events")
+        if "events" not in self._next_ids:
+            self._next_ids["events"] = max((int(i) for i in raw), default=0) + 1
+        doc_id = self._next_ids["events"]
+        self._next_ids["events"] += 1
+        raw[str(doc_id)] = {"time": time.time(), "address": address, "action": action,
+                            "outcome": outcome, "message": message}
+        if len(raw) > EVENTS_KEPT * 1.2:
+            for old in sorted(int(i) for i in raw)[: len(raw) - EVENTS_KEPT]:
+                raw.pop(str(old), None)
+        self._storage.mark_dirty()
 
     def events(self, address: str | None = None) -> list[Record]:
         self._sync()

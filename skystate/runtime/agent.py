@@ -285,7 +285,9 @@ class Agent:
             "NODE_RANK": str(rank),
             "NODE_IPS": "\n".join(self.config.ips[: int(job["num_nodes"])]),
             "NUM_NODES": str(job["num_nodes"]),
-            "TASK_ID": f"skystate-{submitted}_{self.config.cluster}_{job['job_id']}",
+            # A managed job passes its own, stable across recoveries (new clusters).
+            "TASK_ID": str(job["envs"].get("SKYPILOT_TASK_ID")
+                           or f"skystate-{submitted}_{self.config.cluster}_{job['job_id']}"),
             "JOB_ID": str(job["job_id"]),
         }
         env = {str(k): str(v) for k, v in job["envs"].items()}

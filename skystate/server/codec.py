@@ -39,6 +39,8 @@ ALLOWED_TYPES: frozenset[str] = frozenset({
     "skystate.reconcile.refresh:RefreshClass", "skystate.reconcile.refresh:ClusterRefresh",
     "skystate.reconcile.refresh:RefreshReport",
     "skystate.reconcile.health:SyncStatus", "skystate.reconcile.health:HealthStatus",
+    # managed jobs
+    "skystate.jobs.status:ManagedJobStatus", "skystate.jobs.status:ControllerHandle",
 })
 
 #: Builtin exceptions a request may raise; built without running any constructor.

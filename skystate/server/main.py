@@ -77,9 +77,13 @@ def serve(host: str = "127.0.0.1", port: int = 0, *, deploy: bool = False,
         from skystate.server.watching import start_in_thread
 
         watcher = start_in_thread(watch_dir)
+    from skystate.jobs.loop import start_controller
+
+    jobs = start_controller()  # managed jobs: resumes every unfinished one from its record
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:
+        jobs.stop()
         if watcher is not None:
             watcher[1].set()
             watcher[0].join(timeout=5)

@@ -18,9 +18,10 @@ Args = Mapping[str, Any]
 
 @dataclass(frozen=True)
 class RequestKind:
-    function: str  # attribute of skystate.reconcile.operations
+    function: str  # attribute of ``module``
     schedule: str  # "long" or "short"
     keys: Callable[[Args], list[str]]
+    module: str = "skystate.reconcile.operations"
 
 
 def _cluster(args: Args) -> list[str]:
@@ -54,6 +55,11 @@ KINDS: dict[str, RequestKind] = {
     "plan": RequestKind("plan", "long", _none),
     "refresh": RequestKind("refresh", "long", _none),
     "apply": RequestKind("apply", "long", _apply_keys),
+    # managed jobs: records only; the controller in the server acts on them
+    "jobs.launch": RequestKind("launch", "long", _none, "skystate.jobs.operations"),
+    "jobs.queue": RequestKind("queue", "short", _none, "skystate.jobs.operations"),
+    "jobs.cancel": RequestKind("cancel", "long", _none, "skystate.jobs.operations"),
+    "jobs.tail_logs": RequestKind("tail_logs", "long", _none, "skystate.jobs.operations"),
 }
 
 
@@ -70,6 +76,8 @@ def kind_of(name: str, args: Args) -> RequestKind:
 
 
 def function_of(name: str) -> Callable[..., Any]:
-    from skystate.reconcile import operations
+    import importlib
 
-    return getattr(operations, KINDS[name].function)  # type: ignore[no-any-return]
+    kind = KINDS[name]
+    module = importlib.import_module(kind.module)
+    return getattr(module, kind.function)  # type: ignore[no-any-return]

@@ -1,0 +1,119 @@
+"""``skystate jobs launch|queue|cancel|logs``: managed jobs (typer commands; registered in cli).
+
+Importing this module imports only typer; each command imports the SDK when it runs.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+import typer
+
+jobs_app = typer.Typer(help="Managed jobs: their own cluster, recovered on preemption.",
+                       no_args_is_help=True)
+
+
+@jobs_app.command("launch")
+def launch(
+    task_yaml: str = typer.Argument(..., metavar="TASK.yaml", help="A SkyPilot task YAML."),
+    name: str | None = typer.Option(None, "-n", "--name", help="The job's name."),
+    detach: bool = typer.Option(False, "-d", "--detach-run",
+                                help="Return once submitted; do not stream the log."),
+) -> None:
+    """Launch a managed job and stream its log (every attempt) until it ends."""
+    import skystate as sky
+
+    job_id, _ = sky.get(sky.jobs.launch(sky.Task.from_yaml(task_yaml), name=name))
+    typer.echo(f"Managed job {job_id} submitted. Follow it with `skystate jobs logs "
+               f"{job_id}`; see it with `skystate jobs queue`.", err=True)
+    if detach:
+        return
+    code = sky.jobs.tail_logs(job_id=job_id, follow=True)
+    raise typer.Exit(code)
+
+
+def _ago(stamp: float | None) -> str:
+    if not stamp:
+        return "-"
+    seconds = max(0, int(time.time() - stamp))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds or 0)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def queue_rows(records: list[dict[str, Any]]) -> list[list[str]]:
+    rows = []
+    for r in records:
+        why = r.get("failure_reason") or (
+            f"last recovery: {r['last_recovery_reason']}" if r.get("last_recovery_reason")
+            else "")
+        rows.append([str(r["job_id"]), str(r["job_name"]), str(r["status"]),
+                     str(r.get("attempt") or 1), str(r["recovery_count"]),
+                     _ago(r["submitted_at"]), _duration(r["duration"]), str(r["region"]),
+                     str(r["resources"]), f"{r.get('cost', 0.0):.4f}", why])
+    return rows
+
+
+@jobs_app.command("queue")
+def queue(
+    all_users: bool = typer.Option(False, "-a", "--all-users", help="Every user's jobs."),
+    skip_finished: bool = typer.Option(False, "--skip-finished", help="Only unfinished jobs."),
+    as_json: bool = typer.Option(False, "--json", help="Print the records as JSON."),
+) -> None:
+    """Managed jobs, newest first: status, attempt, recoveries and why."""
+    import skystate as sky
+    from skystate.cli_catalog import _render
+
+    records = sky.get(sky.jobs.queue(refresh=False, skip_finished=skip_finished,
+                                     all_users=all_users))
+    if as_json:
+        print(json.dumps(records, indent=2, default=str))
+        return
+    if not records:
+        print("No managed jobs.", file=sys.stderr)
+        return
+    _render("Managed jobs", ["ID", "NAME", "STATUS", "ATTEMPT", "RECOVERIES", "SUBMITTED",
+                             "DURATION", "REGION", "RESOURCES", "$", "REASON"],
+            queue_rows(records))
+
+
+@jobs_app.command("cancel")
+def cancel(
+    job_ids: list[int] = typer.Argument(None, metavar="[IDS]...", help="Job IDs."),
+    name: str | None = typer.Option(None, "-n", "--name", help="Cancel the jobs of this name."),
+    all_jobs: bool = typer.Option(False, "-a", "--all", help="Cancel all your jobs."),
+    all_users: bool = typer.Option(False, "-u", "--all-users", help="Everyone's jobs."),
+) -> None:
+    """Cancel managed jobs; their clusters are torn down (logs are kept)."""
+    import skystate as sky
+
+    asked = sky.get(sky.jobs.cancel(name=name, job_ids=job_ids or None, all=all_jobs,
+                                    all_users=all_users))
+    typer.echo(f"Cancelling managed job(s): {', '.join(map(str, asked)) or 'none'}")
+
+
+@jobs_app.command("logs")
+def logs(
+    job_id: int | None = typer.Argument(None, metavar="[ID]", help="Job ID (default: latest)."),
+    name: str | None = typer.Option(None, "-n", "--name", help="The latest job of this name."),
+    controller: bool = typer.Option(False, "--controller",
+                                    help="The controller's decisions and why, not the job's."),
+    no_follow: bool = typer.Option(False, "--no-follow", help="Print what is there and exit."),
+    attempt: int | None = typer.Option(None, "--attempt", help="Only this attempt's log."),
+) -> None:
+    """Print a managed job's log (every attempt, each headed), following it until it ends."""
+    import skystate as sky
+
+    code = sky.jobs.tail_logs(name=name, job_id=job_id, follow=not no_follow,
+                              controller=controller, attempt=attempt)
+    raise typer.Exit(code)

@@ -1,0 +1,194 @@
+"""The jobs controller: a loop on threads of the API server, one step per job at a time.
+
+A restart is just the first tick: every unfinished record is due at once, and each
+step reads the record and (while it runs) one observation fresh, so there is no resume
+path. The loop only waits on an Event (woken by ``wake``/``stop``); a step returns how
+long to wait before that job is looked at again. New jobs and cancels are noticed from
+the state database (a record this loop has not seen, or a changed
+``cancel_requested_at``). A failing step is logged in the job's controller log and
+retried with backoff; it never ends the loop.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
+from typing import Any
+
+from skystate.jobs import records as rec
+from skystate.jobs.decide import Act, Settings, View, decide
+from skystate.jobs.handlers import JobContext, run
+from skystate.jobs.observe import observe
+from skystate.jobs.recovery import Evidence, Policy, policy_of
+from skystate.jobs.status import ManagedJobStatus, Seen
+from skystate.providers.registry import Providers
+from skystate.reconcile.store import Store
+
+SCAN_SECONDS = 0.2  # how often the database is checked for new jobs and cancels
+ERROR_BACKOFF_CAP = 60.0
+
+
+class Controller:
+    def __init__(self, *, settings: Settings | None = None, workers: int = 8,
+                 providers: Providers | None = None) -> None:
+        from skystate.spec.home_config import home_providers_config
+
+        self.settings = settings or Settings.from_env()
+        self.providers = providers or Providers(home_providers_config())
+        self._store = Store()
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._due: dict[int, float] = {}  # job_id -> monotonic time it is looked at
+        self._busy: set[int] = set()
+        self._cancels: dict[int, Any] = {}  # job_id -> cancel_requested_at last seen
+        self._errors: dict[int, int] = {}
+        self._version = -1
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="jobs")
+        self._observers = ThreadPoolExecutor(max_workers=workers * 2,
+                                             thread_name_prefix="jobs-observe")
+        self._thread = threading.Thread(target=self._run, name="jobs-controller", daemon=True)
+
+    def start(self) -> Controller:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._observers.shutdown(wait=False, cancel_futures=True)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # --- the loop -----------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._scan()
+            except Exception:  # noqa: BLE001, S110 - a torn read is retried next tick
+                pass
+            now = time.monotonic()
+            with self._lock:
+                ready = [j for j, at in self._due.items() if at <= now and j not in self._busy]
+                for job_id in ready:
+                    self._busy.add(job_id)
+                    del self._due[job_id]
+                waits = [at - now for j, at in self._due.items() if j not in self._busy]
+            for job_id in ready:
+                self._pool.submit(self._step_safely, job_id)
+            self._wake.wait(max(0.0, min([SCAN_SECONDS, *waits])))
+            self._wake.clear()
+
+    def _scan(self) -> None:
+        version = self._store.version
+        if version == self._version:
+            return
+        self._version = version
+        now = time.monotonic()
+        with self._lock:
+            for job in self._store.managed_jobs():
+                job_id = job["job_id"]
+                if job["phase"] == rec.PHASE_DONE:
+                    self._due.pop(job_id, None)
+                    continue
+                cancel = job.get("cancel_requested_at")
+                if job_id not in self._cancels or self._cancels[job_id] != cancel:
+                    self._cancels[job_id] = cancel
+                    self._due[job_id] = now  # new (or resumed) job, or a cancel
+
+    def _step_safely(self, job_id: int) -> None:
+        requeue: float | None
+        try:
+            requeue = self.step(job_id)
+            if self._errors.pop(job_id, None):
+                self._record_error(job_id, None)
+        except Exception as exc:  # noqa: BLE001 - the loop outlives any one step
+            failures = self._errors.get(job_id, 0) + 1
+            self._errors[job_id] = failures
+            requeue = min(ERROR_BACKOFF_CAP, self.settings.check_interval * 2 ** failures)
+            message = (f"step failed {failures} time(s) ({type(exc).__name__}: {exc}); "
+                       f"retrying in {requeue:.1f}s")
+            rec.note(job_id, message)
+            self._record_error(job_id, message)
+        with self._lock:
+            self._busy.discard(job_id)
+            if requeue is not None:  # a cancel noticed meanwhile keeps its earlier time
+                at = time.monotonic() + requeue
+                self._due[job_id] = min(self._due.get(job_id, at), at)
+        self._wake.set()
+
+    def _record_error(self, job_id: int, message: str | None) -> None:
+        """Shown by ``jobs queue`` (never an opaque failure); cleared by the next success."""
+        try:
+            rec.update(self._thread_store(), job_id, controller_error=message)
+        except Exception:  # noqa: BLE001, S110 - the controller log has it anyway
+            pass
+
+    def _thread_store(self) -> Store:
+        store = getattr(self._local, "store", None)
+        if store is None:
+            store = self._local.store = Store()
+        return store  # type: ignore[no-any-return]
+
+    # --- one step -------------------------------------------------------------------
+
+    def step(self, job_id: int) -> float | None:
+        """Read the job fresh, decide, act; how long until it is looked at again."""
+        from skystate.reconcile.imperative import REQUEST_USER
+
+        store = self._thread_store()
+        job = store.managed_job(job_id)
+        if job is None or job["phase"] == rec.PHASE_DONE:
+            return None
+        token = REQUEST_USER.set(job.get("user_name") or None)
+        try:
+            return self._step(store, job)
+        finally:
+            REQUEST_USER.reset(token)
+
+    def _step(self, store: Store, job: dict[str, Any]) -> float | None:
+        try:
+            policy = policy_of(job["task"])
+        except Exception:  # noqa: BLE001 - the launch records it as FAILED_PRECHECKS
+            policy = Policy()
+        evidence = None
+        if job["phase"] == rec.PHASE_WATCH and not job.get("cancel_requested_at"):
+            evidence = self._observe(store, job)
+        step = decide(View(job, policy, evidence), self.settings, time.time())
+        ctx = JobContext(store, self.providers, self.settings)
+        for action in step.actions:
+            outcome = run(ctx, job["job_id"], action)
+            if action.type is not Act.SYNC_LOG:
+                rec.note(job["job_id"], f"{action.type.value}: {action.reason or '-'} "
+                                        f"-> {outcome}")
+        return step.requeue_after
+
+
+    def _observe(self, store: Store, job: dict[str, Any]) -> Evidence:
+        """One observation, bounded: a provider call that hangs is UNKNOWN (its thread is
+        left to finish on its own; the job's next step looks again)."""
+        record = store.cluster(job["cluster"])
+        future = self._observers.submit(observe, record, self.providers, job)
+        try:
+            return future.result(timeout=self.settings.observe_timeout)
+        except FuturesTimeout:
+            return Evidence(Seen.UNKNOWN, detail=f"observing {job['cluster']} did not "
+                                                 f"answer within "
+                                                 f"{self.settings.observe_timeout:.0f}s")
+
+
+def start_controller() -> Controller:
+    """The controller of this home, started (the API server calls this once)."""
+    return Controller().start()
+
+
+def unfinished(store: Store) -> list[dict[str, Any]]:
+    return [j for j in store.managed_jobs()
+            if not ManagedJobStatus(j["status"]).is_terminal()]
