@@ -6,11 +6,12 @@ Importing this module imports only typer; each command imports the SDK when it r
 from __future__ import annotations
 
 import json
-import sys
 import time
 from typing import Any
 
 import typer
+
+from skystate.cli_output import output_format, output_option, print_listing
 
 jobs_app = typer.Typer(help="Managed jobs: their own cluster, recovered on preemption.",
                        no_args_is_help=True)
@@ -68,23 +69,25 @@ def queue_rows(records: list[dict[str, Any]]) -> list[list[str]]:
 def queue(
     all_users: bool = typer.Option(False, "-a", "--all-users", help="Every user's jobs."),
     skip_finished: bool = typer.Option(False, "--skip-finished", help="Only unfinished jobs."),
-    as_json: bool = typer.Option(False, "--json", help="Print the records as JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Print the records as JSON (-o json)."),
+    output: str = output_option(),
 ) -> None:
     """Managed jobs, newest first: status, attempt, recoveries and why."""
     import skystate as sky
-    from skystate.cli_catalog import _render
+    from skystate.tables import Column, Table
 
+    fmt = output_format(output, as_json)
     records = sky.get(sky.jobs.queue(refresh=False, skip_finished=skip_finished,
                                      all_users=all_users))
-    if as_json:
+    if fmt == "json":
         print(json.dumps(records, indent=2, default=str))
         return
-    if not records:
-        print("No managed jobs.", file=sys.stderr)
-        return
-    _render("Managed jobs", ["ID", "NAME", "STATUS", "ATTEMPT", "RECOVERIES", "SUBMITTED",
-                             "DURATION", "REGION", "RESOURCES", "$", "REASON"],
-            queue_rows(records))
+    columns = [Column("ID"), Column("NAME"), Column("STATUS"), Column("ATTEMPT", 2),
+               Column("RECOVERIES", 1), Column("SUBMITTED", 3), Column("DURATION", 3),
+               Column("REGION", 4), Column("RESOURCES", 5), Column("$", 4),
+               Column("REASON", 1)]
+    print_listing([Table(title="Managed jobs", columns=columns, rows=queue_rows(records),
+                         empty="No managed jobs.")], fmt)
 
 
 @jobs_app.command("cancel")
