@@ -303,9 +303,12 @@ def test_autostop_stops_the_cluster(
     restarted = provider.start("c1", "me")
     assert restarted.state is NodeState.RUNNING and not restarted.stopped_by_autostop
 
-    provider.agent(restarted).set_autostop(1, True, "jobs")
-    wait_until(lambda: provider.observe(["c1"]) == [], timeout=60, what="autodown")
-    assert not (tmp_path / "remote" / "localhost" / "c1").exists()
+    provider.terminate("c1", "me")
+    # Autodown on a fresh cluster: a restarted one keeps its old setting (stop after 1 s
+    # idle) until the new one arrives, which a loaded machine may deliver too late.
+    provider.agent(_provision(provider, "c2", num_nodes=2)).set_autostop(1, True, "jobs")
+    wait_until(lambda: provider.observe(["c2"]) == [], timeout=60, what="autodown")
+    assert not (tmp_path / "remote" / "localhost" / "c2").exists()
 
 
 @pytest.mark.slow
