@@ -37,6 +37,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A private home reached through its own local server (no token, no remote URL)."""
+    from skystate.server.client import stop_server
+
     monkeypatch.setenv("SKYSTATE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("SKYSTATE_API_TOKEN", raising=False)
+    monkeypatch.delenv("SKYSTATE_API_SERVER_URL", raising=False)
     yield tmp_path / "home"
+    stop_server(tmp_path / "home")
     kill_everything_under(tmp_path)

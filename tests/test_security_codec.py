@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import kill_everything_under
 
 import skystate as sky
 from skystate.enums import JobStatus
 from skystate.exceptions import ResourcesUnavailableError
 from skystate.reconcile.handles import ResourceHandle
-from skystate.server.client import _CLIENTS, stop_server
+from skystate.server.client import _CLIENTS
 from skystate.server.codec import (
     CodecError,
     decode,
@@ -53,17 +52,6 @@ def _payloads(marker: Path) -> Iterator[tuple[str, Any]]:
         yield name, {"__model__": name, "data": kwargs}
         yield name, {"__exc__": {"type": name, "message": code, "args": [code],
                                  "attrs": {"__class__": {"__enum__": name, "value": code}}}}
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    home = tmp_path / "home"
-    monkeypatch.setenv("SKYSTATE_HOME", str(home))
-    monkeypatch.delenv("SKYSTATE_API_TOKEN", raising=False)
-    monkeypatch.delenv("SKYSTATE_API_SERVER_URL", raising=False)
-    yield home
-    stop_server(home)
-    kill_everything_under(tmp_path)
 
 
 def test_values_of_allowed_types_round_trip() -> None:

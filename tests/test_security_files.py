@@ -11,25 +11,13 @@ import uuid
 from pathlib import Path
 
 import pytest
-from helpers import kill_everything_under, run_cli, wait_until
+from helpers import run_cli, wait_until
 
 import skystate as sky
 from skystate.exceptions import InsecureHomeError
 from skystate.home import secure_home
-from skystate.server.client import stop_server
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    home = tmp_path / "home"
-    monkeypatch.setenv("SKYSTATE_HOME", str(home))
-    monkeypatch.delenv("SKYSTATE_API_TOKEN", raising=False)
-    monkeypatch.delenv("SKYSTATE_API_SERVER_URL", raising=False)
-    yield home
-    stop_server(home)
-    kill_everything_under(tmp_path)
 
 
 def _mode(path: Path) -> int:

@@ -43,14 +43,15 @@ ALLOWED_TYPES: frozenset[str] = frozenset({
     "skystate.jobs.status:ManagedJobStatus", "skystate.jobs.status:ControllerHandle",
 })
 
-#: Builtin exceptions a request may raise; built without running any constructor.
-ALLOWED_BUILTIN_ERRORS: frozenset[str] = frozenset({
-    "Exception", "ValueError", "TypeError", "KeyError", "IndexError", "LookupError",
-    "RuntimeError", "NotImplementedError", "TimeoutError", "OSError", "FileNotFoundError",
-    "FileExistsError", "PermissionError", "IsADirectoryError", "NotADirectoryError",
-    "ConnectionError", "ConnectionRefusedError", "BrokenPipeError", "InterruptedError",
-    "AssertionError", "AttributeError", "ArithmeticError", "ZeroDivisionError",
-})
+#: Builtin exceptions a request may raise, by name; built without running any constructor.
+#: The classes themselves are listed, so no name is ever looked up in ``builtins``.
+ALLOWED_BUILTIN_ERRORS: dict[str, type[BaseException]] = {cls.__name__: cls for cls in (
+    Exception, ValueError, TypeError, KeyError, IndexError, LookupError, RuntimeError,
+    NotImplementedError, TimeoutError, OSError, FileNotFoundError, FileExistsError,
+    PermissionError, IsADirectoryError, NotADirectoryError, ConnectionError,
+    ConnectionRefusedError, BrokenPipeError, InterruptedError, AssertionError,
+    AttributeError, ArithmeticError, ZeroDivisionError,
+)}
 
 #: skystate's own exceptions: every SkyStateError subclass of this module is allowed.
 _EXCEPTIONS_MODULE = "skystate.exceptions"
@@ -253,9 +254,7 @@ def allowed_class(name: str) -> Any:
         raise CodecError(f"{name!r} is not a type skystate accepts over the wire")
     module_name, _, qualname = name.partition(":")
     if module_name == "builtins":
-        import builtins
-
-        return getattr(builtins, qualname)
+        return ALLOWED_BUILTIN_ERRORS[qualname]
     module = importlib.import_module(module_name)
     cls = getattr(module, qualname, None)
     if module_name == _EXCEPTIONS_MODULE:
