@@ -20,6 +20,7 @@ _EXPORTS: dict[str, str] = {
     "OptimizeTarget": "skystate.enums",
     "Resources": "skystate.spec.resources",
     "Task": "skystate.spec.task",
+    "Dag": "skystate.spec.dag",
     "AWS": "skystate.spec.clouds",
     "GCP": "skystate.spec.clouds",
     "Local": "skystate.spec.clouds",

@@ -39,11 +39,13 @@ def _task_config(task: Any) -> Any:
     """A Task as its YAML dict, with local paths made absolute (the server's cwd differs)."""
     from skystate.spec.task import Task
 
+    from skystate.spec.dag import Dag
+
     if isinstance(task, (str, Path)):
         task = Task.from_yaml(task)
+    if isinstance(task, Dag):
+        task = task.single_task()
     if not isinstance(task, Task):
-        if type(task).__name__ == "Dag":
-            raise ValueError("a Dag is not supported; pass its single Task")
         raise ValueError(f"expected a sky.Task, got {type(task).__name__}")
     if callable(task.run):
         from skystate.exceptions import NotSupportedError

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from skystate.exceptions import SpecError, SpecIssue
+from skystate.spec.dag import get_current_dag
 from skystate.spec.documents import ServiceSpec, TaskSpec
 from skystate.spec.issues import validate
 from skystate.spec.limits import check_num_nodes
@@ -113,6 +114,9 @@ class Task:
         self.service: ServiceSpec | None = None
         self.extra: dict[str, Any] = {}  # other SkyPilot task fields (config, volumes, ...)
         self._origin: YamlDoc | None = None  # the YAML it came from (for file:line errors)
+        dag = get_current_dag()
+        if dag is not None:  # ``with sky.Dag() as dag:`` collects the tasks made inside it
+            dag.add(self)
 
     # --- properties --------------------------------------------------------------------
 
@@ -349,6 +353,14 @@ class Task:
             raise SpecError(issues)
 
     # --- misc -----------------------------------------------------------------------------
+
+    def __rshift__(self, other: Task) -> Task:
+        """``a >> b``: ``b`` runs after ``a`` in the current Dag (SkyPilot's pipeline form)."""
+        dag = get_current_dag()
+        if dag is None:
+            raise ValueError("task >> task needs an enclosing `with sky.Dag():` block")
+        dag.add_edge(self, other)
+        return other
 
     def __repr__(self) -> str:
         if isinstance(self.run, str):
