@@ -37,9 +37,8 @@ def _submit(name: str, **args: Any) -> RequestId:
 
 def _task_config(task: Any) -> Any:
     """A Task as its YAML dict, with local paths made absolute (the server's cwd differs)."""
-    from skystate.spec.task import Task
-
     from skystate.spec.dag import Dag
+    from skystate.spec.task import Task
 
     if isinstance(task, (str, Path)):
         task = Task.from_yaml(task)
