@@ -4,7 +4,12 @@ no token) define their own ``home``.
 
 Also, for the whole session: no cloud metadata probe may leave the machine (boto3's
 instance-metadata lookup and google-auth's GCE check are off, and their hosts point at a
-closed loopback port), and any process a test left behind is reported and killed."""
+closed loopback port), and any process a test left behind is reported and killed.
+
+Under pytest-xdist (``.ci/run`` uses ``--dist loadgroup``) a file's tests stay on one worker
+(its module fixtures are built once), and every test that uses the one shared moto server or
+sshd runs on the same worker, one at a time: moto is reset per test, and ssh clusters share the
+login's home on the test sshd."""
 
 from __future__ import annotations
 
@@ -22,6 +27,17 @@ NO_METADATA_PROBES = {
     "GCE_METADATA_IP": "127.0.0.1:9",
 }
 os.environ.update(NO_METADATA_PROBES)  # before any test imports boto3 or google.auth
+
+
+SHARED_SERVERS = ("moto_url", "sshd")  # session fixtures of servers every worker shares
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        shared = any(name in names for name in SHARED_SERVERS)
+        item.add_marker(pytest.mark.xdist_group("shared-servers" if shared
+                                                else item.nodeid.split("::")[0]))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
