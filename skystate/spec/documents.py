@@ -22,6 +22,7 @@ from pydantic import (
 from skystate.spec import limits
 from skystate.spec.mounts import check_destination
 from skystate.spec.resources import AutostopSpec, Resources
+from skystate.spec.storage import StorageSpec
 
 CLUSTER_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 JOB_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]{0,127}$")
@@ -77,7 +78,8 @@ class TaskFields(_Strict):
     resources: Resources | None = None
     envs: dict[str, str] | None = None
     secrets: dict[str, str] | None = None
-    file_mounts: dict[Destination, str | dict[str, Any]] | None = None
+    # a mapping is a storage mount (a bucket: spec.storage)
+    file_mounts: dict[Destination, str | StorageSpec] | None = None
     setup: str | None = None
     run: str | None = None
     service: ServiceSpec | None = None
