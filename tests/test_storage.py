@@ -76,6 +76,25 @@ def test_storage_constructor_follows_skypilots_name_and_source_rules() -> None:
     assert storage.to_yaml_config()["store"] == "S3"
 
 
+def test_stores_other_than_s3_are_refused_by_name_before_any_provider_call() -> None:
+    from skystate.reconcile import storage_mounts
+
+    for mounts, words in [({"/d": "gs://their-bucket/x"}, "GCS buckets are not supported"),
+                          ({"/d": {"name": "my-bucket", "store": "gcs"}}, "GCS buckets"),
+                          ({"/d": {"name": "my-bucket", "mode": "mount"}}, "mode MOUNT")]:
+        with pytest.raises(NotSupportedError, match=words):
+            storage_mounts.check(mounts)
+    storage_mounts.check({"/d": "s3://ok-bucket", "/e": {"name": "my-bucket"}, "/f": "/tmp"})
+
+
+def test_a_storage_mount_that_was_not_staged_is_refused_not_dropped() -> None:
+    from skystate.reconcile.handlers import job_request
+
+    with pytest.raises(NotSupportedError, match="storage mounts"):
+        job_request({"run": "ls", "file_mounts": {"/d": {"name": "my-bucket"}}},
+                    name="j", username="u")
+
+
 # --- on local clusters, against moto S3 -------------------------------------------------
 
 
