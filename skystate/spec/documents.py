@@ -13,7 +13,9 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -48,6 +50,17 @@ def _env_values(value: Any) -> Any:
 Destination = Annotated[str, AfterValidator(check_destination)]
 
 
+def _mount_kind(value: Any) -> str:
+    return "StorageSpec" if isinstance(value, (dict, StorageSpec)) else "str"
+
+
+# A file_mounts value: a path or URI, or a storage mapping (only that arm's errors shown).
+MountSource = Annotated[
+    Annotated[str, Tag("str")] | Annotated[StorageSpec, Tag("StorageSpec")],
+    Discriminator(_mount_kind),
+]
+
+
 def _command(value: Any, info: ValidationInfo) -> Any:
     return limits.check_command(value, str(info.field_name))
 
@@ -79,7 +92,7 @@ class TaskFields(_Strict):
     envs: dict[str, str] | None = None
     secrets: dict[str, str] | None = None
     # a mapping is a storage mount (a bucket: spec.storage)
-    file_mounts: dict[Destination, str | StorageSpec] | None = None
+    file_mounts: dict[Destination, MountSource] | None = None
     setup: str | None = None
     run: str | None = None
     service: ServiceSpec | None = None
