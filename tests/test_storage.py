@@ -53,6 +53,22 @@ def test_bad_storage_specs_name_their_file_and_line(tmp_path: Path, mounts: str,
     assert f"task.yaml:{line}" in text and words in text, text
 
 
+def test_a_state_dir_job_with_a_bad_storage_mapping_reports_only_its_own_errors(
+    tmp_path: Path
+) -> None:
+    from skystate.spec.loader import load_state_dir
+
+    (tmp_path / "c.yaml").write_text(
+        "kind: Cluster\nname: c\n---\nkind: Job\nname: j\ncluster: c\nrun: ls\n"
+        "file_mounts:\n  /d:\n    name: my-bucket\n    mode: FUSE\n  /e:\n    source: ./x\n")
+    with pytest.raises(SpecError) as caught:
+        load_state_dir(tmp_path)
+    issues = [str(i) for i in caught.value.issues]
+    assert len(issues) == 2, issues
+    assert "c.yaml:11: file_mounts./d.mode:" in issues[0]
+    assert "c.yaml:12: file_mounts./e: a local source needs a name" in issues[1]
+
+
 def test_storage_round_trips_through_yaml_and_reads_skypilot_fields(tmp_path: Path) -> None:
     task = _load(tmp_path, "  /ckpt:\n    name: my-ckpts\n    store: s3\n    mode: copy\n"
                            "    persistent: false\n  /raw: s3://data-bucket/raw\n")
