@@ -11,7 +11,8 @@ boto3 is imported only here, when a storage mount is used.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from skystate.exceptions import NotSupportedError, ProviderError
 __all__ = ["OWNER_TAG", "S3Buckets", "buckets_for"]
 
 OWNER_TAG = "skystate-storage-owner"
+TRANSFERS = 8  # objects moved at once
 
 
 class S3Buckets:
@@ -30,6 +32,10 @@ class S3Buckets:
         self.endpoint_url = config.get("endpoint_url")
         self.region = (list(config.get("regions") or []) or ["us-east-1"])[0]
         self._client: Any = None
+
+    def settings(self) -> dict[str, Any]:
+        """The settings that reach this endpoint again (``S3Buckets(settings)``)."""
+        return {"endpoint_url": self.endpoint_url, "regions": [self.region]}
 
     @property
     def client(self) -> Any:
@@ -95,9 +101,9 @@ class S3Buckets:
                 for name in names:
                     path = Path(folder) / name
                     files.append((path, path.relative_to(source).as_posix()))
-        for path, key in files:
-            self._call(f"upload {key}", bucket, "upload_file", Filename=str(path),
-                       Bucket=bucket, Key=base + key)
+        _parallel([lambda p=path, k=key: self._call(
+            f"upload {k}", bucket, "upload_file", Filename=str(p), Bucket=bucket, Key=base + k)
+            for path, key in files])
         return len(files)
 
     def download(self, bucket: str, prefix: str, target: Path) -> int:
@@ -106,7 +112,6 @@ class S3Buckets:
         An object whose key is exactly ``prefix`` (a file URI) becomes the file ``target``.
         """
         paginator = self.client.get_paginator("list_objects_v2")
-        count = 0
         listing = prefix + "/" if prefix else ""
         try:
             pages = list(paginator.paginate(Bucket=bucket, Prefix=prefix))
@@ -120,18 +125,20 @@ class S3Buckets:
             return 1
         target.mkdir(parents=True, exist_ok=True)
         root = target.resolve()
+        todo: list[tuple[str, Path]] = []
         for key in keys:
             if listing and not key.startswith(listing) or key.endswith("/"):
                 continue
             path = (target / key[len(listing):]).resolve()
             if root not in path.parents:
                 raise ProviderError(f"s3://{bucket}/{key}: the key leaves its folder; "
-                                    "nothing more was copied")
+                                    "nothing was copied")
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._call(f"download {key}", bucket, "download_file", Bucket=bucket, Key=key,
-                       Filename=str(path))
-            count += 1
-        return count
+            todo.append((key, path))
+        _parallel([lambda k=key, p=path: self._call(
+            f"download {k}", bucket, "download_file", Bucket=bucket, Key=k, Filename=str(p))
+            for key, path in todo])
+        return len(todo)
 
     def delete(self, bucket: str, owner: str) -> None:
         """Empty and delete a bucket skystate made for ``owner`` (refuses any other)."""
@@ -147,6 +154,15 @@ class S3Buckets:
                 self._call("empty", bucket, "delete_objects", Bucket=bucket,
                            Delete={"Objects": objects, "Quiet": True})
         self._call("delete", bucket, "delete_bucket", Bucket=bucket)
+
+
+def _parallel(calls: list[Callable[[], Any]]) -> None:
+    """Run the transfers 8 at a time (boto3 clients are thread-safe); the first error."""
+    if not calls:
+        return
+    with ThreadPoolExecutor(max_workers=min(TRANSFERS, len(calls))) as pool:
+        for future in [pool.submit(call) for call in calls]:
+            future.result()
 
 
 def buckets_for(store: str, providers_config: Mapping[str, Any]) -> S3Buckets:
