@@ -165,7 +165,10 @@ def _ensure_bucket(client: Any, mount: StorageMount, *, cluster: str, owner: str
     if record is None:
         record = {"key": key, "name": mount.bucket, "store": key.split(":")[0],
                   "owner": owner, "created": False, "persistent": persistent,
-                  "clusters": [], "created_at": None}
+                  "clusters": [], "created_at": None,
+                  # where the bucket lives: ``release`` deletes it there, whatever config
+                  # the ``down`` runs with
+                  "endpoint": client.settings()}
     if not client.exists(mount.bucket):
         # intent first: a crash after the create still knows the bucket is ours
         record = {**record, "created": True, "owner": owner, "persistent": persistent,
@@ -219,8 +222,8 @@ def release(cluster: str, *, store: Any, lock: _Lock,
             _put(store, lock, {**record, "clusters": users})
             continue
         try:
-            buckets_for(record["store"], providers_config).delete(record["name"],
-                                                                  record["owner"])
+            where = {"aws": record["endpoint"]} if record.get("endpoint") else providers_config
+            buckets_for(record["store"], where).delete(record["name"], record["owner"])
         except (ProviderError, NotSupportedError) as exc:
             _put(store, lock, {**record, "clusters": users})
             failures.append(f"{record['name']}: {exc}")
