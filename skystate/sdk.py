@@ -59,6 +59,12 @@ def _task_config(task: Any) -> Any:
     for dst, src in list(mounts.items()):
         if isinstance(src, str) and "://" not in src:
             mounts[dst] = os.path.abspath(os.path.expanduser(src))
+        elif isinstance(src, dict) and src.get("source"):  # a storage mount's local source(s)
+            sources = [src["source"]] if isinstance(src["source"], str) else src["source"]
+            fixed = [s if "://" in s else os.path.abspath(os.path.expanduser(s))
+                     for s in sources]
+            mounts[dst] = {**src, "source": fixed[0] if isinstance(src["source"], str)
+                           else fixed}
     return config
 
 

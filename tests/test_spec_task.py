@@ -9,6 +9,7 @@ import pytest
 from skystate.exceptions import SpecError
 from skystate.spec.clouds import AWS, GCP, Local
 from skystate.spec.documents import ServiceSpec, TaskSpec
+from skystate.spec.storage import StorageMode, StoreType
 from skystate.spec.task import Resources, Task
 
 EXAMPLES = Path(__file__).parent / "data" / "spec" / "skypilot"
@@ -29,7 +30,9 @@ def test_finetune_example_fields():
     assert task.envs == {"MODEL_NAME": "meta-llama/Llama-3.1-8B", "EPOCHS": "3", "HF_TOKEN": ""}
     assert task.secrets == {"WANDB_API_KEY": ""}
     assert task.file_mounts == {"/data": "./data", "~/.netrc": "~/.netrc"}
-    assert task.storage_mounts["/checkpoints"]["store"] == "s3"
+    storage = task.storage_mounts["/checkpoints"]
+    assert storage.name == "my-llama-checkpoints" and list(storage.stores) == [StoreType.S3]
+    assert storage.mode is StorageMode.MOUNT and storage.persistent is True
     (res,) = task.resources
     assert res.accelerators == {"A100": 8} and res.disk_tier == "best"
 
@@ -77,7 +80,7 @@ def test_task_defaults_and_fluent_setters():
         .set_file_mounts({"/remote": "/local"})
         .update_file_mounts({"/r2": "s3://b"})
         .set_storage_mounts({"/ckpt": {"name": "bucket"}})
-        .update_storage_mounts({"/more": {"name": "b2"}})
+        .update_storage_mounts({"/more": {"name": "bucket-two"}})
         .update_envs({"A": 1})
         .update_envs([("B", "2")])
         .update_secrets({"TOKEN": "x"})

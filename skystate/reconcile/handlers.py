@@ -23,6 +23,7 @@ from skystate.providers.base import (
     ProvisionRequest,
 )
 from skystate.providers.registry import Providers
+from skystate.reconcile import storage_mounts
 from skystate.reconcile.adopt import ownership_labels
 from skystate.reconcile.handles import node_records, observation_of
 from skystate.reconcile.job_outcomes import jobs_to_watch, read_job_statuses, record_job_statuses
@@ -176,7 +177,9 @@ def _down(ctx: HandlerContext, action: Action) -> str:
     provider = ctx.providers.of_record(record)
     provider.terminate(action.name, record["owner"])
     ctx.write(lambda s: s.delete_cluster(action.name))
-    return "torn down"
+    deleted = storage_mounts.release(action.name, store=ctx.store, lock=ctx.lock,
+                                     providers_config=ctx.providers.config)
+    return "torn down" + (f" (deleted bucket(s) {', '.join(deleted)})" if deleted else "")
 
 
 def _update(ctx: HandlerContext, action: Action) -> str:
@@ -275,6 +278,10 @@ def _submit_job(ctx: HandlerContext, action: Action) -> str:
                                    "submitted_at": time.time()}))
     agent = ctx.agent(cluster)
     task = {**(spec.get("task") or {}), "secrets": _job_secrets(spec)}
+    owner = (ctx.cluster(cluster) or {}).get("owner") or spec.get("owner") or current_user()
+    task["file_mounts"] = storage_mounts.stage(
+        task.get("file_mounts"), cluster=cluster, owner=str(owner), store=ctx.store,
+        lock=ctx.lock, providers_config=ctx.providers.config)
     job_id = agent.submit(job_request(
         task, name=spec["name"], username=current_user(),
         submission_id=f"{spec.get('owner')}:{spec['name']}:{spec.get('spec_hash')}"))
@@ -341,7 +348,10 @@ def job_request(task: Record, *, name: str | None, username: str,
     secrets = {str(k): str(v) for k, v in (task.get("secrets") or {}).items()}
     envs = {k: v for k, v in (task.get("envs") or {}).items() if k not in secrets}
     workdir = task.get("workdir") if isinstance(task.get("workdir"), str) else None
-    mounts = {k: v for k, v in (task.get("file_mounts") or {}).items() if isinstance(v, str)}
+    mounts = dict(task.get("file_mounts") or {})
+    if storage_mounts.mounts_of(mounts):  # never dropped: staged first (storage_mounts.stage)
+        raise NotSupportedError(f"file_mounts {', '.join(sorted(mounts))}: storage mounts "
+                                "and bucket URIs are not supported here")
     return JobRequest(
         name=name, run=task.get("run"), setup=task.get("setup"), envs=envs, secrets=secrets,
         workdir=workdir, file_mounts=mounts, num_nodes=int(task.get("num_nodes") or 1),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -25,6 +26,7 @@ from skystate.exceptions import (
 )
 from skystate.providers.base import ClusterAgent, JobRequest, Offer
 from skystate.providers.registry import Providers
+from skystate.reconcile import storage_mounts
 from skystate.reconcile.desired_views import MANAGED_BY_SDK
 from skystate.reconcile.executor import apply_action
 from skystate.reconcile.handlers import job_request
@@ -39,6 +41,7 @@ from skystate.reconcile.users import (  # noqa: F401 - REQUEST_USER, user_hash: 
 )
 from skystate.spec.desired import address, spec_hash
 from skystate.spec.documents import CLUSTER_NAME
+from skystate.spec.home_config import home_providers_config
 from skystate.spec.resources import Resources, quantity_bounds
 from skystate.spec.task import Task
 
@@ -255,7 +258,10 @@ def autostop_spec(idle_minutes: int | None, down: bool) -> Record | None:
 # --- jobs -------------------------------------------------------------------------
 
 
-def job_request_for(task: Task, *, with_setup: bool, head_ips: Sequence[str]) -> JobRequest:
+def job_request_for(task: Task, *, with_setup: bool, head_ips: Sequence[str],
+                    file_mounts: dict[str, str] | None = None) -> JobRequest:
+    """``file_mounts``: the task's, with its storage mounts staged (``submit``); without
+    it, a task with storage mounts is refused (never silently dropped)."""
     run = task.run
     if callable(run):
         if task.num_nodes > 1:
@@ -265,7 +271,8 @@ def job_request_for(task: Task, *, with_setup: bool, head_ips: Sequence[str]) ->
     resources = next(iter(task.resources), Resources())
     return job_request({
         "run": run, "setup": task.setup if with_setup else None, "envs": task.envs,
-        "secrets": task.secrets, "workdir": task.workdir, "file_mounts": task.file_mounts,
+        "secrets": task.secrets, "workdir": task.workdir,
+        "file_mounts": file_mounts if file_mounts is not None else task_file_mounts(task),
         "num_nodes": task.num_nodes, "resources": resources.canonical(),
     }, name=task.name, username=current_user())
 
@@ -276,4 +283,15 @@ def submit(name: str, task: Task, *, with_setup: bool) -> int | None:
     record, nodes = cluster_record(name)
     agent = _agent_of_up(record, nodes)
     head_ips = [n.get("ip", "127.0.0.1") for n in nodes]
-    return agent.submit(job_request_for(task, with_setup=with_setup, head_ips=head_ips))
+    mounts = storage_mounts.stage(task_file_mounts(task), cluster=name,
+                                  owner=str(record.get("owner") or current_user()),
+                                  store=Store(), lock=threading.Lock(),
+                                  providers_config=home_providers_config())
+    return agent.submit(job_request_for(task, with_setup=with_setup, head_ips=head_ips,
+                                        file_mounts=mounts))
+
+
+def task_file_mounts(task: Task) -> dict[str, Any]:
+    """A task's file mounts with its storage mounts (as mappings) among them."""
+    return {**(task.file_mounts or {}),
+            **{dst: s.to_yaml_config() for dst, s in task.storage_mounts.items()}}

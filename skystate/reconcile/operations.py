@@ -39,6 +39,7 @@ def launch(task: Any, cluster_name: str | None = None, retry_until_up: bool = Fa
 
     task = _single_task(task)
     task.check_sources()  # before any provider call: a missing workdir provisions nothing
+    _check_storage(task)
     name = cluster_name or imp.generate_cluster_name()
     imp.check_cluster_name(name)
     if clone_disk_from is not None:
@@ -72,6 +73,7 @@ def exec(task: Any, cluster_name: str | None = None, dryrun: bool = False,  # no
     if cluster_name is None:
         raise ValueError("exec needs cluster_name")
     task.check_sources()
+    _check_storage(task)
     record, _ = imp.owned_cluster_record(cluster_name)
     if record.get("status") != "UP":
         raise ValueError(f"cluster {cluster_name!r} is {record.get('status')}, not UP; "
@@ -81,6 +83,17 @@ def exec(task: Any, cluster_name: str | None = None, dryrun: bool = False,  # no
     if down:
         autostop(cluster_name, 0, down=True)
     return _submit_task(cluster_name, task, with_setup=False), imp.handle_of(cluster_name)
+
+
+def _check_storage(task: Any) -> None:
+    """Storage mounts no node can have are refused before anything is provisioned."""
+    from skystate.reconcile import imperative as imp
+    from skystate.reconcile import storage_mounts
+
+    mounts = imp.task_file_mounts(task)
+    storage_mounts.check(mounts)
+    for line in storage_mounts.describe(mounts):
+        print(f"Storage: {line}", flush=True)
 
 
 @contextlib.contextmanager

@@ -15,9 +15,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from skystate.exceptions import NotSupportedError
 from skystate.providers.base import Offer
 from skystate.providers.enabled import Enabled
 from skystate.providers.optimizer import without_infra
+from skystate.reconcile import storage_mounts
 from skystate.reconcile.actual import ActualState, job_is_active
 from skystate.reconcile.desired_views import MANAGED_BY_STATE, cluster_view, job_view
 from skystate.reconcile.diff import field_changes
@@ -260,6 +262,11 @@ class _PlanBuilder:
         record = self.actual.jobs.get((cluster, name))
         cluster_action = self.cluster_actions.get(cluster)
         if cluster_action is None:  # the cluster itself errored
+            return
+        try:  # before anything is provisioned for it
+            storage_mounts.check((after.get("task") or {}).get("file_mounts"))
+        except NotSupportedError as exc:
+            self.errors.append(f"{self.where(addr)}{addr}: {exc}")
             return
         depends = [cluster_action.id] if cluster_action.is_change else []
         fresh_cluster = cluster_action.type in (ActionType.CREATE, ActionType.REPLACE)

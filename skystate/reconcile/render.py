@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from skystate.reconcile import storage_mounts
 from skystate.reconcile.plan import Action, ActionType, Plan
 
 DETAIL_LIMIT = 40  # more changes than this: group alike ones
@@ -79,7 +80,11 @@ def _change_lines(action: Action, indent: str = "      ") -> list[Line]:
 def action_lines(action: Action) -> list[Line]:
     symbol, colour = _SYMBOLS.get(action.type, (" ", ""))
     head = f"{symbol:>3} {action.address}  {action.type.value}  {_offer_of(action)}".rstrip()
-    return [(colour, head), ("dim", f"      reason: {action.reason}"), *_change_lines(action)]
+    task = (action.after or {}).get("task") or {}
+    storage = [("", f"      storage: {line}")
+               for line in storage_mounts.describe(task.get("file_mounts"))]
+    return [(colour, head), ("dim", f"      reason: {action.reason}"), *storage,
+            *_change_lines(action)]
 
 
 def render_action(action: Action) -> list[str]:

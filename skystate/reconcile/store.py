@@ -233,6 +233,20 @@ class Store:
     def put_managed_job(self, record: Record) -> None:
         self._put("managed_jobs", ("job_id",), record)
 
+    # --- storage (buckets of storage mounts: one record per "STORE:bucket") ------------
+
+    def storage(self, key: str) -> Record | None:
+        return self._get("storage", ("key",), (key,))
+
+    def storages(self) -> list[Record]:
+        return self._all("storage", ("key",))
+
+    def put_storage(self, record: Record) -> None:
+        self._put("storage", ("key",), record)
+
+    def delete_storage(self, key: str) -> None:
+        self._delete("storage", ("key",), (key,))
+
     # --- events (audit log) ----------------------------------------------------------
 
     def add_event(self, address: str, action: str, outcome: str, message: str = "") -> None:

@@ -13,7 +13,9 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -22,6 +24,7 @@ from pydantic import (
 from skystate.spec import limits
 from skystate.spec.mounts import check_destination
 from skystate.spec.resources import AutostopSpec, Resources
+from skystate.spec.storage import StorageSpec
 
 CLUSTER_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 JOB_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]{0,127}$")
@@ -45,6 +48,17 @@ def _env_values(value: Any) -> Any:
 
 # A file_mounts key: a destination on the node (an error names its own line).
 Destination = Annotated[str, AfterValidator(check_destination)]
+
+
+def _mount_kind(value: Any) -> str:
+    return "StorageSpec" if isinstance(value, (dict, StorageSpec)) else "str"
+
+
+# A file_mounts value: a path or URI, or a storage mapping (only that arm's errors shown).
+MountSource = Annotated[
+    Annotated[str, Tag("str")] | Annotated[StorageSpec, Tag("StorageSpec")],
+    Discriminator(_mount_kind),
+]
 
 
 def _command(value: Any, info: ValidationInfo) -> Any:
@@ -77,7 +91,8 @@ class TaskFields(_Strict):
     resources: Resources | None = None
     envs: dict[str, str] | None = None
     secrets: dict[str, str] | None = None
-    file_mounts: dict[Destination, str | dict[str, Any]] | None = None
+    # a mapping is a storage mount (a bucket: spec.storage)
+    file_mounts: dict[Destination, MountSource] | None = None
     setup: str | None = None
     run: str | None = None
     service: ServiceSpec | None = None

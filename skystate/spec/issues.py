@@ -58,10 +58,14 @@ def _short(value: Any) -> str:
 
 
 def _arms(tp: Any) -> list[Any]:
-    """The non-None arms of a Union (or ``[tp]``)."""
+    """The non-None arms of a Union (or ``[tp]``), ``Annotated`` unwrapped."""
+    if typing.get_origin(tp) is typing.Annotated:
+        tp = typing.get_args(tp)[0]
     origin = typing.get_origin(tp)
     if origin is Union or origin is types.UnionType:
-        return [a for a in typing.get_args(tp) if a is not type(None)]
+        args = [typing.get_args(a)[0] if typing.get_origin(a) is typing.Annotated else a
+                for a in typing.get_args(tp)]
+        return [a for a in args if a is not type(None)]
     return [tp]
 
 

@@ -125,6 +125,9 @@ def _absolutize(data: dict[str, Any], base: Path) -> dict[str, Any]:
                 src = _absolute(src, base)
             elif isinstance(src, dict) and isinstance(src.get("source"), str):
                 src = {**src, "source": _absolute(src["source"], base)}
+            elif isinstance(src, dict) and isinstance(src.get("source"), list):
+                src = {**src, "source": [_absolute(s, base) if isinstance(s, str) else s
+                                         for s in src["source"]]}
             fixed[dst] = src
         out["file_mounts"] = fixed
     return out

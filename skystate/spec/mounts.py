@@ -71,7 +71,8 @@ def missing_sources(
         check(workdir, ("workdir",), "workdir", "workdir")
     if isinstance(file_mounts, dict):
         for dst, src in file_mounts.items():
-            if isinstance(src, dict):
+            if isinstance(src, dict):  # a storage mount: its local source(s)
                 src = src.get("source")
-            check(src, ("file_mounts", dst), "file mount source", f"file_mounts.{dst}")
+            for one in src if isinstance(src, list) else [src]:
+                check(one, ("file_mounts", dst), "file mount source", f"file_mounts.{dst}")
     return issues

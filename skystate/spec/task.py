@@ -19,6 +19,7 @@ from skystate.spec.issues import validate
 from skystate.spec.limits import check_num_nodes
 from skystate.spec.mounts import check_destination, missing_sources
 from skystate.spec.resources import Resources
+from skystate.spec.storage import Storage, StorageSpec
 from skystate.spec.yaml_lines import YamlDoc, load_yaml_file
 
 __all__ = ["CommandGen", "Resources", "Task"]
@@ -71,8 +72,9 @@ def _check_mount_paths(file_mounts: dict[str, Any]) -> None:
             raise ValueError(f"file_mounts: destination {dst!r} must not end with '/'")
         if isinstance(src, str) and src.endswith("/") and "://" not in src and src != "/":
             raise ValueError(f"file_mounts: source {src!r} must not end with '/'")
-        if not isinstance(src, (str, dict)):
-            raise ValueError(f"file_mounts: source of {dst!r} must be a path or URI")
+        if not isinstance(src, (str, dict, StorageSpec, Storage)):
+            raise ValueError(f"file_mounts: source of {dst!r} must be a path, a URI or a "
+                             "storage mapping")
 
 
 class Task:
@@ -110,7 +112,7 @@ class Task:
         self.resources: set[Resources] | list[Resources] = {Resources()}
         self.resources_override: dict[str, Any] = {}
         self.file_mounts: dict[str, str] | None = None
-        self.storage_mounts: dict[str, Any] = {}
+        self.storage_mounts: dict[str, Storage] = {}
         self.service: ServiceSpec | None = None
         self.extra: dict[str, Any] = {}  # other SkyPilot task fields (config, volumes, ...)
         self._origin: YamlDoc | None = None  # the YAML it came from (for file:line errors)
@@ -183,8 +185,8 @@ class Task:
         """``{remote_path: local path or URI}``; a mapping value is a storage mount."""
         _check_mount_paths(file_mounts)
         for dst, src in file_mounts.items():
-            if isinstance(src, dict):
-                self.storage_mounts[dst] = src
+            if isinstance(src, (dict, StorageSpec, Storage)):
+                self.update_storage_mounts({dst: src})
             else:
                 self.file_mounts = {**(self.file_mounts or {}), dst: src}
         return self
@@ -196,11 +198,20 @@ class Task:
         return self
 
     def update_storage_mounts(self, storage_mounts: dict[str, Any]) -> Task:
-        for path in storage_mounts:
+        """``{mount_path: sky.Storage}`` (a storage mapping is taken too)."""
+        for path, storage in storage_mounts.items():
             if not isinstance(path, str) or not path:
                 raise ValueError(f"storage mount path {path!r} must be a non-empty string")
             check_destination(path)
-        self.storage_mounts.update(storage_mounts)
+            if isinstance(storage, (dict, StorageSpec)):
+                storage = Storage.from_yaml_config(storage)
+            if not isinstance(storage, Storage):
+                raise ValueError(f"storage mount {path!r}: expected a sky.Storage, "
+                                 f"got {type(storage).__name__}")
+            key = path.rstrip("/") or "/"  # SkyPilot's example writes '/remote/imagenet/'
+            if self.file_mounts and key in self.file_mounts:
+                raise ValueError(f"{path!r} is both a file mount and a storage mount")
+            self.storage_mounts[key] = storage
         return self
 
     def update_envs(self, envs: dict[str, Any] | list[tuple[str, Any]] | None) -> Task:
@@ -311,7 +322,8 @@ class Task:
         put("resources", self._resources_config())
         put("envs", dict(self.envs))
         put("secrets", dict(self.secrets))
-        put("file_mounts", {**(self.file_mounts or {}), **self.storage_mounts})
+        put("file_mounts", {**(self.file_mounts or {}), **{
+            dst: storage.to_yaml_config() for dst, storage in self.storage_mounts.items()}})
         put("setup", self.setup)
         put("run", self.run)
         if self.service is not None:
@@ -347,7 +359,8 @@ class Task:
         def where(path: tuple[Any, ...]) -> tuple[str, int | None]:
             return file, (origin.line_of(path) or None) if origin is not None else None
 
-        mounts = {**(self.file_mounts or {}), **self.storage_mounts}
+        mounts = {**(self.file_mounts or {}), **{
+            dst: storage.to_yaml_config() for dst, storage in self.storage_mounts.items()}}
         issues = missing_sources(self.workdir, mounts, where)
         if issues:
             raise SpecError(issues)
