@@ -180,6 +180,8 @@ class ManagedJob(TaskFields, _Named):
 class Service(TaskFields, _Named):
     kind: Literal["Service"] = "Service"
     from_: str | None = Field(default=None, alias="from")
+    update_mode: Literal["rolling", "blue_green"] = "rolling"  # how a changed spec rolls out
+    protect: bool = False  # never taken down by apply/prune (as for a Cluster)
 
     _name = field_validator("name")(Cluster._name.__func__)  # type: ignore[attr-defined]
 

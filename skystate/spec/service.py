@@ -460,5 +460,23 @@ class ServiceSpec(_Strict):
         return self.dynamic_ondemand_fallback or self.base_ondemand_fallback_replicas > 0
 
     @property
+    def num_overprovision(self) -> int | None:
+        return self.replica_policy.num_overprovision if self.replica_policy else None
+
+    @property
+    def spot_placer(self) -> str | None:
+        return self.replica_policy.spot_placer if self.replica_policy else None
+
+    @property
     def is_pool(self) -> bool:
         return self.pool is not None
+
+    @property
+    def queue_length_threshold(self) -> int | None:
+        """A pool autoscaled by queue length (``max_workers`` set) waits for this many."""
+        pool = self.pool
+        if pool is None or pool.max_workers is None:
+            return None
+        if pool.queue_length_threshold is None:
+            return DEFAULT_QUEUE_LENGTH_THRESHOLD
+        return pool.queue_length_threshold
