@@ -228,3 +228,13 @@ def test_plan_round_trips_as_json():
     plan = _plan(_desired(_service()), [])
     again = Plan.from_json(plan.to_json())
     assert again.actions[0].after == plan.actions[0].after
+
+
+def test_live_job_statuses_keep_the_recorded_services():
+    """The plan's actual state passes through the job-status refresh with its services."""
+    from skystate.providers.registry import Providers
+    from skystate.reconcile.refresh import with_live_job_statuses
+
+    record = _served(_service())
+    actual = ActualState(version=3, services={"api": record})
+    assert with_live_job_statuses(actual, Providers({}), {}).services == {"api": record}
