@@ -83,7 +83,7 @@ def _integer(value: Any) -> Any:
     return value
 
 
-def _port(value: Any) -> Any:
+def _int_port(value: Any) -> Any:
     """SkyPilot asserts ``isinstance(ports, int)``: 8080.0 is refused, unlike other counts."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"must be an integer port, got {_short(value)}")
@@ -301,7 +301,7 @@ class ServiceSpec(_Strict):
     replica_policy: ReplicaPolicy | None = None
     workers: Count | None = Field(default=None, le=limits.MAX_REPLICAS)
     load_balancing_policy: String | None = Field(default=None, validate_default=True)
-    ports: Annotated[int, BeforeValidator(_port)] | None = None
+    ports: Annotated[int, BeforeValidator(_int_port)] | None = None
     tls: TLSConfig | None = None
     load_balancer: LoadBalancerConfig | None = None
 
