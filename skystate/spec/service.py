@@ -8,7 +8,8 @@ Every rule is a field validator on the field it is about (a cross-field rule sit
 the later field and reads the earlier ones from ``info.data``), so one load reports
 every problem at once, each at the line of its own key. Defaults SkyPilot applies
 later (probe delays, autoscaler delays) are resolved here: the fields and the
-properties of ``ServiceSpec`` are the values the controller acts on.
+properties of ``ServiceSpec`` are the values the controller acts on. The JSON-schema value
+types are in service_types.py, the ``pool`` section in service_pool.py.
 """
 
 from __future__ import annotations
@@ -17,17 +18,13 @@ import json
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 
 from skystate.spec import limits
+from skystate.spec.service_pool import PoolConfig
+from skystate.spec.service_types import Boolean, Count, Number, Port, Section, String
+from skystate.spec.service_types import Strict as _Strict
+from skystate.spec.service_types import short as _short
 from skystate.spec.suggest import did_you_mean
 
 __all__ = [
@@ -67,73 +64,7 @@ SPOT_PLACERS = ("dynamic_fallback",)  # sky/serve/spot_placer.py
 _ACCELERATOR_KEY = re.compile(r"^[A-Z0-9]+(?::[0-9]+)?$")
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _integer(value: Any) -> Any:
-    """JSON-schema ``integer``: an int (or an integral float), never a bool or a string."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"must be an integer, got {_short(value)}")
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise ValueError(f"must be an integer, got {_short(value)}")
-        return int(value)
-    return value
-
-
-def _int_port(value: Any) -> Any:
-    """SkyPilot asserts ``isinstance(ports, int)``: 8080.0 is refused, unlike other counts."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"must be an integer port, got {_short(value)}")
-    return value
-
-
-def _number(value: Any) -> Any:
-    """JSON-schema ``number``: an int or a float, never a bool or a string."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"must be a number, got {_short(value)}")
-    return value
-
-
-def _boolean(value: Any) -> Any:
-    if not isinstance(value, bool):
-        raise ValueError(f"must be true or false, got {_short(value)}")
-    return value
-
-
-def _string(value: Any) -> Any:
-    if not isinstance(value, str):
-        raise ValueError(f"must be a string, got {_short(value)}")
-    return value
-
-
-Integer = Annotated[int, BeforeValidator(_integer)]
-Count = Annotated[int, BeforeValidator(_integer), Field(ge=0)]
-Number = Annotated[int | float, BeforeValidator(_number)]
-Boolean = Annotated[bool, BeforeValidator(_boolean)]
-String = Annotated[str, BeforeValidator(_string)]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class _Section(_Strict):
-    """A nested mapping: SkyPilot's schema refuses a null value anywhere inside one."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_nulls(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            nulls = [str(k) for k, v in value.items() if v is None]
-            if nulls:
-                raise ValueError(f"{', '.join(nulls)}: a value is required here (not null)")
-        return value
-
-
-class ReadinessProbe(_Section):
+class ReadinessProbe(Section):
     """``readiness_probe``: a path, or a mapping with ``path`` and the probe settings."""
 
     path: String
@@ -172,7 +103,7 @@ def _probe(value: Any) -> Any:
     return value
 
 
-class ReplicaPolicy(_Section):
+class ReplicaPolicy(Section):
     """``replica_policy``: fixed (min = max) or autoscaled by QPS (min < max)."""
 
     min_replicas: Count = Field(le=limits.MAX_REPLICAS)
@@ -236,52 +167,15 @@ class ReplicaPolicy(_Section):
         return value
 
 
-class TLSConfig(_Section):
+class TLSConfig(Section):
     """``tls``: the load balancer serves HTTPS with this key and certificate."""
 
     keyfile: String
     certfile: String
 
 
-class LoadBalancerConfig(_Section):
+class LoadBalancerConfig(Section):
     stream_timeout_seconds: Number = DEFAULT_LB_STREAM_TIMEOUT_SECONDS
-
-
-class PoolConfig(_Section):
-    """``pool`` (a SkyPilot worker pool, validated as SkyPilot does; not served)."""
-
-    workers: Count | None = None
-    min_workers: Count | None = None
-    queue_length_threshold: Integer | None = Field(default=None, ge=1)
-    max_workers: Count | None = Field(default=None, validate_default=True)
-    upscale_delay_seconds: Number | None = Field(default=None, ge=0, validate_default=True)
-    downscale_delay_seconds: Number | None = Field(default=None, ge=0, validate_default=True)
-
-    @field_validator("max_workers")
-    @classmethod
-    def _bounds(cls, value: int | None, info: ValidationInfo) -> int | None:
-        data = info.data
-        if value is None:
-            if data.get("min_workers") is not None:
-                raise ValueError("min_workers needs max_workers")
-            if data.get("queue_length_threshold") is not None:
-                raise ValueError("queue_length_threshold needs max_workers")
-            if data.get("workers") is None and data.get("min_workers") is None:
-                raise ValueError("a pool needs workers, or min_workers and max_workers")
-            return value
-        low = data.get("min_workers")
-        if low is None:
-            low = data.get("workers")
-        if low is not None and low > value:
-            raise ValueError(f"max_workers ({value}) must be at least the workers ({low})")
-        return value
-
-    @field_validator("upscale_delay_seconds", "downscale_delay_seconds")
-    @classmethod
-    def _delays(cls, value: float | None, info: ValidationInfo) -> float | None:
-        if value is not None and info.data.get("max_workers") is None:
-            raise ValueError(f"{info.field_name} needs max_workers (pool autoscaling)")
-        return value
 
 
 def _refuse_with_pool(value: Any, info: ValidationInfo) -> Any:
@@ -301,7 +195,7 @@ class ServiceSpec(_Strict):
     replica_policy: ReplicaPolicy | None = None
     workers: Count | None = Field(default=None, le=limits.MAX_REPLICAS)
     load_balancing_policy: String | None = Field(default=None, validate_default=True)
-    ports: Annotated[int, BeforeValidator(_int_port)] | None = None
+    ports: Port | None = None
     tls: TLSConfig | None = None
     load_balancer: LoadBalancerConfig | None = None
 
