@@ -48,6 +48,7 @@ PORT_FILE = "lb.port"
 POLL_SECONDS = 0.05
 STATS_SECONDS = 1.0
 GRACE = 5.0
+CONNECTIONS_PER_REPLICA = 256
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate",
                         "proxy-authorization", "proxy-connection", "te", "trailer",
@@ -104,7 +105,10 @@ class LoadBalancer:
         self._ready_key: tuple[int, int, int] | None = None
 
     async def open(self) -> None:
-        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=None)
+        # at most CONNECTIONS_PER_REPLICA at once: past that requests queue here, rather
+        # than a flood of new connections a busy replica would time out
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=CONNECTIONS_PER_REPLICA,
+                                         keepalive_timeout=30, ttl_dns_cache=None)
         self.session = aiohttp.ClientSession(
             connector=connector, auto_decompress=False, trust_env=False,
             skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
