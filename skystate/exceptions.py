@@ -200,3 +200,7 @@ class RequestCancelledError(SkyStateError):
 
 class ApiServerError(SkyStateError):
     """The API server cannot be reached, started or authenticated against."""
+
+
+class LoadBalancerError(SkyStateError):
+    """A service's load balancer could not be started or stopped."""
