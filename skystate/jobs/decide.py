@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from skystate.jobs import records as rec
+from skystate.jobs.pipeline import finish_task
 from skystate.jobs.recovery import EAGER_NEXT_REGION, Evidence, Policy, rule
 from skystate.jobs.status import ManagedJobStatus as S
 
@@ -107,7 +108,7 @@ def decide(view: View, settings: Settings, now: float) -> Step:
                                end_status=S.CANCELLED.value, status=S.CANCELLING.value),),
                         0.0)
         return Step((_mark("cancel requested before any cluster was launched",
-                           phase=rec.PHASE_DONE, status=S.CANCELLED.value, end_at=now),))
+                           **finish_task(job, S.CANCELLED.value, now)),))
     if phase == rec.PHASE_LAUNCH:
         wait = (job.get("next_attempt_at") or 0.0) - now
         if wait > 0:
@@ -128,9 +129,13 @@ def _retire(job: Record, now: float) -> Step:
                               f"attempt {job['attempt']} is over")]
     if job.get("then") == "end":
         status = job.get("end_status") or S.FAILED_CONTROLLER.value
-        actions.append(_mark(f"finished: {status}", phase=rec.PHASE_DONE, status=status,
-                             end_at=now, cluster=None))
-        return Step(tuple(actions))
+        fields = finish_task(job, status, now)
+        if fields["phase"] == rec.PHASE_DONE:
+            actions.append(_mark(f"finished: {status}", **fields))
+            return Step(tuple(actions))
+        actions.append(_mark(f"task {job.get('task_index') or 0} {status}: next task "
+                             f"{fields['task_index']}", **fields))
+        return Step(tuple(actions), 0.0)
     actions.append(_mark(f"next: attempt {job['attempt'] + 1}", phase=rec.PHASE_LAUNCH,
                          attempt=job["attempt"] + 1, cluster=None, cluster_job_id=None,
                          then=None, next_attempt_at=None, unknown_since=None))

@@ -11,16 +11,20 @@ retried with backoff; it never ends the loop.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
+from pathlib import Path
 from typing import Any
 
 from skystate.jobs import records as rec
 from skystate.jobs.decide import Act, Settings, View, decide
 from skystate.jobs.handlers import JobContext, run
 from skystate.jobs.observe import observe
+from skystate.jobs.pipeline import finish_task
 from skystate.jobs.recovery import Evidence, Policy, policy_of
 from skystate.jobs.status import ManagedJobStatus, Seen
 from skystate.providers.registry import Providers
@@ -117,12 +121,46 @@ class Controller:
                        f"retrying in {requeue:.1f}s")
             rec.note(job_id, message)
             self._record_error(job_id, message)
+            if failures >= max_step_errors():
+                self._errors.pop(job_id, None)
+                requeue = self._fail_controller(job_id, exc)
         with self._lock:
             self._busy.discard(job_id)
             if requeue is not None:  # a cancel noticed meanwhile keeps its earlier time
                 at = time.monotonic() + requeue
                 self._due[job_id] = min(self._due.get(job_id, at), at)
         self._wake.set()
+
+    def _fail_controller(self, job_id: int, exc: Exception) -> float:
+        """Steps that keep raising end the job in FAILED_CONTROLLER, saying why: first
+        its cluster is torn down (a retire step); if that too keeps raising, the job ends
+        and the cluster is left to its safety autodown (and to leak detection)."""
+        where = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+        at = f" at {Path(where[0].filename).name}:{where[0].lineno}" if where else ""
+        why = f"controller error: {type(exc).__name__}: {exc}{at}"
+        store = self._thread_store()
+        try:
+            job = store.managed_job(job_id)
+            if job is None:
+                return 0.0
+            if job["phase"] == rec.PHASE_RETIRE and job.get("end_status") == \
+                    ManagedJobStatus.FAILED_CONTROLLER.value:
+                cluster = job.get("cluster")
+                fields = finish_task(job, ManagedJobStatus.FAILED_CONTROLLER.value,
+                                     time.time())
+                reason = (f"{job.get('failure_reason')}; then tearing down {cluster} failed "
+                          f"({type(exc).__name__}: {exc}): left to its safety autodown")
+                rec.update(store, job_id, **fields, failure_reason=reason,
+                           controller_error=None)
+                rec.note(job_id, f"finished: FAILED_CONTROLLER ({reason})")
+                return 0.0
+            rec.update(store, job_id, phase=rec.PHASE_RETIRE, then="end",
+                       end_status=ManagedJobStatus.FAILED_CONTROLLER.value,
+                       failure_reason=why, controller_error=None)
+            rec.note(job_id, f"giving up after {max_step_errors()} failed steps: {why}")
+        except Exception:  # noqa: BLE001, S110 - retried like any failed step
+            pass
+        return 0.0
 
     def _record_error(self, job_id: int, message: str | None) -> None:
         """Shown by ``jobs queue`` (never an opaque failure); cleared by the next success."""
@@ -182,6 +220,15 @@ class Controller:
             return Evidence(Seen.UNKNOWN, detail=f"observing {job['cluster']} did not "
                                                  f"answer within "
                                                  f"{self.settings.observe_timeout:.0f}s")
+
+
+def max_step_errors() -> int:
+    """``SKYSTATE_JOBS_MAX_STEP_ERRORS`` (5): consecutive failed steps of one job that
+    end it in FAILED_CONTROLLER."""
+    try:
+        return max(1, int(os.environ.get("SKYSTATE_JOBS_MAX_STEP_ERRORS", "") or 5))
+    except ValueError:
+        return 5
 
 
 def start_controller() -> Controller:

@@ -43,8 +43,11 @@ def cluster_name(job_id: int, attempt: int) -> str:
     return f"mj-{int(job_id)}-{int(attempt)}"
 
 
-def create(store: Store, task: Record, name: str | None, user: str) -> Record:
-    """Record a new job (PENDING, phase launch); its record with a fresh job_id."""
+def create(store: Store, task: Record | list[Record], name: str | None, user: str) -> Record:
+    """Record a new job (PENDING, phase launch); its record with a fresh job_id.
+    ``task``: one task's config, or a pipeline's (its tasks run one after another)."""
+    tasks = list(task) if isinstance(task, list) else [task]
+    task = tasks[0]
     with store.transaction():
         job_id = max((j["job_id"] for j in store.managed_jobs()), default=0) + 1
         now = time.time()
@@ -56,7 +59,8 @@ def create(store: Store, task: Record, name: str | None, user: str) -> Record:
             "restarts_on_error": 0, "launch_failures": 0, "unknown_since": None,
             "next_attempt_at": None, "failure_reason": None, "cancel_requested_at": None,
             "then": None, "end_status": None, "region": None, "cluster_resources": None,
-            "avoid_region": None, "attempts": [],
+            "avoid_region": None, "attempts": [], "tasks": tasks, "task_index": 0,
+            "task_results": [],
             "task_id": f"sky-managed-{time.strftime('%Y-%m-%d-%H-%M-%S')}_"
                        f"{name or task.get('name') or 'job'}_{job_id}",
         }
