@@ -150,6 +150,12 @@ def _watch(view: View, settings: Settings, now: float) -> Step:
                    unknown_since=job.get("unknown_since"), now=now,
                    unknown_window=settings.unknown_window)
     sync = JobAction(Act.SYNC_LOG, {}, "")
+    limit, started = job.get("max_duration_seconds"), job.get("start_at")
+    if limit and started and now - started >= limit and verdict.kind in ("keep", "wait"):
+        reason = f"ran {now - started:.0f}s, past its max_duration of {limit:.0f}s"
+        return Step((sync, _mark(reason, phase=rec.PHASE_RETIRE, then="end",
+                                 end_status=S.CANCELLED.value, status=S.CANCELLING.value,
+                                 failure_reason=reason)), 0.0)
     if verdict.kind == "keep":
         actions = [sync]
         if job.get("unknown_since") is not None:

@@ -184,18 +184,11 @@ def _check_owner(jobs: list[Record], user: str) -> None:
 def cancel(name: str | None = None, job_ids: Sequence[int] | None = None,
            all: bool = False, all_users: bool = False) -> list[int]:  # noqa: A002
     """Ask the controller to cancel; the IDs of the unfinished jobs it will cancel."""
+    from skystate.reconcile.managed_job_state import request_cancel
+
     store = _store()
     chosen = _select(store, name, job_ids, all, all_users)
-    now = time.time()
-    asked = []
-    with store.transaction():
-        for job in chosen:
-            fresh = store.managed_job(job["job_id"])
-            if fresh is None or ManagedJobStatus(fresh["status"]).is_terminal():
-                continue
-            if not fresh.get("cancel_requested_at"):
-                store.put_managed_job({**fresh, "cancel_requested_at": now})
-            asked.append(fresh["job_id"])
+    asked = request_cancel(store, [j["job_id"] for j in chosen])
     for job_id in asked:
         rec.note(job_id, "cancel requested")
     print(f"Cancelling managed job(s): {', '.join(map(str, asked)) or 'none'}", flush=True)

@@ -20,7 +20,7 @@ Record = dict[str, Any]
 
 
 def tasks_of(job: Record) -> list[Record]:
-    return list(job.get("tasks") or [job["task"]])
+    return list(job.get("tasks") or [job.get("task") or {}])
 
 
 def task_name(task: Record, index: int) -> str:

@@ -19,6 +19,7 @@ class ActualState:
     version: int = 0
     clusters: dict[str, Record] = field(default_factory=dict)
     jobs: dict[tuple[str, str], Record] = field(default_factory=dict)
+    managed_jobs: list[Record] = field(default_factory=list)
 
     @classmethod
     def from_tables(cls, tables: dict[str, list[Record]]) -> ActualState:
@@ -27,6 +28,7 @@ class ActualState:
             version=int(meta[0].get("version", 0)),
             clusters={c["name"]: c for c in tables.get("clusters", [])},
             jobs={(j["cluster"], j["name"]): j for j in tables.get("jobs", [])},
+            managed_jobs=list(tables.get("managed_jobs", [])),
         )
 
     @classmethod
@@ -35,6 +37,7 @@ class ActualState:
             version=store.version,
             clusters={c["name"]: c for c in store.clusters()},
             jobs={(j["cluster"], j["name"]): j for j in store.jobs()},
+            managed_jobs=store.managed_jobs(),
         )
 
 

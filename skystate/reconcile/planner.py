@@ -21,6 +21,7 @@ from skystate.providers.optimizer import without_infra
 from skystate.reconcile.actual import ActualState, job_is_active
 from skystate.reconcile.desired_views import MANAGED_BY_STATE, cluster_view, job_view
 from skystate.reconcile.diff import field_changes
+from skystate.reconcile.managed_job_plan import plan_managed_jobs
 from skystate.reconcile.plan import Action, ActionType, Plan
 from skystate.spec.desired import DesiredState, address
 from skystate.spec.documents import Cluster
@@ -55,6 +56,9 @@ def make_plan(
     for job in desired.jobs.values():
         builder.plan_job(job_view(job, desired.owner, desired.root))
     builder.plan_removed()
+    builder.actions += plan_managed_jobs(
+        desired, actual.managed_jobs, rank_offers=rank_offers, where=builder.where,
+        prune=prune, errors=builder.errors, warnings=builder.warnings)
     builder.note_unreconciled_kinds()
     actions = builder.ordered_actions(_target_set(targets, desired))
     no_infra = enabled is not None and any(
@@ -339,8 +343,7 @@ class _PlanBuilder:
         ))
 
     def note_unreconciled_kinds(self) -> None:
-        for kind, docs in (("ManagedJob", self.desired.managed_jobs),
-                           ("Service", self.desired.services)):
+        for kind, docs in (("Service", self.desired.services),):
             if docs:
                 self.warnings.append(
                     f"{len(docs)} {kind} document(s) validated but not reconciled: "

@@ -376,7 +376,8 @@ def with_live_job_statuses(actual: ActualState, providers: Providers,
             status = statuses.get(int(jobs[key]["job_id"]))
             if status:
                 jobs[key] = {**jobs[key], "status": status}
-    return ActualState(version=actual.version, clusters=actual.clusters, jobs=jobs)
+    return ActualState(version=actual.version, clusters=actual.clusters, jobs=jobs,
+                       managed_jobs=actual.managed_jobs)
 
 
 def live_job_statuses(record: Record, nodes: list[Record],
