@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import kill_everything_under, run_cli
+from helpers import run_cli
 
 import skystate as sky
 from skystate.exceptions import ClusterOwnerIdentityMismatchError
@@ -20,14 +20,12 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    home = tmp_path / "home"
-    home.mkdir()
+def home(home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """conftest's home (its server stopped, its processes ended after), checking fast."""
+    home.mkdir(parents=True, exist_ok=True)
     (home / "config.yaml").write_text("providers:\n  local: {}\n")
-    monkeypatch.setenv("SKYSTATE_HOME", str(home))
     monkeypatch.setenv("SKYSTATE_TIME_SCALE", "30")
-    yield home
-    kill_everything_under(tmp_path)
+    return home
 
 
 def _rows(job_id: int) -> list[dict[str, Any]]:
