@@ -132,6 +132,7 @@ def _launch(ctx: JobContext, job: Record, action: JobAction) -> str:
     rec.update(ctx.store, job_id, phase=rec.PHASE_WATCH, status=S.RUNNING.value,
                cluster_job_id=cluster_job_id, start_at=job.get("start_at") or time.time(),
                region=offer.get("region"), cluster_resources=_resources_str(record),
+               provider=record.get("provider"),
                launch_failures=0, next_attempt_at=None, failure_reason=None,
                attempts=attempts)
     return f"attempt {attempt} running as job {cluster_job_id} on {name}"
@@ -150,6 +151,34 @@ def _ensure_cluster(ctx: JobContext, name: str, resources: Any, num_nodes: int,
         spec["owner"] = record.get("owner") or spec["owner"]
     imp.provision_with_failover(ctx.store, spec, resources, ctx.providers,
                                 retry_until_up=False, offers=offers)
+
+
+def rerecord(store: Store, providers: Providers, job: Record) -> Record | None:
+    """The job's cluster when its record is gone (a state restored from a backup, a
+    record dropped while the controller was down) but its provider still runs it:
+    recorded again from its tags (adopted), so the job is watched, not relaunched. None
+    when the provider answers without it; raises when the provider does not answer."""
+    from skystate.providers.base import NodeState
+    from skystate.reconcile.adopt import adopted_record
+    from skystate.reconcile.handles import node_records
+
+    name, provider_name = job["cluster"], job.get("provider")
+    if not provider_name:
+        return None
+    provider = providers.get(str(provider_name))
+    found = [o for o in provider.observe([name]) if o.name == name]
+    if not found or found[0].state is NodeState.TERMINATED:
+        return None
+    record = adopted_record(found[0], provider_config=providers.config.get(provider_name) or {},
+                            desired_view=None, project_owner=None)
+    record = {**record, "managed_by": MANAGED_BY_JOBS}
+    with store.transaction():
+        if store.cluster(name) is None:
+            store.put_cluster(record)
+            store.set_nodes(name, node_records(found[0]))
+            store.add_event(f"Cluster/{name}", "managed-job", "adopted",
+                            f"managed job {job['job_id']} still runs on it")
+    return store.cluster(name)
 
 
 def _resources_str(record: Record) -> str:

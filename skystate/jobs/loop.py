@@ -22,7 +22,7 @@ from typing import Any
 
 from skystate.jobs import records as rec
 from skystate.jobs.decide import Act, Settings, View, decide
-from skystate.jobs.handlers import JobContext, run
+from skystate.jobs.handlers import JobContext, rerecord, run
 from skystate.jobs.observe import observe
 from skystate.jobs.pipeline import finish_task
 from skystate.jobs.recovery import Evidence, Policy, policy_of
@@ -57,6 +57,10 @@ class Controller:
         self._thread = threading.Thread(target=self._run, name="jobs-controller", daemon=True)
 
     def start(self) -> Controller:
+        try:
+            self.restart_unknown_windows()
+        except Exception:  # noqa: BLE001, S110 - a job keeps its window; it is only later
+            pass
         self._thread.start()
         return self
 
@@ -212,14 +216,39 @@ class Controller:
     def _observe(self, store: Store, job: dict[str, Any]) -> Evidence:
         """One observation, bounded: a provider call that hangs is UNKNOWN (its thread is
         left to finish on its own; the job's next step looks again)."""
-        record = store.cluster(job["cluster"])
-        future = self._observers.submit(observe, record, self.providers, job)
+        future = self._observers.submit(self._look, job)
         try:
             return future.result(timeout=self.settings.observe_timeout)
         except FuturesTimeout:
             return Evidence(Seen.UNKNOWN, detail=f"observing {job['cluster']} did not "
                                                  f"answer within "
                                                  f"{self.settings.observe_timeout:.0f}s")
+
+
+    def _look(self, job: dict[str, Any]) -> Evidence:
+        store = self._thread_store()
+        record = store.cluster(job["cluster"])
+        if record is None:  # never "gone" before its provider is asked
+            try:
+                record = rerecord(store, self.providers, job)
+            except Exception as exc:  # noqa: BLE001 - no answer: unknown, not gone
+                return Evidence(Seen.UNKNOWN, detail=f"{job['cluster']} is not recorded and "
+                                                     f"its provider did not answer "
+                                                     f"({type(exc).__name__}: {exc})")
+            if record is not None:
+                rec.note(job["job_id"], f"{job['cluster']} was no longer recorded but its "
+                                        "provider still runs it: re-recorded, watched, not "
+                                        "relaunched")
+        return observe(record, self.providers, job)
+
+    def restart_unknown_windows(self) -> None:
+        """After a controller (re)start the unknown window starts again: the time it was
+        down holds no observation, so it cannot count as continuous unknowns."""
+        store = self._thread_store()
+        for job in store.managed_jobs():
+            if job["phase"] != rec.PHASE_DONE and job.get("unknown_since") is not None:
+                rec.update(store, job["job_id"], unknown_since=None)
+                rec.note(job["job_id"], "controller started: the unknown window restarts")
 
 
 def max_step_errors() -> int:
