@@ -142,3 +142,15 @@ def test_a_bad_max_duration_is_a_file_line_error(home: Path, tmp_path: Path) -> 
     assert proc.returncode != 0
     assert "job.yaml:" in proc.stdout + proc.stderr and "invalid duration" in \
         proc.stdout + proc.stderr
+
+
+def test_secrets_in_a_managed_job_document_are_refused_not_planned(home: Path,
+                                                                  tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "skystate.yaml").write_text(PROJECT)
+    (state / "job.yaml").write_text(_doc("true", "secrets: {TOKEN: hunter2}\n"))
+    proc = run_cli(home, "plan", str(state), "--json", check=None)
+    assert proc.returncode != 0 or "secrets are not supported" in proc.stdout
+    assert "hunter2" not in proc.stdout + proc.stderr
+    assert "secrets are not supported" in proc.stdout + proc.stderr

@@ -22,6 +22,7 @@ from skystate.jobs import records as rec
 from skystate.jobs.pipeline import finish_task
 from skystate.jobs.recovery import EAGER_NEXT_REGION, Evidence, Policy, rule
 from skystate.jobs.status import ManagedJobStatus as S
+from skystate.jobs.status import Seen
 
 Record = dict[str, Any]
 
@@ -160,7 +161,20 @@ def _watch(view: View, settings: Settings, now: float) -> Step:
         actions = [sync]
         if job.get("unknown_since") is not None:
             actions.append(_mark("reachable again", unknown_since=None, failure_reason=None))
+        if job.get("resumed_after_downtime"):
+            actions.append(_mark("still running after the downtime",
+                                 resumed_after_downtime=None))
         return Step(tuple(actions), settings.check_interval)
+    if verdict.kind == "recover" and evidence.seen in (Seen.GONE, Seen.STOPPED) \
+            and job.get("resumed_after_downtime"):
+        reason = (f"its cluster is gone after the controller was down "
+                  f"{job['resumed_after_downtime']}s, longer than the cluster's safety "
+                  "autodown: the job may have finished and the cluster downed itself; not "
+                  "relaunched, so it never runs twice")
+        return Step((sync, _mark(reason, phase=rec.PHASE_RETIRE, then="end",
+                                 end_status=S.FAILED_CONTROLLER.value, failure_reason=reason,
+                                 resumed_after_downtime=None,
+                                 _attempt={"outcome": reason, "ended_at": now})), 0.0)
     if verdict.kind == "wait":
         if job.get("unknown_since") is not None:
             return Step(requeue_after=settings.check_interval, note=verdict.reason)

@@ -32,6 +32,20 @@ from skystate.reconcile.store import Store
 
 SCAN_SECONDS = 0.2  # how often the database is checked for new jobs and cancels
 ERROR_BACKOFF_CAP = 60.0
+HEARTBEAT_SECONDS = 5.0  # how often the controller touches its heartbeat file
+
+
+def heartbeat_path() -> Path:
+    from skystate.home import home
+
+    return home() / "managed_jobs" / "controller.heartbeat"
+
+
+def safety_autodown_seconds() -> float:
+    from skystate.jobs.handlers import safety_autodown
+    from skystate.runtime.layout import time_scale
+
+    return float(safety_autodown()["idle_minutes"]) * 60 / time_scale()
 
 
 class Controller:
@@ -49,6 +63,7 @@ class Controller:
         self._cancels: dict[int, Any] = {}  # job_id -> cancel_requested_at last seen
         self._errors: dict[int, int] = {}
         self._version = -1
+        self._last_beat = -HEARTBEAT_SECONDS
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="jobs")
@@ -59,6 +74,7 @@ class Controller:
     def start(self) -> Controller:
         try:
             self.restart_unknown_windows()
+            self.note_downtime()
         except Exception:  # noqa: BLE001, S110 - a job keeps its window; it is only later
             pass
         self._thread.start()
@@ -79,6 +95,7 @@ class Controller:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
+                self._beat()
                 self._scan()
             except Exception:  # noqa: BLE001, S110 - a torn read is retried next tick
                 pass
@@ -240,6 +257,32 @@ class Controller:
                                         "provider still runs it: re-recorded, watched, not "
                                         "relaunched")
         return observe(record, self.providers, job)
+
+    def note_downtime(self) -> None:
+        """A controller down longer than the clusters' safety autodown may find a job's
+        cluster gone because the job *finished* and the cluster downed itself: such a job
+        is marked so that a gone cluster ends it (FAILED_CONTROLLER, saying so) instead of
+        relaunching a program that may have run to its end."""
+        beat = heartbeat_path()
+        if not beat.exists():
+            return
+        down = time.time() - beat.stat().st_mtime
+        if down < safety_autodown_seconds():
+            return
+        store = self._thread_store()
+        for job in store.managed_jobs():
+            if job["phase"] == rec.PHASE_WATCH:
+                rec.update(store, job["job_id"], resumed_after_downtime=round(down))
+                rec.note(job["job_id"], f"controller was down {down:.0f}s, longer than the "
+                                        "safety autodown: a gone cluster ends the job")
+
+    def _beat(self) -> None:
+        now = time.monotonic()
+        if now - self._last_beat >= HEARTBEAT_SECONDS:
+            self._last_beat = now
+            path = heartbeat_path()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
 
     def restart_unknown_windows(self) -> None:
         """After a controller (re)start the unknown window starts again: the time it was

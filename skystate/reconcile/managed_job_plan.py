@@ -69,6 +69,11 @@ def plan_managed_jobs(desired: DesiredState, records: list[Record], *,
     actions: list[Action] = []
     for name, doc in desired.managed_jobs.items():
         addr = address(KIND, name)
+        if doc.secrets:  # a plan (and its file) must never hold their values
+            errors.append(f"{where(addr)}{addr}: secrets are not supported in ManagedJob "
+                          "documents yet (the plan would hold their values); use a Job, or "
+                          "sky.jobs.launch")
+            continue
         after = managed_job_view(doc, desired.owner)
         record = latest.get(name)
         if record is not None and record.get("spec_hash") == after["spec_hash"]:
