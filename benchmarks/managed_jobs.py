@@ -108,8 +108,8 @@ def cancel_mixed(count: int) -> None:
     _wait(lambda: all(_jobs()[i]["status"] == "CANCELLED" for i in ids), timeout=1200)
     took = time.time() - started
     left = [c["name"] for c in read_snapshot().get("clusters", [])]
-    dirs = [p.name for p in local_clusters_dir().iterdir()] if local_clusters_dir().is_dir() \
-        else []
+    root = local_clusters_dir()
+    dirs = [p.name for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
     if left or dirs:
         raise SystemExit(f"left after the cancel: records {left}, folders {dirs}")
     print(f"cancel of {count} managed jobs ({running} running, {count - running} queued or "
