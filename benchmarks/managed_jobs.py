@@ -10,7 +10,11 @@ Throughput: ``--jobs`` managed jobs submitted one after another, until every one
 RUNNING on its own cluster (each a local cluster: one agent process); then all are
 cancelled and timed until none is left.
 
-    python benchmarks/managed_jobs.py [--runs 10] [--jobs 20]
+Cancel: ``--cancel`` managed jobs submitted, cancelled (``cancel(all=True)``) as soon as
+a few run (the others still queued or starting), timed until every one is CANCELLED,
+none CANCELLING, and no cluster is recorded or left on disk.
+
+    python benchmarks/managed_jobs.py [--runs 10] [--jobs 20] [--cancel 100]
 """
 
 from __future__ import annotations
@@ -89,10 +93,34 @@ def throughput(count: int) -> None:
           f"{time.time() - started:.1f} s")
 
 
+def cancel_mixed(count: int) -> None:
+    import skystate as sky
+    from skystate.home import local_clusters_dir
+    from skystate.reconcile.store import read_snapshot
+
+    task = sky.Task(run="sleep 3600")
+    task.set_resources(sky.Resources(infra="local"))
+    ids = [sky.get(sky.jobs.launch(task, name=f"bench-cancel-{n}"))[0] for n in range(count)]
+    _wait(lambda: sum(_jobs()[i]["status"] == "RUNNING" for i in ids) >= min(5, count))
+    running = sum(_jobs()[i]["status"] == "RUNNING" for i in ids)
+    started = time.time()
+    sky.get(sky.jobs.cancel(all=True))
+    _wait(lambda: all(_jobs()[i]["status"] == "CANCELLED" for i in ids), timeout=1200)
+    took = time.time() - started
+    left = [c["name"] for c in read_snapshot().get("clusters", [])]
+    root = local_clusters_dir()
+    dirs = [p.name for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
+    if left or dirs:
+        raise SystemExit(f"left after the cancel: records {left}, folders {dirs}")
+    print(f"cancel of {count} managed jobs ({running} running, {count - running} queued or "
+          f"starting) → all CANCELLED, none CANCELLING, no cluster left: {took:.1f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--jobs", type=int, default=20)
+    parser.add_argument("--cancel", type=int, default=0)
     args = parser.parse_args()
     os.environ["SKYSTATE_HOME"] = tempfile.mkdtemp(prefix="skystate-bench-")
     import skystate as sky
@@ -102,6 +130,8 @@ def main() -> None:
             recovery(args.runs)
         if args.jobs:
             throughput(args.jobs)
+        if args.cancel:
+            cancel_mixed(args.cancel)
     finally:
         sky.api_stop()
 

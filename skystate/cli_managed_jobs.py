@@ -24,10 +24,11 @@ def launch(
     detach: bool = typer.Option(False, "-d", "--detach-run",
                                 help="Return once submitted; do not stream the log."),
 ) -> None:
-    """Launch a managed job and stream its log (every attempt) until it ends."""
+    """Launch a managed job and stream its log (every attempt) until it ends. A
+    multi-document YAML (a header with ``name:``, then tasks) is a pipeline: one job."""
     import skystate as sky
 
-    job_id, _ = sky.get(sky.jobs.launch(sky.Task.from_yaml(task_yaml), name=name))
+    job_id, _ = sky.get(sky.jobs.launch(sky.Dag.from_yaml(task_yaml), name=name))
     typer.echo(f"Managed job {job_id} submitted. Follow it with `skystate jobs logs "
                f"{job_id}`; see it with `skystate jobs queue`.", err=True)
     if detach:
@@ -58,8 +59,11 @@ def queue_rows(records: list[dict[str, Any]]) -> list[list[str]]:
         why = r.get("failure_reason") or (
             f"last recovery: {r['last_recovery_reason']}" if r.get("last_recovery_reason")
             else "")
-        rows.append([str(r["job_id"]), str(r["job_name"]), str(r["status"]),
-                     str(r.get("attempt") or 1), str(r["recovery_count"]),
+        pipeline = int(r.get("num_tasks") or 1) > 1
+        task = str(r.get("task_id", 0)) if pipeline else "-"
+        name = f"{r['job_name']}/{r.get('task_name')}" if pipeline else str(r["job_name"])
+        rows.append([str(r["job_id"]), task, name, str(r["status"]),
+                     str(r.get("attempt") or "-"), str(r["recovery_count"]),
                      _ago(r["submitted_at"]), _duration(r["duration"]), str(r["region"]),
                      str(r["resources"]), f"{r.get('cost', 0.0):.4f}", why])
     return rows
@@ -82,7 +86,8 @@ def queue(
     if fmt == "json":
         print(json.dumps(records, indent=2, default=str))
         return
-    columns = [Column("ID"), Column("NAME"), Column("STATUS"), Column("ATTEMPT", 2),
+    columns = [Column("ID"), Column("TASK", 2), Column("NAME"), Column("STATUS"),
+               Column("ATTEMPT", 2),
                Column("RECOVERIES", 1), Column("SUBMITTED", 3), Column("DURATION", 3),
                Column("REGION", 4), Column("RESOURCES", 5), Column("$", 4),
                Column("REASON", 1)]

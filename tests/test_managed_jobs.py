@@ -352,7 +352,7 @@ def test_cli_launch_streams_queue_lists_logs_and_cancel(home: Path, tmp_path: Pa
     assert _clusters(home) == [] and _local_dirs(home) == []
 
 
-def test_launch_raises_for_a_bad_task_and_infeasible_ends_in_prechecks(home: Path) -> None:
+def test_launch_raises_for_a_bad_task_and_infeasible_ends_in_no_resource(home: Path) -> None:
     bad = sky.Task.from_yaml_config({"run": "true", "resources": {
         "infra": "local", "job_recovery": {"strategy": "SOMETIMES"}}})
     with pytest.raises(ValueError, match="EAGER_NEXT_REGION"):
@@ -362,13 +362,15 @@ def test_launch_raises_for_a_bad_task_and_infeasible_ends_in_prechecks(home: Pat
     infeasible = sky.Task(run="true")
     infeasible.set_resources(sky.Resources(infra="local", accelerators="H100:8"))
     job_id, _ = sky.get(sky.jobs.launch(infeasible, name="never"))
-    job = _wait_status(job_id, {S.FAILED_PRECHECKS, S.SUCCEEDED, S.FAILED})
-    assert job["status"] is S.FAILED_PRECHECKS and "no offer" in job["failure_reason"]
+    job = _wait_status(job_id, {S.FAILED_NO_RESOURCE, S.FAILED_PRECHECKS, S.SUCCEEDED})
+    assert job["status"] is S.FAILED_NO_RESOURCE and "no offer" in job["failure_reason"]
     assert _clusters(home) == []
 
 
-def test_no_capacity_waits_pending_with_the_reason_then_runs(home: Path,
-                                                             tmp_path: Path) -> None:
+def test_no_capacity_waits_pending_with_the_reason_then_runs(home: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    monkeypatch.setenv("SKYSTATE_JOBS_LAUNCH_RETRIES", "1000")  # never FAILED_NO_RESOURCE
     (home / "config.yaml").write_text("providers:\n  local: {accelerators: {A100: 1}}\n")
     gate = tmp_path / "gate"
     first = _gated_task(gate)

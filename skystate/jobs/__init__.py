@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 from skystate.jobs.status import ControllerHandle, ManagedJobStatus
@@ -28,9 +29,23 @@ def _submit(request: str, **args: Any) -> RequestId:
 
 
 def launch(task: Any, name: str | None = None, _need_confirmation: bool = False) -> RequestId:
-    """Launch a managed job; the request returns ``(job_id, controller_handle)``."""
-    from skystate.sdk import _task_config
+    """Launch a managed job; the request returns ``(job_id, controller_handle)``.
 
+    ``task``: a ``sky.Task``, a task YAML path, or a ``sky.Dag`` that is a chain (a
+    pipeline: its tasks run one after another, each on its own cluster, as one job)."""
+    from skystate.sdk import _task_config
+    from skystate.spec.dag import Dag
+
+    if isinstance(task, (str, Path)):
+        task = Dag.from_yaml(task)
+    if isinstance(task, Dag):
+        chain = task.chain()
+        if not chain:
+            raise ValueError("the Dag has no tasks")
+        if len(chain) > 1:
+            return _submit("jobs.launch", task=[_task_config(t) for t in chain],
+                           name=name or task.name)
+        task = chain[0]
     return _submit("jobs.launch", task=_task_config(task), name=name)
 
 

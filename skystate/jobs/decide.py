@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from skystate.jobs import records as rec
+from skystate.jobs.pipeline import finish_task
 from skystate.jobs.recovery import EAGER_NEXT_REGION, Evidence, Policy, rule
 from skystate.jobs.status import ManagedJobStatus as S
+from skystate.jobs.status import Seen
 
 Record = dict[str, Any]
 
@@ -107,7 +109,7 @@ def decide(view: View, settings: Settings, now: float) -> Step:
                                end_status=S.CANCELLED.value, status=S.CANCELLING.value),),
                         0.0)
         return Step((_mark("cancel requested before any cluster was launched",
-                           phase=rec.PHASE_DONE, status=S.CANCELLED.value, end_at=now),))
+                           **finish_task(job, S.CANCELLED.value, now)),))
     if phase == rec.PHASE_LAUNCH:
         wait = (job.get("next_attempt_at") or 0.0) - now
         if wait > 0:
@@ -128,9 +130,13 @@ def _retire(job: Record, now: float) -> Step:
                               f"attempt {job['attempt']} is over")]
     if job.get("then") == "end":
         status = job.get("end_status") or S.FAILED_CONTROLLER.value
-        actions.append(_mark(f"finished: {status}", phase=rec.PHASE_DONE, status=status,
-                             end_at=now, cluster=None))
-        return Step(tuple(actions))
+        fields = finish_task(job, status, now)
+        if fields["phase"] == rec.PHASE_DONE:
+            actions.append(_mark(f"finished: {status}", **fields))
+            return Step(tuple(actions))
+        actions.append(_mark(f"task {job.get('task_index') or 0} {status}: next task "
+                             f"{fields['task_index']}", **fields))
+        return Step(tuple(actions), 0.0)
     actions.append(_mark(f"next: attempt {job['attempt'] + 1}", phase=rec.PHASE_LAUNCH,
                          attempt=job["attempt"] + 1, cluster=None, cluster_job_id=None,
                          then=None, next_attempt_at=None, unknown_since=None))
@@ -145,11 +151,30 @@ def _watch(view: View, settings: Settings, now: float) -> Step:
                    unknown_since=job.get("unknown_since"), now=now,
                    unknown_window=settings.unknown_window)
     sync = JobAction(Act.SYNC_LOG, {}, "")
+    limit, started = job.get("max_duration_seconds"), job.get("start_at")
+    if limit and started and now - started >= limit and verdict.kind in ("keep", "wait"):
+        reason = f"ran {now - started:.0f}s, past its max_duration of {limit:.0f}s"
+        return Step((sync, _mark(reason, phase=rec.PHASE_RETIRE, then="end",
+                                 end_status=S.CANCELLED.value, status=S.CANCELLING.value,
+                                 failure_reason=reason)), 0.0)
     if verdict.kind == "keep":
         actions = [sync]
         if job.get("unknown_since") is not None:
             actions.append(_mark("reachable again", unknown_since=None, failure_reason=None))
+        if job.get("resumed_after_downtime"):
+            actions.append(_mark("still running after the downtime",
+                                 resumed_after_downtime=None))
         return Step(tuple(actions), settings.check_interval)
+    if verdict.kind == "recover" and evidence.seen in (Seen.GONE, Seen.STOPPED) \
+            and job.get("resumed_after_downtime"):
+        reason = (f"its cluster is gone after the controller was down "
+                  f"{job['resumed_after_downtime']}s, longer than the cluster's safety "
+                  "autodown: the job may have finished and the cluster downed itself; not "
+                  "relaunched, so it never runs twice")
+        return Step((sync, _mark(reason, phase=rec.PHASE_RETIRE, then="end",
+                                 end_status=S.FAILED_CONTROLLER.value, failure_reason=reason,
+                                 resumed_after_downtime=None,
+                                 _attempt={"outcome": reason, "ended_at": now})), 0.0)
     if verdict.kind == "wait":
         if job.get("unknown_since") is not None:
             return Step(requeue_after=settings.check_interval, note=verdict.reason)

@@ -19,6 +19,7 @@ from typing import Any
 from skystate.exceptions import ResourcesUnavailableError, SpecError, StalePlanError
 from skystate.jobs import records as rec
 from skystate.jobs.decide import Act, JobAction, Settings
+from skystate.jobs.pipeline import task_env_id
 from skystate.jobs.recovery import EAGER_NEXT_REGION, policy_of
 from skystate.jobs.status import ManagedJobStatus as S
 from skystate.providers.base import Offer
@@ -91,10 +92,11 @@ def _launch(ctx: JobContext, job: Record, action: JobAction) -> str:
 
     job_id, attempt = job["job_id"], job["attempt"]
     name = job.get("cluster") or rec.cluster_name(job_id, attempt)
-    first = attempt == 1
+    first = not job.get("recovery_count")  # the task's first attempt (not a recovery)
     attempts = [dict(a) for a in job.get("attempts") or []]
     if not attempts or attempts[-1]["attempt"] != attempt:
         attempts.append({"attempt": attempt, "cluster": name, "launched_at": time.time(),
+                         "task_index": int(job.get("task_index") or 0),
                          "log": str(rec.attempt_log(job_id, attempt))})
     job = rec.update(ctx.store, job_id, cluster=name, attempts=attempts,
                      status=(S.STARTING if first else S.RECOVERING).value)
@@ -106,8 +108,9 @@ def _launch(ctx: JobContext, job: Record, action: JobAction) -> str:
     except (SpecError, ValueError) as exc:
         return _precheck_failed(ctx, job, f"the task is invalid: {exc}")
     if not offers:
-        return _precheck_failed(ctx, job, f"no offer can ever satisfy "
-                                          f"{resources.canonical()} x{task.num_nodes}")
+        return _end(ctx, job, S.FAILED_NO_RESOURCE, f"no offer can ever satisfy "
+                                                    f"{resources.canonical()} "
+                                                    f"x{task.num_nodes}")
     offers = ordered_offers(offers, policy.strategy, job.get("avoid_region"))
     try:
         _fresh(lambda: _ensure_cluster(ctx, name, resources, task.num_nodes, offers))
@@ -116,7 +119,8 @@ def _launch(ctx: JobContext, job: Record, action: JobAction) -> str:
     record, agent = imp.up_cluster_agent(name, ctx.providers)
     head_ips = [n.get("ip", "127.0.0.1") for n in ctx.store.nodes(name)]
     request = imp.job_request_for(task, with_setup=True, head_ips=head_ips)
-    task_id = {"SKYPILOT_TASK_ID": job["task_id"], "SKYSTATE_TASK_ID": job["task_id"],
+    env_id = task_env_id(job)
+    task_id = {"SKYPILOT_TASK_ID": env_id, "SKYSTATE_TASK_ID": env_id,
                "SKYPILOT_MANAGED_JOB_ID": str(job_id)}
     request = dataclasses.replace(request, envs={**request.envs, **task_id},
                                   submission_id=f"managed-{job_id}-{attempt}")
@@ -128,6 +132,7 @@ def _launch(ctx: JobContext, job: Record, action: JobAction) -> str:
     rec.update(ctx.store, job_id, phase=rec.PHASE_WATCH, status=S.RUNNING.value,
                cluster_job_id=cluster_job_id, start_at=job.get("start_at") or time.time(),
                region=offer.get("region"), cluster_resources=_resources_str(record),
+               provider=record.get("provider"),
                launch_failures=0, next_attempt_at=None, failure_reason=None,
                attempts=attempts)
     return f"attempt {attempt} running as job {cluster_job_id} on {name}"
@@ -148,6 +153,34 @@ def _ensure_cluster(ctx: JobContext, name: str, resources: Any, num_nodes: int,
                                 retry_until_up=False, offers=offers)
 
 
+def rerecord(store: Store, providers: Providers, job: Record) -> Record | None:
+    """The job's cluster when its record is gone (a state restored from a backup, a
+    record dropped while the controller was down) but its provider still runs it:
+    recorded again from its tags (adopted), so the job is watched, not relaunched. None
+    when the provider answers without it; raises when the provider does not answer."""
+    from skystate.providers.base import NodeState
+    from skystate.reconcile.adopt import adopted_record
+    from skystate.reconcile.handles import node_records
+
+    name, provider_name = job["cluster"], job.get("provider")
+    if not provider_name:
+        return None
+    provider = providers.get(str(provider_name))
+    found = [o for o in provider.observe([name]) if o.name == name]
+    if not found or found[0].state is NodeState.TERMINATED:
+        return None
+    record = adopted_record(found[0], provider_config=providers.config.get(provider_name) or {},
+                            desired_view=None, project_owner=None)
+    record = {**record, "managed_by": MANAGED_BY_JOBS}
+    with store.transaction():
+        if store.cluster(name) is None:
+            store.put_cluster(record)
+            store.set_nodes(name, node_records(found[0]))
+            store.add_event(f"Cluster/{name}", "managed-job", "adopted",
+                            f"managed job {job['job_id']} still runs on it")
+    return store.cluster(name)
+
+
 def _resources_str(record: Record) -> str:
     from skystate.status_view import resources_str
 
@@ -155,15 +188,33 @@ def _resources_str(record: Record) -> str:
 
 
 def _precheck_failed(ctx: JobContext, job: Record, reason: str) -> str:
+    return _end(ctx, job, S.FAILED_PRECHECKS, reason)
+
+
+def _end(ctx: JobContext, job: Record, status: S, reason: str) -> str:
     rec.update(ctx.store, job["job_id"], phase=rec.PHASE_RETIRE, then="end",
-               end_status=S.FAILED_PRECHECKS.value, failure_reason=reason)
-    return f"prechecks failed: {reason}"
+               end_status=status.value, failure_reason=reason)
+    return f"{status.value}: {reason}"
+
+
+def launch_retries() -> int:
+    """How many capacity failures end a task's first launch in FAILED_NO_RESOURCE
+    (SkyPilot's ``max_retry`` of 3); a recovery retries until it gets capacity."""
+    try:
+        return max(1, int(os.environ.get("SKYSTATE_JOBS_LAUNCH_RETRIES", "") or 3))
+    except ValueError:
+        return 3
 
 
 def _no_capacity(ctx: JobContext, job: Record, exc: Exception) -> str:
     failures = int(job.get("launch_failures") or 0) + 1
+    recovering = bool(job.get("recovery_count"))
+    if not recovering and failures >= launch_retries():
+        rec.update(ctx.store, job["job_id"], cluster=None, launch_failures=failures)
+        return _end(ctx, {**job, "cluster": None}, S.FAILED_NO_RESOURCE,
+                    f"no capacity after {failures} launch tries: {exc}")
     delay = ctx.settings.backoff(failures)
-    waiting = S.PENDING if job["attempt"] == 1 else S.RECOVERING
+    waiting = S.RECOVERING if recovering else S.PENDING
     reason = f"no capacity (try {failures}): {exc}; retrying in {delay:.0f}s"
     rec.update(ctx.store, job["job_id"], phase=rec.PHASE_LAUNCH, cluster=None,
                status=waiting.value, launch_failures=failures,

@@ -11,16 +11,20 @@ retried with backoff; it never ends the loop.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
+from pathlib import Path
 from typing import Any
 
 from skystate.jobs import records as rec
 from skystate.jobs.decide import Act, Settings, View, decide
-from skystate.jobs.handlers import JobContext, run
+from skystate.jobs.handlers import JobContext, rerecord, run
 from skystate.jobs.observe import observe
+from skystate.jobs.pipeline import finish_task
 from skystate.jobs.recovery import Evidence, Policy, policy_of
 from skystate.jobs.status import ManagedJobStatus, Seen
 from skystate.providers.registry import Providers
@@ -28,6 +32,20 @@ from skystate.reconcile.store import Store
 
 SCAN_SECONDS = 0.2  # how often the database is checked for new jobs and cancels
 ERROR_BACKOFF_CAP = 60.0
+HEARTBEAT_SECONDS = 5.0  # how often the controller touches its heartbeat file
+
+
+def heartbeat_path() -> Path:
+    from skystate.home import home
+
+    return home() / "managed_jobs" / "controller.heartbeat"
+
+
+def safety_autodown_seconds() -> float:
+    from skystate.jobs.handlers import safety_autodown
+    from skystate.runtime.layout import time_scale
+
+    return float(safety_autodown()["idle_minutes"]) * 60 / time_scale()
 
 
 class Controller:
@@ -45,6 +63,7 @@ class Controller:
         self._cancels: dict[int, Any] = {}  # job_id -> cancel_requested_at last seen
         self._errors: dict[int, int] = {}
         self._version = -1
+        self._last_beat = -HEARTBEAT_SECONDS
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="jobs")
@@ -53,6 +72,11 @@ class Controller:
         self._thread = threading.Thread(target=self._run, name="jobs-controller", daemon=True)
 
     def start(self) -> Controller:
+        try:
+            self.restart_unknown_windows()
+            self.note_downtime()
+        except Exception:  # noqa: BLE001, S110 - a job keeps its window; it is only later
+            pass
         self._thread.start()
         return self
 
@@ -71,6 +95,7 @@ class Controller:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
+                self._beat()
                 self._scan()
             except Exception:  # noqa: BLE001, S110 - a torn read is retried next tick
                 pass
@@ -117,12 +142,46 @@ class Controller:
                        f"retrying in {requeue:.1f}s")
             rec.note(job_id, message)
             self._record_error(job_id, message)
+            if failures >= max_step_errors():
+                self._errors.pop(job_id, None)
+                requeue = self._fail_controller(job_id, exc)
         with self._lock:
             self._busy.discard(job_id)
             if requeue is not None:  # a cancel noticed meanwhile keeps its earlier time
                 at = time.monotonic() + requeue
                 self._due[job_id] = min(self._due.get(job_id, at), at)
         self._wake.set()
+
+    def _fail_controller(self, job_id: int, exc: Exception) -> float:
+        """Steps that keep raising end the job in FAILED_CONTROLLER, saying why: first
+        its cluster is torn down (a retire step); if that too keeps raising, the job ends
+        and the cluster is left to its safety autodown (and to leak detection)."""
+        where = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+        at = f" at {Path(where[0].filename).name}:{where[0].lineno}" if where else ""
+        why = f"controller error: {type(exc).__name__}: {exc}{at}"
+        store = self._thread_store()
+        try:
+            job = store.managed_job(job_id)
+            if job is None:
+                return 0.0
+            if job["phase"] == rec.PHASE_RETIRE and job.get("end_status") == \
+                    ManagedJobStatus.FAILED_CONTROLLER.value:
+                cluster = job.get("cluster")
+                fields = finish_task(job, ManagedJobStatus.FAILED_CONTROLLER.value,
+                                     time.time())
+                reason = (f"{job.get('failure_reason')}; then tearing down {cluster} failed "
+                          f"({type(exc).__name__}: {exc}): left to its safety autodown")
+                rec.update(store, job_id, **fields, failure_reason=reason,
+                           controller_error=None)
+                rec.note(job_id, f"finished: FAILED_CONTROLLER ({reason})")
+                return 0.0
+            rec.update(store, job_id, phase=rec.PHASE_RETIRE, then="end",
+                       end_status=ManagedJobStatus.FAILED_CONTROLLER.value,
+                       failure_reason=why, controller_error=None)
+            rec.note(job_id, f"giving up after {max_step_errors()} failed steps: {why}")
+        except Exception:  # noqa: BLE001, S110 - retried like any failed step
+            pass
+        return 0.0
 
     def _record_error(self, job_id: int, message: str | None) -> None:
         """Shown by ``jobs queue`` (never an opaque failure); cleared by the next success."""
@@ -174,14 +233,74 @@ class Controller:
     def _observe(self, store: Store, job: dict[str, Any]) -> Evidence:
         """One observation, bounded: a provider call that hangs is UNKNOWN (its thread is
         left to finish on its own; the job's next step looks again)."""
-        record = store.cluster(job["cluster"])
-        future = self._observers.submit(observe, record, self.providers, job)
+        future = self._observers.submit(self._look, job)
         try:
             return future.result(timeout=self.settings.observe_timeout)
         except FuturesTimeout:
             return Evidence(Seen.UNKNOWN, detail=f"observing {job['cluster']} did not "
                                                  f"answer within "
                                                  f"{self.settings.observe_timeout:.0f}s")
+
+
+    def _look(self, job: dict[str, Any]) -> Evidence:
+        store = self._thread_store()
+        record = store.cluster(job["cluster"])
+        if record is None:  # never "gone" before its provider is asked
+            try:
+                record = rerecord(store, self.providers, job)
+            except Exception as exc:  # noqa: BLE001 - no answer: unknown, not gone
+                return Evidence(Seen.UNKNOWN, detail=f"{job['cluster']} is not recorded and "
+                                                     f"its provider did not answer "
+                                                     f"({type(exc).__name__}: {exc})")
+            if record is not None:
+                rec.note(job["job_id"], f"{job['cluster']} was no longer recorded but its "
+                                        "provider still runs it: re-recorded, watched, not "
+                                        "relaunched")
+        return observe(record, self.providers, job)
+
+    def note_downtime(self) -> None:
+        """A controller down longer than the clusters' safety autodown may find a job's
+        cluster gone because the job *finished* and the cluster downed itself: such a job
+        is marked so that a gone cluster ends it (FAILED_CONTROLLER, saying so) instead of
+        relaunching a program that may have run to its end."""
+        beat = heartbeat_path()
+        if not beat.exists():
+            return
+        down = time.time() - beat.stat().st_mtime
+        if down < safety_autodown_seconds():
+            return
+        store = self._thread_store()
+        for job in store.managed_jobs():
+            if job["phase"] == rec.PHASE_WATCH:
+                rec.update(store, job["job_id"], resumed_after_downtime=round(down))
+                rec.note(job["job_id"], f"controller was down {down:.0f}s, longer than the "
+                                        "safety autodown: a gone cluster ends the job")
+
+    def _beat(self) -> None:
+        now = time.monotonic()
+        if now - self._last_beat >= HEARTBEAT_SECONDS:
+            self._last_beat = now
+            path = heartbeat_path()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+
+    def restart_unknown_windows(self) -> None:
+        """After a controller (re)start the unknown window starts again: the time it was
+        down holds no observation, so it cannot count as continuous unknowns."""
+        store = self._thread_store()
+        for job in store.managed_jobs():
+            if job["phase"] != rec.PHASE_DONE and job.get("unknown_since") is not None:
+                rec.update(store, job["job_id"], unknown_since=None)
+                rec.note(job["job_id"], "controller started: the unknown window restarts")
+
+
+def max_step_errors() -> int:
+    """``SKYSTATE_JOBS_MAX_STEP_ERRORS`` (5): consecutive failed steps of one job that
+    end it in FAILED_CONTROLLER."""
+    try:
+        return max(1, int(os.environ.get("SKYSTATE_JOBS_MAX_STEP_ERRORS", "") or 5))
+    except ValueError:
+        return 5
 
 
 def start_controller() -> Controller:

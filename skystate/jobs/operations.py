@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 from skystate.exceptions import JobExitCode
 from skystate.jobs import records as rec
+from skystate.jobs.pipeline import task_env_id, task_rows, tasks_of
 from skystate.jobs.status import ControllerHandle, ManagedJobStatus
 
 Record = dict[str, Any]
@@ -30,63 +31,98 @@ def _store() -> Any:
 
 def launch(task: Any, name: str | None = None,
            _need_confirmation: bool = False) -> tuple[int, ControllerHandle]:
-    """Record the job for the controller; ``(job_id, controller_handle)``."""
+    """Record the job for the controller; ``(job_id, controller_handle)``. ``task``: one
+    task's config, or a list of them (a pipeline: they run one after another)."""
     from skystate.home import home
-    from skystate.jobs.recovery import policy_of
-    from skystate.reconcile.imperative import current_user, task_resources
-    from skystate.spec.task import Task
+    from skystate.reconcile.imperative import current_user
 
-    if not isinstance(task, dict):
-        raise ValueError(f"expected a task, got {type(task).__name__}")
-    parsed = Task.from_yaml_config(task)  # SpecError (a ValueError) for a bad task
-    if parsed.run is None:
-        raise ValueError("a managed job needs a run command")
-    task_resources(parsed)
-    policy_of(task)  # ValueError for an unknown job_recovery strategy
-    job = rec.create(_store(), task, name, current_user())
-    rec.note(job["job_id"], f"submitted by {job['user_name']} as {job['job_name']!r}")
+    tasks = task if isinstance(task, list) else [task]
+    if not tasks:
+        raise ValueError("a pipeline needs at least one task")
+    for index, config in enumerate(tasks):
+        _check_task(config, f"task {index} ({config.get('name') or 'unnamed'}): "
+                    if len(tasks) > 1 and isinstance(config, dict) else "")
+    job = rec.create(_store(), tasks, name, current_user())
+    what = f" ({len(tasks)} tasks)" if len(tasks) > 1 else ""
+    rec.note(job["job_id"], f"submitted by {job['user_name']} as {job['job_name']!r}{what}")
     return job["job_id"], ControllerHandle("embedded", str(home()), os.getpid())
 
 
-def _cost(job: Record, now: float) -> float:
+def _check_task(task: Any, where: str) -> None:
+    from skystate.jobs.recovery import policy_of
+    from skystate.reconcile.imperative import task_resources
+    from skystate.spec.task import Task
+
+    if not isinstance(task, dict):
+        raise ValueError(f"{where}expected a task, got {type(task).__name__}")
+    try:
+        parsed = Task.from_yaml_config(task)  # SpecError (a ValueError) for a bad task
+        if parsed.run is None:
+            raise ValueError("a managed job needs a run command")
+        task_resources(parsed)
+        policy_of(task)  # ValueError for an unknown job_recovery strategy
+    except ValueError as exc:
+        if not where:
+            raise
+        raise ValueError(f"{where}{exc}") from exc
+
+
+def _cost(job: Record, now: float, task_index: int | None = None) -> float:
     total = 0.0
     for attempt in job.get("attempts") or []:
         start = attempt.get("started_at")
-        if start is None:
+        if start is None or (task_index is not None
+                             and int(attempt.get("task_index") or 0) != task_index):
             continue
         end = attempt.get("ended_at") or job.get("end_at") or now
         total += float(attempt.get("hourly_price") or 0.0) * max(0.0, end - start) / 3600
     return round(total, 6)
 
 
-def queue_record(job: Record, now: float) -> Record:
+def _resources(task: Record) -> str:
     from skystate.reconcile.imperative import task_resources
     from skystate.spec.task import Task
 
     try:
-        task = Task.from_yaml_config(job["task"])
-        resources = f"{task.num_nodes}x{task_resources(task).canonical()}"
+        parsed = Task.from_yaml_config(task)
+        return f"{parsed.num_nodes}x{task_resources(parsed).canonical()}"
     except Exception:  # noqa: BLE001 - a bad task is shown, not raised
-        resources = "-"
-    start, end = job.get("start_at"), job.get("end_at")
-    return {
-        "job_id": job["job_id"], "job_name": job["job_name"], "resources": resources,
-        "submitted_at": job["submitted_at"], "end_at": end,
-        "duration": (end or now) - start if start else 0.0,
-        "recovery_count": job.get("recovery_count", 0),
-        "status": ManagedJobStatus(job["status"]),
-        "cluster_resources": job.get("cluster_resources") or "-",
-        "region": job.get("region") or "-",
-        # beyond the seed's keys
-        "user_name": job.get("user_name"), "start_at": start, "attempt": job.get("attempt"),
-        "cluster": job.get("cluster"), "restarts_on_error": job.get("restarts_on_error", 0),
-        "failure_reason": job.get("failure_reason") or job.get("controller_error"),
-        "controller_error": job.get("controller_error"),
-        "last_recovery_reason": job.get("last_recovery_reason"),
-        "unknown_since": job.get("unknown_since"), "task_id": job.get("task_id"),
-        "cost": _cost(job, now),
-        "attempts": [dict(a) for a in job.get("attempts") or []],
-    }
+        return "-"
+
+
+def queue_records(job: Record, now: float) -> list[Record]:
+    """One row per task of the job, as SkyPilot's queue shows a pipeline (a single-task
+    job is one row, task_id 0)."""
+    rows = []
+    tasks = tasks_of(job)
+    for index, fields in task_rows(job):
+        start, end = fields.get("start_at"), fields.get("end_at")
+        current = index == int(job.get("task_index") or 0)
+        rows.append({
+            "job_id": job["job_id"], "task_id": index, "job_name": job["job_name"],
+            "task_name": fields["task_name"], "resources": _resources(tasks[index]),
+            "submitted_at": job["submitted_at"], "end_at": end,
+            "duration": (end or now) - start if start else 0.0,
+            "recovery_count": fields.get("recovery_count", 0),
+            "status": ManagedJobStatus(fields["status"]),
+            "cluster_resources": fields.get("cluster_resources") or "-",
+            "region": fields.get("region") or "-",
+            # beyond the seed's keys
+            "user_name": job.get("user_name"), "start_at": start,
+            "attempt": job.get("attempt") if current else None,
+            "cluster": job.get("cluster") if current else None,
+            "restarts_on_error": fields.get("restarts_on_error", 0),
+            "failure_reason": fields.get("failure_reason")
+            or (job.get("controller_error") if current else None),
+            "controller_error": job.get("controller_error") if current else None,
+            "last_recovery_reason": job.get("last_recovery_reason") if current else None,
+            "unknown_since": job.get("unknown_since") if current else None,
+            "skypilot_task_id": task_env_id({**job, "task_index": index}),
+            "num_tasks": len(tasks), "cost": _cost(job, now, index),
+            "attempts": [dict(a) for a in job.get("attempts") or []
+                         if int(a.get("task_index") or 0) == index],
+        })
+    return rows
 
 
 def queue(refresh: bool = False, skip_finished: bool = False,
@@ -101,16 +137,18 @@ def queue(refresh: bool = False, skip_finished: bool = False,
             continue
         if skip_finished and ManagedJobStatus(job["status"]).is_terminal():
             continue
-        records.append(queue_record(job, now))
+        records.extend(queue_records(job, now))
     return records
 
 
 def _select(store: Any, name: str | None, job_ids: Sequence[int] | None, all_jobs: bool,
             all_users: bool) -> list[Record]:
+    """The jobs a cancel names. Naming another user's job (by ID or name) raises the
+    cluster commands' ``ClusterOwnerIdentityMismatchError`` unless ``all_users``."""
     from skystate.reconcile.imperative import current_user
 
-    given = sum(bool(x) for x in (name, job_ids, all_jobs or all_users))
-    if given != 1:
+    given = sum(bool(x) for x in (name, job_ids, all_jobs))
+    if given > 1 or (given == 0 and not all_users):
         raise ValueError("give exactly one of name, job_ids, or all/all_users")
     user = current_user()
     jobs = store.managed_jobs()
@@ -120,30 +158,37 @@ def _select(store: Any, name: str | None, job_ids: Sequence[int] | None, all_job
         missing = wanted - {j["job_id"] for j in found}
         if missing:
             raise ValueError(f"no managed job {', '.join(map(str, sorted(missing)))}")
-        return found
-    if name:
+    elif name:
         found = [j for j in jobs if j["job_name"] == name]
         if not found:
             raise ValueError(f"no managed job named {name!r}")
-        return found
-    return [j for j in jobs if all_users or j.get("user_name") == user]
+    else:
+        return [j for j in jobs if all_users or j.get("user_name") == user]
+    if not all_users:
+        _check_owner(found, user)
+    return found
+
+
+def _check_owner(jobs: list[Record], user: str) -> None:
+    from skystate.exceptions import ClusterOwnerIdentityMismatchError
+
+    others = [j for j in jobs if j.get("user_name") and j["user_name"] != user]
+    if others:
+        job = others[0]
+        raise ClusterOwnerIdentityMismatchError(
+            f"managed job {job['job_id']} ({job['job_name']!r}) is owned by user "
+            f"{job['user_name']!r}, not by you ({user!r}); only its owner can cancel it "
+            "(or pass all_users=True / --all-users)")
 
 
 def cancel(name: str | None = None, job_ids: Sequence[int] | None = None,
            all: bool = False, all_users: bool = False) -> list[int]:  # noqa: A002
     """Ask the controller to cancel; the IDs of the unfinished jobs it will cancel."""
+    from skystate.reconcile.managed_job_state import request_cancel
+
     store = _store()
     chosen = _select(store, name, job_ids, all, all_users)
-    now = time.time()
-    asked = []
-    with store.transaction():
-        for job in chosen:
-            fresh = store.managed_job(job["job_id"])
-            if fresh is None or ManagedJobStatus(fresh["status"]).is_terminal():
-                continue
-            if not fresh.get("cancel_requested_at"):
-                store.put_managed_job({**fresh, "cancel_requested_at": now})
-            asked.append(fresh["job_id"])
+    asked = request_cancel(store, [j["job_id"] for j in chosen])
     for job_id in asked:
         rec.note(job_id, "cancel requested")
     print(f"Cancelling managed job(s): {', '.join(map(str, asked)) or 'none'}", flush=True)

@@ -15,20 +15,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from skystate.home import home
-from skystate.jobs.status import ManagedJobStatus
+from skystate.reconcile import managed_job_state as state
 from skystate.reconcile.store import Store
 
 Record = dict[str, Any]
 
-PHASE_LAUNCH = "launch"  # (re)launch attempt ``attempt`` (after ``next_attempt_at``)
-PHASE_WATCH = "watch"  # submitted on ``cluster``: observe it, copy its log
-PHASE_RETIRE = "retire"  # tear ``cluster`` down, then launch again or end
-PHASE_DONE = "done"
-
-
-def jobs_dir(job_id: int) -> Path:
-    return home() / "managed_jobs" / str(int(job_id))
+PHASE_LAUNCH, PHASE_WATCH, PHASE_RETIRE, PHASE_DONE = (
+    state.PHASE_LAUNCH, state.PHASE_WATCH, state.PHASE_RETIRE, state.PHASE_DONE)
+jobs_dir = state.jobs_dir
+create = state.create  # a new record (shared with apply's ManagedJob documents)
 
 
 def attempt_log(job_id: int, attempt: int) -> Path:
@@ -41,28 +36,6 @@ def controller_log(job_id: int) -> Path:
 
 def cluster_name(job_id: int, attempt: int) -> str:
     return f"mj-{int(job_id)}-{int(attempt)}"
-
-
-def create(store: Store, task: Record, name: str | None, user: str) -> Record:
-    """Record a new job (PENDING, phase launch); its record with a fresh job_id."""
-    with store.transaction():
-        job_id = max((j["job_id"] for j in store.managed_jobs()), default=0) + 1
-        now = time.time()
-        record: Record = {
-            "job_id": job_id, "job_name": name or task.get("name") or f"job-{job_id}",
-            "user_name": user, "task": task, "submitted_at": now, "start_at": None,
-            "end_at": None, "status": ManagedJobStatus.PENDING.value, "phase": PHASE_LAUNCH,
-            "attempt": 1, "cluster": None, "cluster_job_id": None, "recovery_count": 0,
-            "restarts_on_error": 0, "launch_failures": 0, "unknown_since": None,
-            "next_attempt_at": None, "failure_reason": None, "cancel_requested_at": None,
-            "then": None, "end_status": None, "region": None, "cluster_resources": None,
-            "avoid_region": None, "attempts": [],
-            "task_id": f"sky-managed-{time.strftime('%Y-%m-%d-%H-%M-%S')}_"
-                       f"{name or task.get('name') or 'job'}_{job_id}",
-        }
-        store.put_managed_job(record)
-    jobs_dir(job_id).mkdir(parents=True, exist_ok=True)
-    return record
 
 
 def update(store: Store, job_id: int, **fields: Any) -> Record:

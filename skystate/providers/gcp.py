@@ -47,13 +47,9 @@ gets its own folder and home under ``remote_dir/<instance name>``.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 from skystate.exceptions import ClusterDoesNotExist, ProviderError, ResourcesUnavailableError
@@ -67,19 +63,28 @@ from skystate.providers.base import (
     ProvisionRequest,
 )
 from skystate.providers.gcp_api import ComputeAPI
+from skystate.providers.gcp_instances import firewall_body, instance_body
+from skystate.providers.gcp_names import (  # noqa: F401 - the provider's public names
+    COMPUTE_SCOPE,
+    DEFAULT_IMAGE,
+    DEFAULT_NETWORK,
+    GUEST_ACCELERATORS,
+    LABEL_AUTOSTOPPED,
+    LABEL_CLUSTER,
+    LABEL_MANAGED,
+    LABEL_OWNER,
+    LABEL_RANK,
+    META_CLUSTER,
+    META_OFFER,
+    META_OWNER,
+    GCPSettings,
+    firewall_name,
+    instance_name,
+    label_value,
+    network_tag,
+)
+from skystate.providers.gcp_nodes import gcp_cloud_nodes
 
-LABEL_MANAGED = "skystate"
-LABEL_CLUSTER = "skystate-cluster"
-LABEL_OWNER = "skystate-owner"
-LABEL_RANK = "skystate-rank"
-LABEL_AUTOSTOPPED = "skystate-autostopped"
-META_CLUSTER, META_OWNER, META_OFFER = "skystate-cluster", "skystate-owner", "skystate-offer"
-DEFAULT_IMAGE = "projects/debian-cloud/global/images/family/debian-12"
-DEFAULT_NETWORK = "global/networks/default"
-COMPUTE_SCOPE = "https://www.googleapis.com/auth/compute"
-# Accelerators attached to n1 machine types (the other GPU families have them built in).
-GUEST_ACCELERATORS = {"T4": "nvidia-tesla-t4", "V100": "nvidia-tesla-v100",
-                      "P100": "nvidia-tesla-p100", "P4": "nvidia-tesla-p4"}  # fmt: skip
 _STATES = {
     "PROVISIONING": NodeState.PENDING, "STAGING": NodeState.PENDING,
     "REPAIRING": NodeState.PENDING, "RUNNING": NodeState.RUNNING,
@@ -87,57 +92,6 @@ _STATES = {
     "SUSPENDED": NodeState.STOPPED, "STOPPED": NodeState.STOPPED,
     "TERMINATED": NodeState.STOPPED,  # GCE's TERMINATED is a stopped instance
 }  # fmt: skip
-
-
-def label_value(text: str) -> str:
-    """A GCE label value for ``text`` (lowercase, ``[a-z0-9_-]``, ≤ 63); lossy → hashed."""
-    safe = re.sub(r"[^a-z0-9_-]", "-", text.lower())[:63]
-    if safe == text:
-        return safe
-    return f"{safe[:54]}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
-
-
-def instance_name(cluster: str, owner: str, rank: int) -> str:
-    """``<cluster>-<owner hash>-<rank>``: unique per owner, a valid GCE name."""
-    stem = re.sub(r"[^a-z0-9-]", "-", cluster.lower())[:48].rstrip("-") or "c"
-    if not stem[0].isalpha():
-        stem = "c" + stem[:47]
-    return f"{stem}-{hashlib.sha1(owner.encode()).hexdigest()[:6]}-{rank}"
-
-
-def firewall_name(cluster: str, owner: str) -> str:
-    return f"skystate-{instance_name(cluster, owner, 0)[:-2]}-ports"
-
-
-def network_tag(cluster: str, owner: str) -> str:
-    return f"skystate-{instance_name(cluster, owner, 0)[:-2]}"
-
-
-@dataclass(frozen=True)
-class GCPSettings:
-    """The ``providers: gcp:`` section, resolved."""
-
-    project: str | None = None
-    regions: tuple[str, ...] | None = None
-    api_endpoint: str | None = None
-    ssh_user: str = "skystate"
-    identity_file: str | None = None
-    remote_dir: str = "~/.skystate-node"
-    image: str = DEFAULT_IMAGE
-    network: str = DEFAULT_NETWORK
-    ssh_timeout: float = 300.0
-    test_ssh_address: str | None = None
-
-    @classmethod
-    def from_config(cls, section: Mapping[str, Any]) -> GCPSettings:
-        known = {k: v for k, v in section.items() if v is not None}
-        if "regions" in known:
-            known["regions"] = tuple(known["regions"])
-        if known.get("identity_file"):
-            known["identity_file"] = str(Path(known["identity_file"]).expanduser())
-        known.setdefault("project", os.environ.get("GOOGLE_CLOUD_PROJECT")
-                         or os.environ.get("CLOUDSDK_CORE_PROJECT"))
-        return cls(**known)
 
 
 @dataclass(frozen=True)
@@ -204,8 +158,6 @@ class GCPProvider:
     def nodes(self) -> Any:
         """The runtime-over-SSH seam (``cloud_nodes.CloudNodes``), built on first use."""
         if self._nodes is None:
-            from skystate.providers.gcp_nodes import gcp_cloud_nodes
-
             self._nodes = gcp_cloud_nodes(self.settings)
         return self._nodes
 
@@ -244,8 +196,6 @@ class GCPProvider:
 
     def provision(self, request: ProvisionRequest) -> ClusterObservation:
         """Create the missing nodes (or find them by labels), start them, start the runtime."""
-        from skystate.providers.gcp_instances import instance_body
-
         name, owner = request.cluster_name, request.owner
         existing = self._owned(name, owner)
         zone = existing[0].zone if existing else request.offer.zone
@@ -258,8 +208,6 @@ class GCPProvider:
             self._wait_all([(zone, self.api.insert_instance(zone, b), f"insert {b['name']}")
                             for b in bodies])  # fmt: skip
             if request.ports:
-                from skystate.providers.gcp_instances import firewall_body
-
                 self.api.ensure_firewall(firewall_body(self.settings, request))
         except (ResourcesUnavailableError, ProviderError) as exc:
             if not existing:  # leave nothing behind before the next offer is tried

@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from skystate.providers import gcp_names as gcp
 from skystate.providers.base import ProvisionRequest
-
-if TYPE_CHECKING:
-    from skystate.providers.gcp import GCPSettings
+from skystate.providers.gcp_names import GCPSettings
 
 
 def labels_of(request: ProvisionRequest, rank: int) -> dict[str, str]:
     """The labels on every instance and disk: ours first, the user's may not override."""
-    from skystate.providers import gcp
-
     labels = {gcp.label_value(str(k)).lstrip("-0123456789") or "label":
               gcp.label_value(str(v)) for k, v in request.labels.items()}  # fmt: skip
     labels.update({
@@ -32,8 +29,6 @@ def labels_of(request: ProvisionRequest, rank: int) -> dict[str, str]:
 
 
 def _metadata(settings: GCPSettings, request: ProvisionRequest) -> list[dict[str, str]]:
-    from skystate.providers import gcp
-
     items = [
         {"key": gcp.META_CLUSTER, "value": request.cluster_name},
         {"key": gcp.META_OWNER, "value": request.owner},
@@ -57,8 +52,6 @@ def _scheduling(request: ProvisionRequest, gpus: bool) -> dict[str, Any]:
 def instance_body(settings: GCPSettings, request: ProvisionRequest, zone: str,
                   rank: int) -> dict[str, Any]:
     """One node's ``Instance``: type, labels (also on its boot disk), key, spot, GPUs."""
-    from skystate.providers import gcp
-
     offer = request.offer
     labels = labels_of(request, rank)
     disk: dict[str, Any] = {"source_image": request.image_id or settings.image,
@@ -88,8 +81,6 @@ def instance_body(settings: GCPSettings, request: ProvisionRequest, zone: str,
 
 def firewall_body(settings: GCPSettings, request: ProvisionRequest) -> dict[str, Any]:
     """One rule opening the cluster's ``ports`` (TCP) to its instances only."""
-    from skystate.providers import gcp
-
     ports = [str(p).replace(" ", "") for p in request.ports]
     return {
         "name": gcp.firewall_name(request.cluster_name, request.owner),

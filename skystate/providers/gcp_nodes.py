@@ -24,7 +24,7 @@ from skystate.providers.cloud_nodes import (
 )
 
 if TYPE_CHECKING:
-    from skystate.providers.gcp import GCPSettings
+    from skystate.providers.gcp_names import GCPSettings
 
 DEFAULT_API = "https://compute.googleapis.com"
 _SOURCE: list[str] = []

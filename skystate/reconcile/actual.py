@@ -20,6 +20,7 @@ class ActualState:
     clusters: dict[str, Record] = field(default_factory=dict)
     jobs: dict[tuple[str, str], Record] = field(default_factory=dict)
     services: dict[str, Record] = field(default_factory=dict)  # skystate.serve's records
+    managed_jobs: list[Record] = field(default_factory=list)
 
     @classmethod
     def from_tables(cls, tables: dict[str, list[Record]]) -> ActualState:
@@ -29,6 +30,7 @@ class ActualState:
             clusters={c["name"]: c for c in tables.get("clusters", [])},
             jobs={(j["cluster"], j["name"]): j for j in tables.get("jobs", [])},
             services={s["name"]: s for s in tables.get("services", [])},
+            managed_jobs=list(tables.get("managed_jobs", [])),
         )
 
     @classmethod
@@ -41,6 +43,7 @@ class ActualState:
             clusters={c["name"]: c for c in store.clusters()},
             jobs={(j["cluster"], j["name"]): j for j in store.jobs()},
             services={s["name"]: s for s in services},
+            managed_jobs=store.managed_jobs(),
         )
 
 

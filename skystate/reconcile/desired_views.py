@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from skystate.spec.desired import spec_hash
-from skystate.spec.documents import Cluster, Job, Service
+from skystate.spec.documents import Cluster, Job, ManagedJob, Service
 from skystate.spec.resources import AutostopSpec
 
 MANAGED_BY_STATE = "state"
@@ -43,7 +43,7 @@ def cluster_view(cluster: Cluster, owner: str) -> dict[str, Any]:
     }
 
 
-def job_task_view(job: Job) -> dict[str, Any]:
+def job_task_view(job: Job | ManagedJob) -> dict[str, Any]:
     """The task a job runs (resolved ``from:``); its hash decides re-runs."""
     return job.model_dump(
         mode="json", exclude_none=True, exclude={"kind", "name", "cluster", "from_"}

@@ -60,6 +60,10 @@ class HandlerContext:
 
 def run_action(ctx: HandlerContext, action: Action) -> str:
     """Do one action; returns a short past-tense outcome for people."""
+    if action.kind == "ManagedJob":
+        from skystate.reconcile.managed_job_plan import apply_managed_job
+
+        return apply_managed_job(ctx, action)
     handler = _HANDLERS.get(action.type) or _handler_of_layer_above(action.type)
     if handler is None:
         raise NotSupportedError(f"{action.type.value} is not supported by this version")

@@ -25,6 +25,7 @@ from skystate.reconcile import storage_mounts
 from skystate.reconcile.actual import ActualState, job_is_active
 from skystate.reconcile.desired_views import MANAGED_BY_STATE, cluster_view, job_view
 from skystate.reconcile.diff import field_changes
+from skystate.reconcile.managed_job_plan import plan_managed_jobs
 from skystate.reconcile.plan import Action, ActionType, Plan
 from skystate.reconcile.plan_services import plan_services
 from skystate.spec.desired import DesiredState, address
@@ -65,7 +66,9 @@ def make_plan(
     builder.actions.extend(services.actions)
     builder.errors.extend(services.errors)
     builder.warnings.extend(services.warnings)
-    builder.note_unreconciled_kinds()
+    builder.actions += plan_managed_jobs(
+        desired, actual.managed_jobs, rank_offers=rank_offers, where=builder.where,
+        prune=prune, errors=builder.errors, warnings=builder.warnings)
     actions = builder.ordered_actions(_target_set(targets, desired))
     no_infra = enabled is not None and any(
         without_infra(c.resources) for c in desired.clusters.values())
@@ -352,14 +355,6 @@ class _PlanBuilder:
             reason="removed from files", depends_on=self.job_cancels.get(name, []),
             hourly_before=_record_cost(record), offer=record.get("offer"),
         ))
-
-    def note_unreconciled_kinds(self) -> None:
-        for kind, docs in (("ManagedJob", self.desired.managed_jobs),):
-            if docs:
-                self.warnings.append(
-                    f"{len(docs)} {kind} document(s) validated but not reconciled: "
-                    f"this version of skystate does not yet run {kind}s"
-                )
 
     def ordered_actions(self, targets: set[str] | None) -> list[Action]:
         """Cancels first, then clusters, then job submits; stable within each group."""

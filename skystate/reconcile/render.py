@@ -73,7 +73,12 @@ def _offer_of(action: Action) -> str:
     if action.kind == "Service":
         return service_offer_text(action)
     num_nodes = int((action.after or action.before or {}).get("num_nodes") or 1)
-    offer = offer_text(action.offer, num_nodes) if action.kind == "Cluster" else ""
+    offer = offer_text(action.offer, num_nodes) if action.kind in ("Cluster", "ManagedJob") \
+        else ""
+    cost = (action.after or {}).get("estimated_cost") if action.kind == "ManagedJob" else None
+    if cost is not None:
+        hours = float((action.after or {})["max_duration_seconds"]) / 3600
+        offer += f", est. ${cost:.2f} for max_duration {hours:g}h"
     if action.failover_offers:
         offer += f" (then {len(action.failover_offers)} failover offer(s))"
     return offer

@@ -186,10 +186,46 @@ class Job(TaskFields, _Named):
 
 
 class ManagedJob(TaskFields, _Named):
+    """A managed job run once per spec (its own cluster, recovered on preemption).
+    ``max_duration`` ("90m", "2h", "1d" or seconds): the job is cancelled once it has run
+    this long, and the plan estimates its cost from it; ``protect``: a spec change or
+    removal from the files never cancels it."""
+
     kind: Literal["ManagedJob"] = "ManagedJob"
     from_: str | None = Field(default=None, alias="from")
+    max_duration: str | float | None = None
+    protect: bool = False
+
+    @field_validator("max_duration")
+    @classmethod
+    def _duration(cls, value: str | float | None) -> str | float | None:
+        if value is not None:
+            duration_seconds(value)
+        return value
 
     _name = field_validator("name")(Job._name.__func__)  # type: ignore[attr-defined]
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_seconds(value: str | float) -> float:
+    """``"90m"``, ``"2h"``, ``"1d"``, ``"30s"`` or a number of seconds; ValueError else."""
+    if isinstance(value, bool):
+        raise ValueError(f"invalid duration {value!r}")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        text = value.strip().lower()
+        unit = _DURATION_UNITS.get(text[-1:]) if text else None
+        try:
+            seconds = float(text[:-1]) * unit if unit else float(text)
+        except ValueError:
+            raise ValueError(f"invalid duration {value!r}: use e.g. 90m, 2h, 1d or "
+                             "seconds") from None
+    if not seconds > 0:
+        raise ValueError(f"duration {value!r} must be positive")
+    return seconds
 
 
 class Service(TaskFields, _Named):
