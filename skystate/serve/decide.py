@@ -118,7 +118,8 @@ def transition(replica: Record, ev: Evidence | None, policy: Policy,
         return replica, None
     failures = int(replica.get("probe_failures") or 0) + 1
     if status is R.STARTING:
-        started = float(replica.get("started_at") or replica.get("launched_at") or now)
+        started = next((float(replica[k]) for k in ("started_at", "launched_at")
+                        if replica.get(k) is not None), now)
         if now - started > policy.probe.initial_delay:
             return _failed(replica, R.FAILED_INITIAL_DELAY,
                            f"not ready within initial_delay_seconds "
@@ -322,8 +323,6 @@ def _act(view: View, record: Record, replicas: list[Record], mode: UpdateMode,
     status = _status(record, replicas, view.lb_running)
     uptime = record.get("uptime_since") if status is S.READY else None
     record = {**record, "uptime_since": uptime or (now if status is S.READY else None)}
-    if not view.lb_running:
-        actions.append(ServeAction(Act.START_LB, reason="no load balancer runs"))
     views = [Replica(r["replica_id"], int(r["version"]), R(r["status"])) for r in replicas]
     ids = ready_ids(views, mode, record.get("serving_version"))
     if ids != list(record.get("ready_ids") or []) or not record.get("generation"):
@@ -345,6 +344,8 @@ def _act(view: View, record: Record, replicas: list[Record], mode: UpdateMode,
                 continue
             actions.append(ServeAction(Act.TEARDOWN, {"replica_id": rid},
                                        f"tear replica {rid} down"))
+    if not view.lb_running:  # last: launches (on their own pool) go first
+        actions.append(ServeAction(Act.START_LB, reason="no load balancer runs"))
     if record.get("next_launch_at") and record["next_launch_at"] > now:
         waits.append(record["next_launch_at"] - now)
     mark = _mark(record, replicas, status, notes, terminate_done=True)
