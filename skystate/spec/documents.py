@@ -22,6 +22,7 @@ from pydantic import (
 from skystate.spec import limits
 from skystate.spec.mounts import check_destination
 from skystate.spec.resources import AutostopSpec, Resources
+from skystate.spec.service import ServiceSpec
 
 CLUSTER_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 JOB_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]{0,127}$")
@@ -55,20 +56,6 @@ def _envs_size(value: Any, info: ValidationInfo) -> Any:
     return limits.check_envs(value, str(info.field_name))
 
 
-class ServiceSpec(_Strict):
-    """SkyPilot's ``service:`` section (validated; reconciled by a later release)."""
-
-    readiness_probe: str | dict[str, Any] | None = None
-    replica_policy: dict[str, Any] | None = None
-    replicas: int | None = Field(default=None, ge=0, le=limits.MAX_REPLICAS)
-    load_balancing_policy: str | None = None
-    ports: int | str | None = None
-    tls: dict[str, Any] | None = None
-    pool: bool | dict[str, Any] | None = None
-    workers: int | None = None
-    load_balancer: dict[str, Any] | None = None
-
-
 class TaskFields(_Strict):
     """Every field of a SkyPilot task YAML."""
 
@@ -97,6 +84,13 @@ class TaskFields(_Strict):
     _env = field_validator("envs", "secrets", mode="before")(_env_values)
     _env_size = field_validator("envs", "secrets")(_envs_size)
     _commands = field_validator("setup", "run")(_command)
+
+    @field_validator("pool")
+    @classmethod
+    def _pool_or_service(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is not None and info.data.get("service") is not None:
+            raise ValueError("a task has either service or pool, not both")
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -186,6 +180,8 @@ class ManagedJob(TaskFields, _Named):
 class Service(TaskFields, _Named):
     kind: Literal["Service"] = "Service"
     from_: str | None = Field(default=None, alias="from")
+    update_mode: Literal["rolling", "blue_green"] = "rolling"  # how a changed spec rolls out
+    protect: bool = False  # never taken down by apply/prune (as for a Cluster)
 
     _name = field_validator("name")(Cluster._name.__func__)  # type: ignore[attr-defined]
 

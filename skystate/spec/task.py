@@ -212,10 +212,20 @@ class Task:
         return self
 
     def set_service(self, service: ServiceSpec | dict[str, Any] | None) -> Task:
+        """A ServiceSpec, or a ``service:`` mapping (SpecError naming every bad field)."""
         if service is None or isinstance(service, ServiceSpec):
             self.service = service
-        else:
-            self.service = ServiceSpec.model_validate(service)
+            return self
+        if not isinstance(service, dict):
+            raise SpecError([SpecIssue("<service>", None, "service", "must be a mapping")])
+        issues: list[SpecIssue] = []
+        doc = YamlDoc("<service>", {"service": service}, {(): 0})
+        spec = validate(ServiceSpec, service, doc, issues, prefix=("service",))
+        if spec is None:
+            raise SpecError([
+                SpecIssue(i.file, i.line or None, i.field, i.message) for i in issues
+            ])
+        self.service = spec
         return self
 
     # --- YAML ---------------------------------------------------------------------------
