@@ -4,9 +4,10 @@ SkyPilot's defaults: readiness probe ``/`` with ``initial_delay_seconds`` 1200 a
 ``timeout_seconds`` 15; ``replicas`` 1 unless ``replica_policy`` gives
 ``min_replicas``/``max_replicas``/``target_qps_per_replica`` (``upscale_delay_seconds``
 300, ``downscale_delay_seconds`` 1200, ``num_overprovision`` 0); load balancing
-``least_load``. Controller timings (probe period, delays) are divided by
+``least_load`` (the effective values of ``skystate.spec.service.ServiceSpec``, which
+holds SkyPilot's rules). Controller timings (probe period, delays) are divided by
 ``SKYSTATE_TIME_SCALE``; the probe's own HTTP timeout is real seconds. Validation with
-file:line errors is the spec's (``skystate.spec``); here a bad field is a ``ValueError``.
+file:line errors is the spec's; here a bad section is a ``ValueError``.
 """
 
 from __future__ import annotations
@@ -91,55 +92,39 @@ def _port(config: Record, service: Record) -> int | None:
     return int(match.group(1))
 
 
-def _probe(service: Record, scale: float) -> Probe:
-    probe = service.get("readiness_probe") or "/"
-    if isinstance(probe, str):
-        probe = {"path": probe}
-    if not isinstance(probe, dict):
-        raise ValueError("readiness_probe must be a path or a mapping")
-    path = str(probe.get("path") or "/")
-    if not path.startswith("/"):
-        raise ValueError(f"readiness_probe path {path!r} must start with '/'")
-    return Probe(path=path,
-                 initial_delay=float(probe.get("initial_delay_seconds", 1200)) / scale,
-                 timeout=float(probe.get("timeout_seconds", 15)),
-                 post_data=probe.get("post_data"),
-                 headers={str(k): str(v) for k, v in (probe.get("headers") or {}).items()})
-
-
-def _scaling(service: Record, scale: float) -> Scaling:
-    policy = service.get("replica_policy")
-    if policy is None:
-        count = int(service["replicas"]) if service.get("replicas") is not None else 1
-        return Scaling(min_replicas=count, max_replicas=count)
-    lo = int(policy.get("min_replicas", 1))
-    hi = int(policy.get("max_replicas", lo) if policy.get("max_replicas") is not None
-             else lo)
-    qps = policy.get("target_qps_per_replica")
-    if hi < lo:
-        raise ValueError(f"max_replicas ({hi}) is below min_replicas ({lo})")
-    if hi != lo and qps is None:
-        raise ValueError("min_replicas != max_replicas needs target_qps_per_replica")
-    return Scaling(min_replicas=lo, max_replicas=hi,
-                   target_qps=float(qps) if qps is not None else None,
-                   upscale_delay=float(policy.get("upscale_delay_seconds", 300)) / scale,
-                   downscale_delay=float(policy.get("downscale_delay_seconds", 1200)) / scale,
-                   num_overprovision=int(policy.get("num_overprovision") or 0))
-
-
 def policy_of(config: Record) -> Policy:
-    """The policy of one version's task config (its ``service:`` section)."""
-    service = config.get("service")
-    if not isinstance(service, dict):
+    """The policy of one version's task config (its ``service:`` section, validated by
+    ``skystate.spec.service.ServiceSpec``; a bad one is a ``ValueError``)."""
+    from pydantic import ValidationError
+
+    from skystate.spec.service import ServiceSpec
+
+    section = config.get("service")
+    if not isinstance(section, dict):
         raise ValueError("the task has no service section (service: readiness_probe, "
                          "replicas, ...)")
+    try:
+        spec = ServiceSpec.model_validate(section)
+    except ValidationError as exc:
+        raise ValueError(f"invalid service section: {exc}") from None
     scale = _scale()
-    balancing = str(service.get("load_balancing_policy") or "least_load")
-    if balancing not in ("round_robin", "least_load"):
-        raise ValueError(f"load_balancing_policy {balancing!r}: use round_robin or "
-                         "least_load")
-    period = _env_seconds("SKYSTATE_SERVE_PROBE_SECONDS", PROBE_SECONDS) / scale
-    return Policy(probe=_probe(service, scale), scaling=_scaling(service, scale),
-                  load_balancing=balancing, port=_port(config, service),
-                  probe_period=max(0.05, period),
-                  qps_window=max(2.0, QPS_WINDOW_SECONDS / scale))
+    probe = spec.readiness_probe
+    qps = spec.target_qps_per_replica
+    if isinstance(qps, dict):  # per accelerator: the smallest is the safe figure here
+        qps = min(qps.values()) if qps else None
+    scaling = Scaling(min_replicas=spec.min_replicas, max_replicas=spec.max_replicas,
+                      target_qps=float(qps) if qps is not None else None,
+                      upscale_delay=float(spec.upscale_delay_seconds) / scale,
+                      downscale_delay=float(spec.downscale_delay_seconds) / scale,
+                      num_overprovision=int(spec.num_overprovision or 0))
+    period = _env_seconds("SKYSTATE_SERVE_PROBE_SECONDS",
+                          float(spec.probe_interval_seconds)) / scale
+    balancing = spec.lb_policy if spec.lb_policy in ("round_robin", "least_load") \
+        else "least_load"
+    return Policy(
+        probe=Probe(path=probe.path, initial_delay=float(probe.initial_delay_seconds) / scale,
+                    timeout=float(probe.timeout_seconds), post_data=probe.post_data,
+                    headers={str(k): str(v) for k, v in (probe.headers or {}).items()}),
+        scaling=scaling, load_balancing=balancing,
+        port=spec.ports if spec.ports is not None else _port(config, {}),
+        probe_period=max(0.05, period), qps_window=max(2.0, QPS_WINDOW_SECONDS / scale))
