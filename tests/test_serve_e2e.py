@@ -130,7 +130,7 @@ def _nothing_left(home: Path) -> None:
     assert not (state.get("services") or {})
     root = home / "local"
     assert not (root.is_dir() and any(p.is_dir() for p in root.iterdir()))
-    assert not (home / "serve" / "svc").exists()
+    assert not (home / "serve" / "svc").exists(), list((home / "serve" / "svc").iterdir())
     assert not [p for p in processes_under(home / "serve")], "a load balancer is left"
     assert not [c for _, c in processes_under(home / "local")], "a replica is left"
 
@@ -189,15 +189,15 @@ def test_seed_calls_three_replicas_2000_requests_logs_and_down_leaves_nothing(
 
 
 def _program_pid(port: int) -> int:
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
+    with os.scandir("/proc") as entries:
+        pids = [e.name for e in entries if e.name.isdigit()]
+    for pid in pids:
         try:
-            command = Path(f"/proc/{entry.name}/cmdline").read_bytes().split(b"\0")
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
         if b"server.py" in command and str(port).encode() in command:
-            return int(entry.name)
+            return int(pid)
     raise AssertionError(f"no replica program on port {port}")
 
 
@@ -219,7 +219,7 @@ def test_a_killed_replica_under_20_clients_fails_no_request_and_is_replaced(
         time.sleep(0.2)
     time.sleep(1.0)
     load.stop()
-    assert sum(load.codes.values()) > 100
+    assert sum(load.codes.values()) > 20
     assert load.failures == 0, (load.codes, load.errors[:3])
     failed = next(r for r in record["replica_info"] if r["replica_id"] == victim["replica_id"])
     assert failed["status"] is R.FAILED and "exited" in failed["failure_reason"]
@@ -309,10 +309,17 @@ def test_sigkill_of_the_api_server_keeps_serving_and_the_controller_resumes(
     assert _get_ok(endpoint, 200) == Counter({200: 200})  # no API server: still serving
     victim = before["replica_info"][0]
     os.kill(_program_pid(int(victim["endpoint"].rsplit(":", 1)[1])), signal.SIGKILL)
-    record = _wait("svc", 2)  # the first call starts a new server; its controller resumes
+    end = deadline(90)  # the first call starts a new server; its controller resumes
+    while True:
+        record = _status()
+        ids = sorted(r["replica_id"] for r in record["replica_info"]
+                     if r["status"] is R.READY)
+        if len(ids) == 2 and victim["replica_id"] not in ids:
+            break
+        assert time.monotonic() < end, json.dumps(record, default=str)
+        time.sleep(0.2)
     assert _server_pid(home) != old
-    ids = sorted(r["replica_id"] for r in record["replica_info"] if r["status"] is R.READY)
-    assert victim["replica_id"] not in ids and len(ids) == 2
+    assert max(ids) == 3, "a replica was launched twice after the restart"
     assert record["load_balancer_port"] == before["load_balancer_port"]
     assert _get_ok(endpoint, 100) == Counter({200: 100})
     sky.get(sky.serve.down("svc"))

@@ -100,7 +100,7 @@ def _start_lb(ctx: ServeContext, service: Record, action: ServeAction) -> str:
 def _stop_lb(ctx: ServeContext, service: Record, action: ServeAction) -> str:
     from skystate.serve.lb_process import stop_load_balancer
 
-    stop_load_balancer(rec.service_dir(service["name"]))
+    stop_load_balancer(rec.serve_root() / service["name"])
     rec.update(ctx.store, service["name"], lb_pid=None)
     return "load balancer stopped"
 
@@ -120,7 +120,10 @@ def _ready_set(ctx: ServeContext, service: Record, action: ServeAction) -> str:
         balancing = policy_of(task).load_balancing
     except ValueError:
         balancing = "least_load"
-    write_ready_set(rec.service_dir(service["name"]), balancing, ready, generation)
+    directory = rec.serve_root() / service["name"]
+    if not directory.is_dir():  # never re-made here: down removes it
+        return "the service folder is gone"
+    write_ready_set(directory, balancing, ready, generation)
     rec.update(ctx.store, service["name"], ready_ids=[r.replica_id for r in ready],
                generation=generation)
     return f"ready set {generation}: {[r.replica_id for r in ready]}"
@@ -265,9 +268,9 @@ def _teardown(ctx: ServeContext, service: Record, action: ServeAction) -> str:
 
 
 def _remove(ctx: ServeContext, service: Record, action: ServeAction) -> str:
-    with ctx.store.transaction():
+    shutil.rmtree(rec.serve_root() / service["name"], ignore_errors=True)  # first: a
+    with ctx.store.transaction():  # down() returns once the record is gone
         ctx.store.delete_service(service["name"])
-    shutil.rmtree(rec.serve_root() / service["name"], ignore_errors=True)
     return f"service {service['name']} removed"
 
 
