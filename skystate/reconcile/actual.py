@@ -19,6 +19,7 @@ class ActualState:
     version: int = 0
     clusters: dict[str, Record] = field(default_factory=dict)
     jobs: dict[tuple[str, str], Record] = field(default_factory=dict)
+    services: dict[str, Record] = field(default_factory=dict)  # skystate.serve's records
 
     @classmethod
     def from_tables(cls, tables: dict[str, list[Record]]) -> ActualState:
@@ -27,14 +28,19 @@ class ActualState:
             version=int(meta[0].get("version", 0)),
             clusters={c["name"]: c for c in tables.get("clusters", [])},
             jobs={(j["cluster"], j["name"]): j for j in tables.get("jobs", [])},
+            services={s["name"]: s for s in tables.get("services", [])},
         )
 
     @classmethod
     def from_store(cls, store: Any) -> ActualState:
+        # The services table comes with skystate.serve (its Store methods); a store
+        # without them has no services.
+        services = store.services() if hasattr(store, "services") else []
         return cls(
             version=store.version,
             clusters={c["name"]: c for c in store.clusters()},
             jobs={(j["cluster"], j["name"]): j for j in store.jobs()},
+            services={s["name"]: s for s in services},
         )
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from skystate.spec.desired import spec_hash
-from skystate.spec.documents import Cluster, Job
+from skystate.spec.documents import Cluster, Job, Service
 from skystate.spec.resources import AutostopSpec
 
 MANAGED_BY_STATE = "state"
@@ -65,6 +65,40 @@ def job_view(job: Job, owner: str, root: Path | None = None) -> dict[str, Any]:
         "managed_by": MANAGED_BY_STATE,
         "task": task,
         "spec_hash": spec_hash(task),
+    }
+    if task.get("secrets"):
+        view["task"] = {**task, "secrets": {k: REDACTED for k in task["secrets"]}}
+        view["secrets_from"] = str(root) if root is not None else None
+    return view
+
+
+SERVICE_EXCLUDED = {"kind", "name", "from_", "update_mode", "protect"}
+
+
+def service_task_view(service: Service) -> dict[str, Any]:
+    """The SkyPilot task a Service serves (resolved ``from:``); its hash decides updates."""
+    return service.model_dump(mode="json", exclude_none=True, exclude=SERVICE_EXCLUDED)
+
+
+def service_view(service: Service, owner: str, root: Path | None = None) -> dict[str, Any]:
+    """A Service as plans hold it: ``secrets`` values are ``<redacted>`` (as for jobs).
+
+    ``spec_hash`` covers the real task; the replica bounds are here for people (the
+    count the autoscaler picks between them is the controller's, never drift).
+    """
+    task = service_task_view(service)
+    spec = service.service
+    view: dict[str, Any] = {
+        "name": service.name,
+        "owner": owner,
+        "managed_by": MANAGED_BY_STATE,
+        "task": task,
+        "spec_hash": spec_hash(task),
+        "update_mode": service.update_mode,
+        "protect": service.protect,
+        "min_replicas": spec.min_replicas if spec is not None else None,
+        "max_replicas": spec.max_replicas if spec is not None else None,
+        "num_nodes": service.num_nodes or 1,
     }
     if task.get("secrets"):
         view["task"] = {**task, "secrets": {k: REDACTED for k in task["secrets"]}}

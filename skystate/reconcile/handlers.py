@@ -59,10 +59,36 @@ class HandlerContext:
 
 def run_action(ctx: HandlerContext, action: Action) -> str:
     """Do one action; returns a short past-tense outcome for people."""
-    handler = _HANDLERS.get(action.type)
+    handler = _HANDLERS.get(action.type) or _handler_of_layer_above(action.type)
     if handler is None:
         raise NotSupportedError(f"{action.type.value} is not supported by this version")
     return handler(ctx, action)
+
+
+Handler = Callable[[HandlerContext, Action], str]
+
+# Actions whose handlers belong to a layer above reconcile: the module named here
+# registers them (``register_handler``) when it is imported, which happens the first time
+# a plan has such an action, so reconcile never imports that layer itself.
+_HANDLER_MODULES = {
+    ActionType.SERVE_UP: "skystate.serve.declarative",
+    ActionType.SERVE_UPDATE: "skystate.serve.declarative",
+    ActionType.SERVE_DOWN: "skystate.serve.declarative",
+}
+
+
+def register_handler(action_type: ActionType, handler: Handler) -> None:
+    _HANDLERS[action_type] = handler
+
+
+def _handler_of_layer_above(action_type: ActionType) -> Handler | None:
+    module = _HANDLER_MODULES.get(action_type)
+    if module is None:
+        return None
+    import importlib
+
+    importlib.import_module(module)
+    return _HANDLERS.get(action_type)
 
 
 # --- clusters ----------------------------------------------------------------------
@@ -355,7 +381,7 @@ def _noop(ctx: HandlerContext, action: Action) -> str:
     return "unchanged"
 
 
-_HANDLERS: dict[ActionType, Callable[[HandlerContext, Action], str]] = {
+_HANDLERS: dict[ActionType, Handler] = {
     ActionType.CREATE: _create,
     ActionType.REPLACE: _replace,
     ActionType.START: _start,

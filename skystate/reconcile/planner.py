@@ -4,7 +4,9 @@ Rules (SPEC §2): only owned resources are pruned; clusters before the jobs on t
 cancels before downs; resources/num_nodes changes replace, other changes are in place;
 ``protect`` blocks destroy and replace, even after the file is gone; a cluster stopped
 by its own autostop is not drift; a job runs once per spec hash, and one recorded INIT
-with no job id (an apply died mid-submit) is submitted again, never forgotten.
+with no job id (an apply died mid-submit) is submitted again, never forgotten. Services
+are planned by plan_services.py (an update, never a replace; the autoscaler's count is not
+drift).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from skystate.reconcile.actual import ActualState, job_is_active
 from skystate.reconcile.desired_views import MANAGED_BY_STATE, cluster_view, job_view
 from skystate.reconcile.diff import field_changes
 from skystate.reconcile.plan import Action, ActionType, Plan
+from skystate.reconcile.plan_services import plan_services
 from skystate.spec.desired import DesiredState, address
 from skystate.spec.documents import Cluster
 from skystate.spec.resources import Resources
@@ -55,6 +58,11 @@ def make_plan(
     for job in desired.jobs.values():
         builder.plan_job(job_view(job, desired.owner, desired.root))
     builder.plan_removed()
+    services = plan_services(desired, actual, rank_offers=rank_offers,
+                             explain_infeasible=explain_infeasible, prune=prune)
+    builder.actions.extend(services.actions)
+    builder.errors.extend(services.errors)
+    builder.warnings.extend(services.warnings)
     builder.note_unreconciled_kinds()
     actions = builder.ordered_actions(_target_set(targets, desired))
     no_infra = enabled is not None and any(
@@ -339,8 +347,7 @@ class _PlanBuilder:
         ))
 
     def note_unreconciled_kinds(self) -> None:
-        for kind, docs in (("ManagedJob", self.desired.managed_jobs),
-                           ("Service", self.desired.services)):
+        for kind, docs in (("ManagedJob", self.desired.managed_jobs),):
             if docs:
                 self.warnings.append(
                     f"{len(docs)} {kind} document(s) validated but not reconciled: "

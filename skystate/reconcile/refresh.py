@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -376,7 +376,7 @@ def with_live_job_statuses(actual: ActualState, providers: Providers,
             status = statuses.get(int(jobs[key]["job_id"]))
             if status:
                 jobs[key] = {**jobs[key], "status": status}
-    return ActualState(version=actual.version, clusters=actual.clusters, jobs=jobs)
+    return replace(actual, jobs=jobs)  # everything else (services too) as recorded
 
 
 def live_job_statuses(record: Record, nodes: list[Record],

@@ -53,7 +53,24 @@ def offer_text(offer: dict[str, Any] | None, num_nodes: int) -> str:
     return f"{nodes}{infra} {offer.get('instance_type')} {market} ${price:.2f}/h"
 
 
+def service_offer_text(action: Action) -> str:
+    """A replica's offer, and the $/hour at the minimum and maximum replica counts."""
+    after = action.after or {}
+    per_replica = offer_text(action.offer, int(after.get("num_nodes") or 1))
+    if not per_replica:
+        return ""
+    if "hourly_at_min" not in after:
+        return f"per replica {per_replica}"
+    low, high = after.get("min_replicas"), after.get("max_replicas")
+    span = (f"${after['hourly_at_min']:.2f}/h at {low} replica(s)" if low == high else
+            f"${after['hourly_at_min']:.2f}/h at {low} to ${after['hourly_at_max']:.2f}/h at "
+            f"{high} replicas")
+    return f"per replica {per_replica}; {span}"
+
+
 def _offer_of(action: Action) -> str:
+    if action.kind == "Service":
+        return service_offer_text(action)
     num_nodes = int((action.after or action.before or {}).get("num_nodes") or 1)
     offer = offer_text(action.offer, num_nodes) if action.kind == "Cluster" else ""
     if action.failover_offers:
@@ -138,6 +155,11 @@ def summary(plan: Plan) -> str:
         f"{counts.get('submit-job', 0)} job(s) to submit",
         f"{counts.get('cancel-job', 0)} to cancel",
     ]
+    served = [counts.get("serve-up", 0), counts.get("serve-update", 0),
+              counts.get("serve-down", 0)]
+    if any(served):
+        parts.append(f"services: {served[0]} to serve up, {served[1]} to update, "
+                     f"{served[2]} to take down")
     return f"Plan: {', '.join(parts)}; {counts.get('noop', 0)} unchanged."
 
 

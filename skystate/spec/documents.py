@@ -185,6 +185,14 @@ class Service(TaskFields, _Named):
 
     _name = field_validator("name")(Cluster._name.__func__)  # type: ignore[attr-defined]
 
+    @model_validator(mode="after")
+    def _served(self) -> Service:
+        missing = [f for f in ("service", "run") if getattr(self, f) is None]
+        if missing:
+            raise ValueError(f"a Service needs {' and '.join(missing)} (what to serve and how "
+                             "to tell it is ready)")
+        return self
+
 
 # --- Project ---------------------------------------------------------------------------
 

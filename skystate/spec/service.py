@@ -83,6 +83,13 @@ def _integer(value: Any) -> Any:
     return value
 
 
+def _int_port(value: Any) -> Any:
+    """SkyPilot asserts ``isinstance(ports, int)``: 8080.0 is refused, unlike other counts."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"must be an integer port, got {_short(value)}")
+    return value
+
+
 def _number(value: Any) -> Any:
     """JSON-schema ``number``: an int or a float, never a bool or a string."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -294,7 +301,7 @@ class ServiceSpec(_Strict):
     replica_policy: ReplicaPolicy | None = None
     workers: Count | None = Field(default=None, le=limits.MAX_REPLICAS)
     load_balancing_policy: String | None = Field(default=None, validate_default=True)
-    ports: Integer | None = None
+    ports: Annotated[int, BeforeValidator(_int_port)] | None = None
     tls: TLSConfig | None = None
     load_balancer: LoadBalancerConfig | None = None
 
