@@ -156,6 +156,11 @@ def test_seed_calls_three_replicas_2000_requests_logs_and_down_leaves_nothing(
         assert set(replica) >= REPLICA_KEYS and replica["handle"] is not None
         assert replica["endpoint"] != endpoint  # each replica on its own port
     assert len({r["endpoint"] for r in record["replica_info"]}) == 3
+    from skystate.reconcile.store import Store
+
+    version = Store(home / "state.json").version  # steady state writes nothing, so a
+    time.sleep(2.0)  # saved plan (skystate apply) is not made stale by the controller
+    assert Store(home / "state.json").version == version
     load = Load(endpoint, 8)
     while sum(load.codes.values()) + len(load.errors) < 2000:
         time.sleep(0.05)

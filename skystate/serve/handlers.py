@@ -83,7 +83,10 @@ def _mark(ctx: ServeContext, service: Record, action: ServeAction) -> str:
         if done:
             fields["terminate_requested"] = [i for i in stored.get("terminate_requested")
                                              or [] if i not in done]
-        ctx.store.put_service({**stored, **fields})
+        merged = {**stored, **fields}
+        if merged == stored:  # steady state: no write, so the state version stays
+            return "unchanged"
+        ctx.store.put_service(merged)
     return "recorded"
 
 

@@ -77,9 +77,10 @@ def update(store: Store, name: str, **fields: Any) -> Record | None:
         record = store.service(name)
         if record is None:
             return None
-        record = {**record, **fields}
-        store.put_service(record)
-    return record
+        merged = {**record, **fields}
+        if merged != record:  # no write, no state-version bump, when nothing changed
+            store.put_service(merged)
+    return merged
 
 
 def replica(record: Record, replica_id: int) -> Record | None:
