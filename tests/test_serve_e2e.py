@@ -180,6 +180,12 @@ def test_seed_calls_three_replicas_2000_requests_logs_and_down_leaves_nothing(
         sky.serve.tail_logs("svc", target="replica", follow=False)
     with pytest.raises(ValueError, match="already exists"):
         sky.get(sky.serve.up(_task(), "svc"))
+    with pytest.raises(ValueError, match="service section"):  # the seed's Request Raises
+        sky.get(sky.serve.up(sky.Task(run="true"), "other"))
+    with pytest.raises(ValueError, match="names or all"):
+        sky.get(sky.serve.down(None))
+    with pytest.raises(ValueError, match="invalid"):
+        sky.get(sky.serve.up(_task(), "Bad_Name"))
     following = io.StringIO()
     follower = threading.Thread(target=sky.serve.tail_logs, args=("svc", "controller"),
                                 kwargs={"output_stream": following}, daemon=True)

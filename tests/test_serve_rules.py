@@ -175,3 +175,38 @@ def test_policy_reads_the_service_section_with_skypilot_defaults() -> None:
     assert ServiceComponent.of("load_balancer") is ServiceComponent.LOAD_BALANCER
     assert ServiceComponent.of("REPLICA") is ServiceComponent.REPLICA
     assert UpdateMode.of("blue-green") is UpdateMode.BLUE_GREEN
+
+
+def test_terminate_request_drains_the_replica_and_a_new_one_replaces_it() -> None:
+    replicas = [_replica(1, R.READY, first_ready_at=1.0), _replica(2, R.READY,
+                                                                    first_ready_at=1.0)]
+    view = View(_service(replicas, tasks={"1": {}}, version=1, terminate_requested=[2]),
+                {1: POLICY}, {1: Evidence(True), 2: Evidence(True)}, lb_running=True)
+    step = decide(view, now=10.0)
+    mark = step.actions[0]
+    statuses = {r["replica_id"]: r["status"] for r in mark.fields["replicas"]}
+    assert statuses == {1: "READY", 2: "SHUTTING_DOWN", 9: "PENDING"}
+    assert mark.fields["_terminate_done"] == [2]
+    ready = next(a for a in step.actions if a.type is Act.READY_SET)
+    assert ready.fields["ids"] == [1]  # out of the ready set before it is torn down
+    assert any(a.type is Act.LAUNCH and a.fields["replica_id"] == 9 for a in step.actions)
+    assert not any(a.type is Act.TEARDOWN for a in step.actions)  # drains first
+    later = decide(View(_service(mark.fields["replicas"], tasks={"1": {}}, version=1),
+                        {1: POLICY}, {1: Evidence(True)}, lb_running=True,
+                        in_flight=frozenset({9})), now=11.0)
+    assert any(a.type is Act.TEARDOWN and a.fields["replica_id"] == 2 for a in later.actions)
+
+
+def test_replacements_back_off_after_the_first_failure() -> None:
+    from skystate.serve.decide import backoff
+
+    assert backoff(1, 1.0) == 0.0 and backoff(2, 1.0) == 1.0 and backoff(3, 1.0) == 2.0
+    assert backoff(50, 1.0) == 20.0
+    replicas = [_replica(1, R.READY, first_ready_at=1.0), _replica(2, R.READY,
+                                                                    first_ready_at=1.0)]
+    view = View(_service(replicas, tasks={"1": {}}, version=1, launch_failures=2),
+                {1: POLICY}, {1: Evidence(True), 2: Evidence(False, exited=True)},
+                lb_running=True, backoff_base=4.0)
+    mark = decide(view, now=100.0).actions[0]
+    assert mark.fields["launch_failures"] == 3 and mark.fields["next_launch_at"] == 108.0
+    assert not any(r["status"] == "PENDING" for r in mark.fields["replicas"])
