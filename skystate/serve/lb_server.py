@@ -310,10 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     write_private(pid_file, f"{os.getpid()}\n")
     app = LoadBalancer(service_dir)
     try:
-        # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted connections only then
-        # (without it every keep-alive response waits ~40 ms: Nagle + delayed ACK).
-        sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET,
-                             socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((args.host, args.port))
         sock.listen(1024)
