@@ -222,17 +222,6 @@ class Store:
     def delete_job(self, cluster: str, name: str) -> None:
         self._delete("jobs", ("cluster", "name"), (cluster, name))
 
-    # --- managed jobs (skystate.jobs: one record per job_id) ---------------------------
-
-    def managed_job(self, job_id: int) -> Record | None:
-        return self._get("managed_jobs", ("job_id",), (int(job_id),))
-
-    def managed_jobs(self) -> list[Record]:
-        return sorted(self._all("managed_jobs", ("job_id",)), key=lambda j: j["job_id"])
-
-    def put_managed_job(self, record: Record) -> None:
-        self._put("managed_jobs", ("job_id",), record)
-
     # --- services (skystate.serve: one record per service name) ------------------------
 
     def service(self, name: str) -> Record | None:
@@ -246,6 +235,17 @@ class Store:
 
     def delete_service(self, name: str) -> None:
         self._delete("services", ("name",), (name,))
+
+    # --- managed jobs (skystate.jobs: one record per job_id) ---------------------------
+
+    def managed_job(self, job_id: int) -> Record | None:
+        return self._get("managed_jobs", ("job_id",), (int(job_id),))
+
+    def managed_jobs(self) -> list[Record]:
+        return sorted(self._all("managed_jobs", ("job_id",)), key=lambda j: j["job_id"])
+
+    def put_managed_job(self, record: Record) -> None:
+        self._put("managed_jobs", ("job_id",), record)
 
     # --- events (audit log) ----------------------------------------------------------
 
