@@ -31,6 +31,8 @@ _EXPORTS: dict[str, str] = {
     "Kubernetes": "skystate.spec.clouds",
     "JobExitCode": "skystate.exceptions",
     "jobs": "skystate.jobs",
+    "serve": "skystate.serve",
+    "ServiceStatus": "skystate.serve.status",
     **{
         name: "skystate.sdk"
         for name in (

@@ -31,9 +31,11 @@ def _add_subcommands() -> None:
     from skystate import cli_catalog, cli_jobs  # these import typer only
     from skystate.cli_api import api_app
     from skystate.cli_managed_jobs import jobs_app
+    from skystate.cli_serve import serve_app
 
     app.add_typer(api_app, name="api")
     app.add_typer(jobs_app, name="jobs")
+    app.add_typer(serve_app, name="serve")
     app.command(name="show-gpus")(cli_catalog.show_gpus)
     app.command(name="check")(cli_catalog.check)
     for name, command in (("logs", cli_jobs.logs), ("launch", cli_jobs.launch),

@@ -14,7 +14,9 @@ from helpers import REPO, run_cli, status_json
 pytestmark = pytest.mark.slow
 
 EXAMPLES = REPO / "examples"
-STATE_DIRS = sorted(p for p in EXAMPLES.iterdir() if p.is_dir())
+# State directories (a skystate.yaml project); serve-http is a SkyPilot service task,
+# run by tests/test_serve_cli.py.
+STATE_DIRS = sorted(p for p in EXAMPLES.iterdir() if (p / "skystate.yaml").is_file())
 SCRIPTS = sorted(EXAMPLES.glob("*.py"))
 
 

@@ -2,8 +2,8 @@
 
 Tables: ``clusters`` (one record per cluster), ``nodes`` (one per node), ``jobs``
 (declarative jobs, keyed by cluster and name), ``managed_jobs`` (skystate.jobs, keyed
-by job_id), ``requests`` and ``events`` (an audit log of every action and its outcome),
-and ``meta`` (the state version).
+by job_id), ``services`` (skystate.serve, keyed by name), ``requests`` and ``events``
+(an audit log of every action and its outcome), and ``meta`` (the state version).
 
 Writes happen inside ``transaction()``: the changes of one logical step are made in
 memory and flushed once, atomically, with the state version bumped. A saved plan
@@ -221,6 +221,20 @@ class Store:
 
     def delete_job(self, cluster: str, name: str) -> None:
         self._delete("jobs", ("cluster", "name"), (cluster, name))
+
+    # --- services (skystate.serve: one record per service name) ------------------------
+
+    def service(self, name: str) -> Record | None:
+        return self._get("services", ("name",), (name,))
+
+    def services(self) -> list[Record]:
+        return sorted(self._all("services", ("name",)), key=lambda s: s["service_id"])
+
+    def put_service(self, record: Record) -> None:
+        self._put("services", ("name",), record)
+
+    def delete_service(self, name: str) -> None:
+        self._delete("services", ("name",), (name,))
 
     # --- managed jobs (skystate.jobs: one record per job_id) ---------------------------
 

@@ -41,6 +41,9 @@ ALLOWED_TYPES: frozenset[str] = frozenset({
     "skystate.reconcile.health:SyncStatus", "skystate.reconcile.health:HealthStatus",
     # managed jobs
     "skystate.jobs.status:ManagedJobStatus", "skystate.jobs.status:ControllerHandle",
+    # services
+    "skystate.serve.status:ServiceStatus", "skystate.serve.status:ReplicaStatus",
+    "skystate.serve.status:ServiceComponent", "skystate.serve.status:UpdateMode",
 })
 
 #: Builtin exceptions a request may raise, by name; built without running any constructor.

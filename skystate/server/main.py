@@ -80,9 +80,13 @@ def serve(host: str = "127.0.0.1", port: int = 0, *, deploy: bool = False,
     from skystate.jobs.loop import start_controller
 
     jobs = start_controller()  # managed jobs: resumes every unfinished one from its record
+    from skystate.serve.loop import start_controller as start_services
+
+    services = start_services()  # services: continues every recorded one from its record
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:
+        services.stop()
         jobs.stop()
         if watcher is not None:
             watcher[1].set()

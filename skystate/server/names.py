@@ -60,6 +60,14 @@ KINDS: dict[str, RequestKind] = {
     "jobs.queue": RequestKind("queue", "short", _none, "skystate.jobs.operations"),
     "jobs.cancel": RequestKind("cancel", "long", _none, "skystate.jobs.operations"),
     "jobs.tail_logs": RequestKind("tail_logs", "long", _none, "skystate.jobs.operations"),
+    # services: records (and waits) only; the controller in the server acts on them
+    "serve.up": RequestKind("up", "long", _none, "skystate.serve.requests"),
+    "serve.update": RequestKind("update", "long", _none, "skystate.serve.requests"),
+    "serve.down": RequestKind("down", "long", _none, "skystate.serve.requests"),
+    "serve.terminate_replica": RequestKind("terminate_replica", "long", _none,
+                                           "skystate.serve.requests"),
+    "serve.status": RequestKind("status", "short", _none, "skystate.serve.requests"),
+    "serve.tail_logs": RequestKind("tail_logs", "long", _none, "skystate.serve.requests"),
 }
 
 
