@@ -149,7 +149,7 @@ def _ensure_cluster(ctx: JobContext, name: str, resources: Any, num_nodes: int,
 
 
 def _resources_str(record: Record) -> str:
-    from skystate.status_view import resources_str
+    from skystate.reconcile.status_rows import resources_str
 
     return str(resources_str(record))
 

@@ -161,7 +161,7 @@ def job_status(cluster_name: str, job_ids: Sequence[int] | None = None,
 def tail_logs(cluster_name: str, job_id: int | None, follow: bool, tail: int = 0,
               output_stream: TextIO | None = None) -> int:
     """Exit code: 0 if the job succeeded, 100 if it failed (``JobExitCode``)."""
-    from skystate.job_logs import tail_job_log
+    from skystate.reconcile.job_logs import tail_job_log
 
     if tail < 0:
         raise ValueError("tail must be >= 0")
@@ -335,7 +335,7 @@ def check_status(cluster_names: Sequence[str] | None = None) -> dict[str, str]:
 def _status_record(record: dict[str, Any], nodes: list[dict[str, Any]]) -> dict[str, Any]:
     from skystate.reconcile import imperative as imp
     from skystate.reconcile.health import status_fields
-    from skystate.status_view import resources_str
+    from skystate.reconcile.status_rows import resources_str
 
     autostop_cfg = record.get("autostop")
     user = record.get("user_name") or imp.current_user()
@@ -442,7 +442,7 @@ def _print_job_output(out: Any, job: dict[str, Any]) -> None:
     """Follow one job's log from its cluster's agent (nothing if the agent is gone: the
     caller still reports the job's final status)."""
     from skystate.exceptions import SkyStateError
-    from skystate.job_logs import tail_job_log
+    from skystate.reconcile.job_logs import tail_job_log
 
     out.print(f"Job/{job['cluster']}/{job['name']}: output of job {job['job_id']}:")
     try:
@@ -478,7 +478,7 @@ def progress_printer(out: Any) -> Any:
 
 def wait_for_jobs(out: Any, actions: list[Any]) -> None:
     """Print each submitted job's own output as it runs, then its final status."""
-    from skystate.status_view import cluster_rows
+    from skystate.reconcile.status_rows import cluster_rows
 
     wanted = {(a.cluster, a.name) for a in actions}
     _, rows = cluster_rows()
