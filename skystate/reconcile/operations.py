@@ -7,15 +7,15 @@ server's scheduler), so these functions take no state lock of their own.
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from skystate.enums import ClusterStatus, JobStatus, OptimizeTarget, StatusRefreshMode
 from skystate.exceptions import NotSupportedError
+from skystate.providers.phases import phase
 from skystate.reconcile.handles import ResourceHandle
 
 __all__ = [
@@ -81,16 +81,6 @@ def exec(task: Any, cluster_name: str | None = None, dryrun: bool = False,  # no
     if down:
         autostop(cluster_name, 0, down=True)
     return _submit_task(cluster_name, task, with_setup=False), imp.handle_of(cluster_name)
-
-
-@contextlib.contextmanager
-def phase(start: str, done: Callable[[], str]) -> Iterator[None]:
-    """Print ``start...`` now and ``done()`` with the seconds taken after (the request's
-    log: a line per phase); a failure prints nothing more (the error is the result)."""
-    print(f"{start}...", flush=True)
-    began = time.monotonic()
-    yield
-    print(f"{done()} ({time.monotonic() - began:.1f}s)", flush=True)
 
 
 def resources_text(resources: Any, num_nodes: int) -> str:
