@@ -261,7 +261,8 @@ def status(
                                  help="Ask the providers for the clusters' real state first."),
 ) -> None:
     """Clusters and their jobs (UP clusters with autostop or running jobs are looked at)."""
-    from skystate.status_view import cluster_rows, status_listing
+    from skystate.reconcile.status_rows import cluster_rows
+    from skystate.status_view import status_listing
 
     fmt = output_format(output, as_json)
     unknown = _unknown_clusters(clusters or None, refresh=refresh)

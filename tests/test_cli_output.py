@@ -197,7 +197,8 @@ def test_launch_and_exec_print_phases_and_job_id(home: Path, tmp_path: Path) -> 
     launched = run_cli(home, "launch", str(task), "-c", "phases").stdout
     lines = launched.splitlines()
     assert lines[0] == "Cluster phases: launching (1x(CPU) on local)..."
-    assert lines[1].startswith("Cluster phases: UP on local (") and lines[1].endswith("s)")
+    up = [line for line in lines if line.startswith("Cluster phases: UP on local (")]
+    assert len(up) == 1 and up[0].endswith("s)")
     assert "Job on phases: submitting (setup and run)..." in lines
     assert "Job on phases: submitted as job 1 on phases." in lines
     assert "set-up-ran" in launched and "run-ran" in launched

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from helpers import run_cli, status_json, wait_for_job
 
-from skystate.reconcile.executor import ActionOutcome
 from skystate.reconcile.health import annotate, cluster_health, cluster_sync, record_outcomes
+from skystate.reconcile.outcomes import ActionOutcome
 from skystate.reconcile.plan import Action, ActionType, Plan
 from skystate.reconcile.store import Store
 

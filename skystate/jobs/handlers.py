@@ -182,7 +182,7 @@ def rerecord(store: Store, providers: Providers, job: Record) -> Record | None:
 
 
 def _resources_str(record: Record) -> str:
-    from skystate.status_view import resources_str
+    from skystate.reconcile.status_rows import resources_str
 
     return str(resources_str(record))
 

@@ -66,6 +66,7 @@ from skystate.providers.base import (
     ProvisionRequest,
 )
 from skystate.providers.cloud_nodes import CloudNode, CloudNodes, NodeAccess
+from skystate.providers.phases import phase
 from skystate.providers.ssh_conn import parallel
 from skystate.spec.documents import AWSConfig
 
@@ -232,7 +233,9 @@ class AWSProvider:
         if not found:
             raise ClusterDoesNotExist(f"AWS cluster {name!r} does not exist")
         region = found[0][0]
-        self.ec2.wait(region, "instance_running", [i["InstanceId"] for _, i in found])
+        with phase(f"Cluster {name}: provisioning {len(found)} AWS instance(s) in {region}",
+                   done=lambda: f"Cluster {name}: {len(found)} instance(s) running"):
+            self.ec2.wait(region, "instance_running", [i["InstanceId"] for _, i in found])
         observation = self._observe_one(name)
         offer = observation.offer.to_dict() if observation.offer else {}
         folders = self.nodes.up(name, owner, offer, _cloud_nodes(observation))

@@ -36,6 +36,7 @@ from skystate import exceptions as _exceptions
 from skystate.enums import JobStatus
 from skystate.exceptions import NotSupportedError, ProviderError
 from skystate.providers.base import JobRequest, NodeInfo
+from skystate.providers.phases import phase
 from skystate.providers.ssh_conn import Connections, Host, Pool, parallel, read_json_reply
 
 WORKDIR = "~/sky_workdir"
@@ -439,6 +440,18 @@ class CloudNodes:
                 "host": node.node_id, "base": self.access.remote_dir, "cluster": cluster,
                 "owner": owner, "tags": tags}, PYTHON)  # fmt: skip
 
+        count = len(nodes)
+        with phase(f"Cluster {cluster}: waiting for SSH on {count} node(s)",
+                   done=lambda: f"Cluster {cluster}: SSH is up on {count} node(s)"):
+            parallel(lambda node: self._wait_for_ssh(pool, node), nodes)
+        with phase(f"Cluster {cluster}: starting the runtime on {count} node(s)",
+                   done=lambda: f"Cluster {cluster}: runtime up on {count} node(s)"):
+            return self._start_runtime(cluster, owner, offer, nodes, pool, claim)
+
+    def _start_runtime(self, cluster: str, owner: str, offer: Mapping[str, Any],
+                       nodes: Sequence[CloudNode], pool: Pool,
+                       claim: Callable[[CloudNode], dict[str, Any]]
+                       ) -> dict[str, dict[str, str]]:
         claims = parallel(claim, nodes)
         for node, got in zip(nodes, claims, strict=True):
             if "taken_by" in got:

@@ -65,6 +65,7 @@ from skystate.providers.local_nodes import (
     write_node_configs,
     write_tags,
 )
+from skystate.providers.phases import phase
 from skystate.runtime.hostctl import machine_memory_gib
 
 WORKDIR = "~/sky_workdir"
@@ -175,9 +176,12 @@ class LocalProvider:
             nodes = read_nodes(cluster_dir)
             write_node_configs(cluster_dir, nodes)
         nodes[0].paths.autostop_marker.unlink(missing_ok=True)
-        for node in nodes:
-            start_agent(node)
-        wait_ready(nodes)
+        name, count = request.cluster_name, len(nodes)
+        with phase(f"Cluster {name}: starting the runtime on {count} local node(s)",
+                   done=lambda: f"Cluster {name}: runtime up on {count} local node(s)"):
+            for node in nodes:
+                start_agent(node)
+            wait_ready(nodes)
         return self._observe_one(request.cluster_name)
 
     def _tags(self, request: ProvisionRequest, rank: int) -> dict[str, Any]:

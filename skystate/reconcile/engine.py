@@ -13,10 +13,11 @@ from typing import Any
 from skystate.exceptions import ClusterDoesNotExist, PlanError
 from skystate.providers.registry import Providers
 from skystate.reconcile.actual import ActualState
-from skystate.reconcile.executor import ApplyResult, Progress, apply_action, apply_plan
+from skystate.reconcile.executor import Progress, apply_action, apply_plan
 from skystate.reconcile.gc_pauses import fewer_gc_passes
 from skystate.reconcile.health import record_outcomes
 from skystate.reconcile.lock import state_lock
+from skystate.reconcile.outcomes import ApplyResult
 from skystate.reconcile.plan import Action, ActionType, Plan
 from skystate.reconcile.planner import make_plan
 from skystate.reconcile.refresh import (

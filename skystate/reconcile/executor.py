@@ -12,37 +12,14 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
 
 from skystate.exceptions import PlanError, StalePlanError
 from skystate.providers.registry import Providers
 from skystate.reconcile.handlers import HandlerContext, run_action
 from skystate.reconcile.health import record_outcomes
+from skystate.reconcile.outcomes import ActionOutcome, ApplyResult
 from skystate.reconcile.plan import Action, Plan
 from skystate.reconcile.store import Store
-
-
-@dataclass(frozen=True)
-class ActionOutcome:
-    action: Action
-    status: str  # succeeded | failed | skipped
-    message: str
-    seconds: float
-    error: BaseException | None = None
-
-
-@dataclass
-class ApplyResult:
-    outcomes: list[ActionOutcome] = field(default_factory=list)
-    state_version: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return all(o.status == "succeeded" for o in self.outcomes)
-
-    def failed(self) -> list[ActionOutcome]:
-        return [o for o in self.outcomes if o.status != "succeeded"]
-
 
 Progress = Callable[[Action, ActionOutcome | None], None]
 

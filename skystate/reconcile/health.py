@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from skystate.enums import JobStatus
 
 if TYPE_CHECKING:
-    from skystate.reconcile.executor import ActionOutcome
+    from skystate.reconcile.outcomes import ActionOutcome
     from skystate.reconcile.plan import Action, Plan
     from skystate.reconcile.store import Store
 

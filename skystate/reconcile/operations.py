@@ -7,15 +7,15 @@ server's scheduler), so these functions take no state lock of their own.
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from skystate.enums import ClusterStatus, JobStatus, OptimizeTarget, StatusRefreshMode
 from skystate.exceptions import NotSupportedError
+from skystate.providers.phases import phase
 from skystate.reconcile.handles import ResourceHandle
 
 __all__ = [
@@ -96,16 +96,6 @@ def _check_storage(task: Any) -> None:
         print(f"Storage: {line}", flush=True)
 
 
-@contextlib.contextmanager
-def phase(start: str, done: Callable[[], str]) -> Iterator[None]:
-    """Print ``start...`` now and ``done()`` with the seconds taken after (the request's
-    log: a line per phase); a failure prints nothing more (the error is the result)."""
-    print(f"{start}...", flush=True)
-    began = time.monotonic()
-    yield
-    print(f"{done()} ({time.monotonic() - began:.1f}s)", flush=True)
-
-
 def resources_text(resources: Any, num_nodes: int) -> str:
     accelerators = resources.accelerators or {}
     inner = ", ".join(f"{k}:{v:g}" for k, v in accelerators.items()) or (
@@ -174,7 +164,7 @@ def job_status(cluster_name: str, job_ids: Sequence[int] | None = None,
 def tail_logs(cluster_name: str, job_id: int | None, follow: bool, tail: int = 0,
               output_stream: TextIO | None = None) -> int:
     """Exit code: 0 if the job succeeded, 100 if it failed (``JobExitCode``)."""
-    from skystate.job_logs import tail_job_log
+    from skystate.reconcile.job_logs import tail_job_log
 
     if tail < 0:
         raise ValueError("tail must be >= 0")
@@ -348,7 +338,7 @@ def check_status(cluster_names: Sequence[str] | None = None) -> dict[str, str]:
 def _status_record(record: dict[str, Any], nodes: list[dict[str, Any]]) -> dict[str, Any]:
     from skystate.reconcile import imperative as imp
     from skystate.reconcile.health import status_fields
-    from skystate.status_view import resources_str
+    from skystate.reconcile.status_rows import resources_str
 
     autostop_cfg = record.get("autostop")
     user = record.get("user_name") or imp.current_user()
@@ -455,7 +445,7 @@ def _print_job_output(out: Any, job: dict[str, Any]) -> None:
     """Follow one job's log from its cluster's agent (nothing if the agent is gone: the
     caller still reports the job's final status)."""
     from skystate.exceptions import SkyStateError
-    from skystate.job_logs import tail_job_log
+    from skystate.reconcile.job_logs import tail_job_log
 
     out.print(f"Job/{job['cluster']}/{job['name']}: output of job {job['job_id']}:")
     try:
@@ -491,7 +481,7 @@ def progress_printer(out: Any) -> Any:
 
 def wait_for_jobs(out: Any, actions: list[Any]) -> None:
     """Print each submitted job's own output as it runs, then its final status."""
-    from skystate.status_view import cluster_rows
+    from skystate.reconcile.status_rows import cluster_rows
 
     wanted = {(a.cluster, a.name) for a in actions}
     _, rows = cluster_rows()

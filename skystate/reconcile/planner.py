@@ -11,7 +11,6 @@ drift).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from skystate.reconcile.diff import field_changes
 from skystate.reconcile.managed_job_plan import plan_managed_jobs
 from skystate.reconcile.plan import Action, ActionType, Plan
 from skystate.reconcile.plan_services import plan_services
-from skystate.spec.desired import DesiredState, address
+from skystate.spec.desired import DesiredState, address, spec_hash
 from skystate.spec.documents import Cluster
 from skystate.spec.resources import Resources
 
@@ -71,7 +70,7 @@ def make_plan(
         prune=prune, errors=builder.errors, warnings=builder.warnings)
     actions = builder.ordered_actions(_target_set(targets, desired))
     no_infra = enabled is not None and any(
-        without_infra(c.resources) for c in desired.clusters.values())
+        builder.request_flags(c)[1] for c in desired.clusters.values())
     return Plan(
         created_at=time.time() if now is None else now,
         state_dir=state_dir,
@@ -127,6 +126,10 @@ class _PlanBuilder:
     job_cancels: dict[str, list[str]] = field(default_factory=dict)  # cluster -> action ids
     _offer_cache: dict[str, tuple[Offer, dict[str, Any], list[dict[str, Any]]] | None] = (
         field(default_factory=dict))
+    # per cluster, the hash of its request (resources, num_nodes): what is derived from
+    # the request alone is computed once per distinct request, not once per cluster
+    _request_key: dict[str, str] = field(default_factory=dict)
+    _flags: dict[str, tuple[bool, bool]] = field(default_factory=dict)
 
     # --- helpers -------------------------------------------------------------------
 
@@ -134,11 +137,27 @@ class _PlanBuilder:
         source = self.desired.source_of(addr)
         return f"{source}: " if source else ""
 
+    def _key(self, cluster: Cluster) -> str:
+        key = self._request_key.get(cluster.name)
+        if key is None:
+            key = self._request_key[cluster.name] = spec_hash(cluster.immutable_view())
+        return key
+
+    def request_flags(self, cluster: Cluster) -> tuple[bool, bool]:
+        """(some candidate has accelerators, some candidate names no provider)."""
+        key = self._key(cluster)
+        flags = self._flags.get(key)
+        if flags is None:
+            flags = self._flags[key] = (
+                any(c.accelerators for c in cluster.resources.candidates()),
+                without_infra(cluster.resources))
+        return flags
+
     def offer_for(self, cluster: Cluster
                   ) -> tuple[Offer, dict[str, Any], list[dict[str, Any]]] | None:
         """The best offer, its JSON form and the failover offers after it; computed once
         per distinct request."""
-        key = json.dumps([cluster.resources.canonical(), cluster.num_nodes], sort_keys=True)
+        key = self._key(cluster)
         if key not in self._offer_cache:
             offers = self.rank_offers(cluster.resources, cluster.num_nodes)
             self._offer_cache[key] = (
@@ -155,6 +174,7 @@ class _PlanBuilder:
     def plan_cluster(self, cluster: Cluster) -> None:
         addr = address("Cluster", cluster.name)
         after = cluster_view(cluster, self.desired.owner)
+        self._request_key[cluster.name] = after["immutable_hash"]
         record = self.actual.clusters.get(cluster.name)
         if record is not None and not self._owned(record):
             self.errors.append(
@@ -194,7 +214,7 @@ class _PlanBuilder:
                 and record.get("managed_by") == MANAGED_BY_STATE)
 
     def _warn_gpu_without_autostop(self, addr: str, cluster: Cluster, after: Record) -> None:
-        gpu = any(c.accelerators for c in cluster.resources.candidates())
+        gpu = self.request_flags(cluster)[0]
         if gpu and after["autostop"] is None and cluster.power == "up":
             self.warnings.append(
                 f"{addr} has accelerators but no autostop: it bills until stopped "

@@ -15,14 +15,22 @@ from skystate.reconcile.plan import Plan
 from skystate.reconcile.watch import AppliedAction, WatchOptions, plan_in_process, watch
 
 
+def _run(name: str, **args: Any) -> Any:
+    """Submit a request through the SDK's client and wait for its result."""
+    from skystate.server.client import client
+
+    api = client()
+    return api.result(api.submit(name, args))
+
+
 def apply_by_request(state_dir: Path, targets: list[str],
                      lock_timeout: float) -> list[AppliedAction]:
-    from skystate import sdk
     from skystate.exceptions import ApplyFailedError
 
-    try:
-        outcomes = sdk.get(sdk.apply(state_dir, targets=targets,
-                                     lock_timeout=lock_timeout)).get("outcomes", [])
+    try:  # the arguments of ``sdk.apply(state_dir, targets=..., lock_timeout=...)``
+        outcomes = _run("apply", source=str(Path(state_dir).resolve()),
+                        targets=list(targets), prune=True, refresh=False, wait=False,
+                        lock_timeout=lock_timeout).get("outcomes", [])
     except ApplyFailedError as exc:  # a FAILED request still says what each action did
         outcomes = exc.outcomes
     return [AppliedAction(o["address"], o["type"], o["status"], o["message"])
@@ -33,9 +41,8 @@ def plan_by_request(state_dir: Path, refresh: bool, lock_timeout: float) -> Plan
     """A refresh writes the state, so it is a request; a plain plan only reads."""
     if not refresh:
         return plan_in_process(state_dir, refresh, lock_timeout)
-    from skystate import sdk
-
-    plan: Plan = sdk.get(sdk.plan(state_dir, refresh=True))
+    plan: Plan = _run("plan", state_dir=str(Path(state_dir).resolve()), refresh=True,
+                      targets=[], prune=True)
     return plan
 
 

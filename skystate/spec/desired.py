@@ -27,9 +27,14 @@ def address(kind: str, name: str, cluster: str | None = None) -> str:
     return f"{kind}/{cluster}/{name}" if cluster else f"{kind}/{name}"
 
 
+# ``json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)``, with one
+# encoder built once (plans hash every resource twice or three times).
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+
+
 def spec_hash(data: Any) -> str:
     """A short content hash of a canonical JSON form (key order and spelling free)."""
-    blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    blob = _CANONICAL_JSON.encode(data)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

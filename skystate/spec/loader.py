@@ -333,7 +333,8 @@ class _Loader:
         result = validate(model, data, doc, self.issues)
         if result is None:
             return None
-        if isinstance(result, (Cluster, *TASK_MODELS)):
+        if isinstance(result, (Cluster, *TASK_MODELS)) and (
+                result.workdir is not None or result.file_mounts):  # else nothing to check
             self._check_sources(result, item)
         return self._apply_defaults(result, project, doc)
 

@@ -1,0 +1,35 @@
+"""What applying a plan reached: one outcome per action, and the apply's result.
+
+Below both the executor (which produces them) and health (which records them), so
+neither imports the other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from skystate.reconcile.plan import Action
+
+__all__ = ["ActionOutcome", "ApplyResult"]
+
+
+@dataclass(frozen=True)
+class ActionOutcome:
+    action: Action
+    status: str  # succeeded | failed | skipped
+    message: str
+    seconds: float
+    error: BaseException | None = None
+
+
+@dataclass
+class ApplyResult:
+    outcomes: list[ActionOutcome] = field(default_factory=list)
+    state_version: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return all(o.status == "succeeded" for o in self.outcomes)
+
+    def failed(self) -> list[ActionOutcome]:
+        return [o for o in self.outcomes if o.status != "succeeded"]
