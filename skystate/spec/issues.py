@@ -71,7 +71,8 @@ def _is_model(tp: Any) -> bool:
 
 def field_names(model: type[BaseModel]) -> list[str]:
     """The names a user may write: aliases where a field has one."""
-    return [f.alias or name for name, f in model.model_fields.items()]
+    names = [f.alias or name for name, f in model.model_fields.items()]
+    return names + list(getattr(model, "OTHER_NAMES", ()))
 
 
 def _field(model: type[BaseModel], key: Any) -> Any:
@@ -153,6 +154,16 @@ def _message(err: dict[str, Any]) -> str:
     return msg[0].lower() + msg[1:] if msg[:1].isupper() and msg[1:2].islower() else msg
 
 
+def _once(message: str, path: tuple[Any, ...]) -> str:
+    """The message without a leading repeat of the field's own name (it is named once)."""
+    names = [p for p in path if isinstance(p, str) and p != "[key]"]
+    if names:
+        for lead in (f"{names[-1]}: ", f"{names[-1]} "):
+            if message.startswith(lead) and not message.startswith(f"{names[-1]} is "):
+                return message[len(lead):]
+    return message
+
+
 def translate(
     error: ValidationError,
     model: type[BaseModel],
@@ -200,7 +211,7 @@ def translate(
             message = f"must be {text}, got {_short(errs[0].get('input'))}"
         else:  # the most specific message: a validator's own, else the first
             chosen = next((e for e in errs if e["type"] not in _EXPECTED), errs[0])
-            message = _message(chosen)
+            message = _once(_message(chosen), full)
         issues.append(SpecIssue(lines.file, lines.line_of(full), field_path(full), message))
     issues.sort(key=lambda i: i.line or 0)
     return issues
@@ -219,3 +230,18 @@ def validate(
     except ValidationError as err:
         issues.extend(translate(err, model, doc, prefix))
         return None
+
+
+def located(title: str, errors: list[tuple[tuple[Any, ...], str]]) -> ValidationError:
+    """A ValidationError with one error per ``(path, message)``, for a validator to raise.
+
+    Raised inside a model validator, pydantic prefixes each path with the model's own
+    location, so every message lands on the line of its exact field (and all at once).
+    """
+    from pydantic_core import InitErrorDetails, PydanticCustomError
+
+    return ValidationError.from_exception_data(title, [
+        InitErrorDetails(type=PydanticCustomError("value_error", "{error}", {"error": message}),
+                         loc=path, input=None)
+        for path, message in errors
+    ])
