@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from skystate.spec import limits, task_rules
+from skystate.spec.issues import validate_rest
 from skystate.spec.mounts import check_destination
 from skystate.spec.resources import AutostopSpec, Resources
 
@@ -100,13 +101,14 @@ class TaskFields(_Strict):
     _inputs = field_validator("inputs", "outputs", mode="before")(task_rules.check_inputs)
     _config = field_validator("config", mode="before")(task_rules.check_config)
 
-    @model_validator(mode="before")
+    @model_validator(mode="wrap")
     @classmethod
-    def _sky_task(cls, value: Any) -> Any:
+    def _sky_task(cls, value: Any, handler: Any) -> Any:
         """Managed-secret references split out; ``${VAR}`` filled in (see task_rules)."""
         if not isinstance(value, dict):
-            return value
-        return task_rules.fill_env_vars(task_rules.split_secrets(value))
+            return handler(value)
+        value, errors = task_rules.split_secrets(value)
+        return validate_rest(cls.__name__, handler, task_rules.fill_env_vars(value), errors)
 
     @field_validator("resources", mode="before")
     @classmethod

@@ -16,7 +16,7 @@ from skystate.spec import limits
 
 _PORT = re.compile(r"^(\d+)(-(\d+))?$")
 _ACCEL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]*$")
-_TIME = re.compile(r"^(\d+)\s*([smhdw]?)$", re.IGNORECASE)
+TIME_PATTERN = re.compile(r"^(\d+)\s*([smhdw]?)$", re.IGNORECASE)
 _TIME_MINUTES = {"": 1, "m": 1, "s": 1 / 60, "h": 60, "d": 1440, "w": 10080}
 # SkyPilot's size units (binary), in GiB; a bare number is GiB.
 SIZE_UNITS_GB = {
@@ -29,7 +29,7 @@ _QUANTITY_MAX = {"cpus": (limits.MAX_CPUS, ""), "memory": (limits.MAX_MEMORY_GB,
 
 def parse_minutes(value: str) -> int:
     """SkyPilot's autostop time: ``30`` / ``"30m"`` / ``"2h"`` / ``"1d"`` → minutes."""
-    match = _TIME.match(value.strip())
+    match = TIME_PATTERN.match(value.strip())
     if not match:
         raise ValueError(f"invalid time {value!r}: use minutes or a unit like '30m', '2h', '1d'")
     return max(0, round(int(match.group(1)) * _TIME_MINUTES[match.group(2).lower()]))

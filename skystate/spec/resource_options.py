@@ -12,14 +12,12 @@
   ``cloud``/``region``/``zone`` across the two.
 
 ``expand`` rewrites a raw block into single-accelerator ``any_of``/``ordered`` entries and
-raises one located error per problem (all at once).
+returns one located error per problem (all of them).
 """
 
 from __future__ import annotations
 
 from typing import Any
-
-from skystate.spec.issues import located
 
 __all__ = ["LOCATION_FIELDS", "expand"]
 
@@ -84,9 +82,11 @@ def _check_entry(entry: dict[str, Any], where: tuple[Any, ...], base: dict[str, 
                                               "block); use infra here"))
 
 
-def expand(block: dict[str, Any]) -> dict[str, Any]:
-    """The block with gpus renamed and several accelerators turned into options."""
+def expand(block: dict[str, Any]) -> tuple[dict[str, Any], Errors]:
+    """The block with gpus renamed and several accelerators turned into options, and the
+    located problems found (the block is then returned as it came)."""
     errors: Errors = []
+    original = block
     block = _alias(block, (), errors)
     for key in _OPTIONS:
         entries = block.get(key)
@@ -109,21 +109,21 @@ def expand(block: dict[str, Any]) -> dict[str, Any]:
                                               "cannot be combined with any_of; use a set "
                                               "like {A100: 1, V100: 1} or any_of entries"))
     if errors:
-        raise located("Resources", errors)
+        return original, errors
     if found is None:
-        return block
+        return block, errors
     specs, kind = found
     rest = {k: v for k, v in block.items() if k != "accelerators"}
     if any_of or ordered:
         key, entries = ("any_of", any_of) if any_of else ("ordered", ordered)
         if len(specs) == 1:
-            return {**rest, "accelerators": specs[0]}
+            return {**rest, "accelerators": specs[0]}, errors
         crossed = []
         for entry in entries:
             own = not isinstance(entry, dict) or "accelerators" in entry
             crossed += [entry] if own else [{**entry, "accelerators": s} for s in specs]
-        return {**rest, key: crossed}
+        return {**rest, key: crossed}, errors
     if kind == "set" and len(specs) == 1:
-        return {**rest, "accelerators": specs[0]}
+        return {**rest, "accelerators": specs[0]}, errors
     return {**rest, ("any_of" if kind == "set" else "ordered"):
-            [{"accelerators": spec} for spec in specs]}
+            [{"accelerators": spec} for spec in specs]}, errors

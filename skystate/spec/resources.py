@@ -24,8 +24,9 @@ from pydantic import (
 from pydantic._internal._model_construction import ModelMetaclass
 
 from skystate.spec import limits
+from skystate.spec.issues import located, validate_rest
 from skystate.spec.quantities import (
-    _TIME,
+    TIME_PATTERN,
     check_size_text,
     parse_accelerators,
     parse_disk_size,
@@ -82,10 +83,10 @@ class AutostopSpec(_Strict):
             return {"enabled": value}
         if isinstance(value, int):
             return {"idle_minutes": value}
-        if isinstance(value, str) and _TIME.match(value.strip()):
+        if isinstance(value, str) and TIME_PATTERN.match(value.strip()):
             return {"idle_minutes": parse_minutes(value)}
         if isinstance(value, dict) and isinstance(value.get("idle_minutes"), str):
-            if _TIME.match(value["idle_minutes"].strip()):
+            if TIME_PATTERN.match(value["idle_minutes"].strip()):
                 value = {**value, "idle_minutes": parse_minutes(value["idle_minutes"])}
         if isinstance(value, dict) and "wait_for" in value and isinstance(value["wait_for"], str):
             return {**value, "wait_for": value["wait_for"].lower()}
@@ -104,7 +105,8 @@ class ResourcesAutostop(AutostopSpec):
         if isinstance(value, str) and not _TIME_TEXT.match(value):
             raise ValueError(f"must be minutes or a time like '30m', '2h', '1d', got {value!r}")
         if isinstance(value, dict) and isinstance(value.get("idle_minutes"), str):
-            raise ValueError(f"idle_minutes must be an integer, got {value['idle_minutes']!r}")
+            raise located("autostop", [(("idle_minutes",), "must be an integer, got "
+                                                           f"{value['idle_minutes']!r}")])
         return value
 
 
@@ -160,19 +162,27 @@ def parse_infra(infra: str) -> tuple[str, str | None, str | None]:
     return provider, region, zone
 
 
-def _check_keys(value: Any, fields: dict[str, type], what: str, extra: bool) -> Any:
+def _key_errors(value: Any, fields: dict[str, type], extra: bool,
+                where: tuple[Any, ...] = ()) -> list[tuple[tuple[Any, ...], str]]:
+    """(path, message) for each key of ``value`` that is unknown or of the wrong type."""
     if not isinstance(value, dict):
-        return value
+        return []
+    errors = []
     for key, item in value.items():
         kind = fields.get(key)
         if kind is None:
             if not extra:
-                raise ValueError(f"unknown field {key!r} in {what}"
-                                 f"{did_you_mean(str(key), fields)}")
+                errors.append(((*where, key),
+                               f"unknown field {key!r}{did_you_mean(str(key), fields)}"))
         elif not isinstance(item, kind) or (kind is not bool and isinstance(item, bool)):
             expected = "true or false" if kind is bool else "a string"
-            raise ValueError(f"{what}.{key} must be {expected}, got {item!r}")
-    return value
+            errors.append(((*where, key), f"must be {expected}, got {item!r}"))
+    return errors
+
+
+def _raise(what: str, errors: list[tuple[tuple[Any, ...], str]]) -> None:
+    if errors:
+        raise located(what, errors)
 
 
 # SkyPilot's positional order: ``sky.Resources(sky.AWS(), 'p3.2xlarge')``.
@@ -251,18 +261,27 @@ class Resources(_Strict, metaclass=_ResourcesMeta):
         default=None, alias="_cluster_config_overrides"
     )
 
-    @model_validator(mode="before")
+    @model_validator(mode="wrap")
     @classmethod
-    def _sky_shorthands(cls, value: Any) -> Any:
-        """A list of resources is ``any_of``; the rest is SkyPilot's (see resource_options)."""
+    def _sky_shorthands(cls, value: Any, handler: Any) -> Any:
+        """A list of resources is ``any_of``; the rest is SkyPilot's (see resource_options).
+        Problems found here are reported with the rest of the block's, all at once."""
         if isinstance(value, list):
-            return {"any_of": value}
+            value = {"any_of": value}
         if not isinstance(value, dict):
-            return value
-        if value.get("infra") is not None and any(value.get(k) is not None
-                                                  for k in LOCATION_FIELDS):
-            raise ValueError("set either infra or cloud/region/zone, not both")
-        return expand(value)
+            return handler(value)
+        errors = []
+        if value.get("infra") is not None:
+            errors += [((key,), f"set either infra or {key} (infra names the cloud, region and "
+                                "zone), not both")
+                       for key in LOCATION_FIELDS if value.get(key) is not None]
+        if value.get("any_of") is not None and value.get("ordered") is not None:
+            errors.append((("ordered",), "set either any_of or ordered, not both"))
+        if "hooks" in value:
+            errors.append((("hooks",), "lifecycle hooks go under the task's top-level "
+                                       "config.hooks, not under resources"))
+        value, more = expand(value)
+        return validate_rest("Resources", handler, value, errors + more)
 
     @field_validator("disk_size", mode="before")
     @classmethod
@@ -290,7 +309,8 @@ class Resources(_Strict, metaclass=_ResourcesMeta):
     @field_validator("accelerator_args", mode="before")
     @classmethod
     def _accelerator_args(cls, value: Any) -> Any:
-        return _check_keys(value, _ACCELERATOR_ARGS, "accelerator_args", extra=False)
+        _raise("accelerator_args", _key_errors(value, _ACCELERATOR_ARGS, extra=False))
+        return value
 
     @field_validator("docker_login_config", mode="before")
     @classmethod
@@ -300,18 +320,23 @@ class Resources(_Strict, metaclass=_ResourcesMeta):
             if missing:
                 raise ValueError(f"missing {', '.join(missing)} (needs username, password, "
                                  "server)")
-            _check_keys(value, dict.fromkeys(("username", "password", "server"), str),
-                        "_docker_login_config", extra=False)
+            fields = dict.fromkeys(("username", "password", "server"), str)
+            _raise("_docker_login_config", _key_errors(value, fields, extra=False))
         return value
 
     @field_validator("volumes", mode="before")
     @classmethod
     def _volumes(cls, value: Any) -> Any:
         if isinstance(value, list):
-            for item in value:
-                _check_keys(item, _VOLUME_FIELDS, "volume", extra=True)
+            errors = []
+            for i, item in enumerate(value):
+                errors += _key_errors(item, _VOLUME_FIELDS, extra=True, where=(i,))
                 if isinstance(item, dict) and "disk_size" in item:
-                    check_size_text(item["disk_size"])
+                    try:
+                        check_size_text(item["disk_size"])
+                    except ValueError as err:
+                        errors.append(((i, "disk_size"), str(err)))
+            _raise("volumes", errors)
         return value
 
     @field_validator("job_recovery", mode="before")
@@ -359,8 +384,6 @@ class Resources(_Strict, metaclass=_ResourcesMeta):
 
     @model_validator(mode="after")
     def _consistent(self) -> Resources:
-        if self.any_of and self.ordered:
-            raise ValueError("set either any_of or ordered, not both")
         derived: dict[str, str | None] = {}
         if self.infra:
             provider, region, zone = parse_infra(self.infra)

@@ -21,8 +21,8 @@ from typing import Any
 
 from skystate.spec.issues import located
 
-__all__ = ["fill_env_vars", "TASK_NAME", "check_config", "check_envs", "check_inputs",
-           "check_mounts", "check_workdir", "split_secrets"]
+__all__ = ["TASK_NAME", "check_config", "check_envs", "check_inputs", "check_mounts",
+           "check_workdir", "fill_env_vars", "null_env_message", "split_secrets"]
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 TASK_NAME = re.compile(r"^[a-zA-Z0-9]+(?:[._-]{1,2}[a-zA-Z0-9]+)*$")
@@ -34,6 +34,12 @@ Errors = list[tuple[tuple[Any, ...], str]]
 
 def _text(value: Any) -> Any:
     return value if value is None or isinstance(value, str) else str(value)
+
+
+def null_env_message(name: str) -> str:
+    """What to do about an env written with no value (SkyPilot refuses one too)."""
+    return (f"has no value; set it here, with --env {name}=VALUE, or in the envs: of a Job "
+            f"that uses this file with from: (for an empty value write {name}: \"\")")
 
 
 def check_envs(value: Any) -> Any:
@@ -48,18 +54,17 @@ def check_envs(value: Any) -> Any:
             errors.append(((key,), f"invalid variable name {name!r}: use letters, digits and _, "
                                    "not starting with a digit"))
         elif item is None:
-            errors.append(((key,), f"has no value; set it here, with --env {name}=VALUE, or in "
-                                   "the envs: of a Job that uses this file with from: (for an "
-                                   f"empty value write {name}: \"\")"))
+            errors.append(((key,), null_env_message(name)))
         out[name] = _text(item)
     if errors:
         raise located("envs", errors)
     return out
 
 
-def split_secrets(data: dict[str, Any]) -> dict[str, Any]:
+def split_secrets(data: dict[str, Any]) -> tuple[dict[str, Any], Errors]:
     """Managed-secret references out of ``secrets`` (list form, ``NAME:`` with no value,
-    ``secrets:NAME`` keys) into ``managed_secrets``; inline values become strings."""
+    ``secrets:NAME`` keys) into ``managed_secrets``; inline values become strings.
+    Returns the data and the located problems (the data unchanged when there are some)."""
     secrets = data.get("secrets")
     refs: list[Any] = []
     errors: Errors = []
@@ -84,15 +89,15 @@ def split_secrets(data: dict[str, Any]) -> dict[str, Any]:
             else:
                 inline[name] = _text(item)
     else:
-        return data
+        return data, []
     if errors:
-        raise located("secrets", [(("secrets", *p), m) for p, m in errors])
+        return data, [(("secrets", *p), m) for p, m in errors]
     data = {k: v for k, v in data.items() if k != "secrets"}
     if inline is not None:
         data["secrets"] = inline
     if refs:
         data["managed_secrets"] = [*(data.get("managed_secrets") or []), *refs]
-    return data
+    return data, []
 
 
 def fill_env_vars(data: dict[str, Any]) -> dict[str, Any]:
