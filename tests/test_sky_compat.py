@@ -51,3 +51,20 @@ def test_a_rejected_case_is_refused_at_the_line_of_its_field() -> None:
     path = SKY_DIFF.CASES / "multi" / "list-x-any-of.yaml"
     error = SKY_DIFF.skystate_result(path)["error"]
     assert f"{path}:3: resources.accelerators: a list of accelerators" in error
+
+
+def test_the_editor_schema_flags_no_yaml_that_skypilot_accepts() -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    import yaml
+
+    from skystate.spec.schema import task_schema
+
+    validator = jsonschema.Draft202012Validator(task_schema())
+    flagged = []
+    for path in CASES:
+        verdict = json.loads(path.with_suffix(".verdict.json").read_text())
+        docs = list(yaml.safe_load_all(path.read_text()))
+        if verdict["accepted"] and not verdict.get("divergence") and len(docs) == 1:
+            if list(validator.iter_errors(docs[0] or {})):
+                flagged.append(path.relative_to(SKY_DIFF.CASES).as_posix())
+    assert flagged == []
