@@ -40,7 +40,8 @@ def build_task(entrypoint: str | None, options: TaskOptions) -> Any:
     elif is_yaml_path(entrypoint):
         if not Path(entrypoint).is_file():
             raise TaskOptionError(f"task YAML {entrypoint!r} does not exist")
-        task = Task.from_yaml(entrypoint)
+        # --env applies before the YAML is checked (it may set an env left without a value)
+        task = Task.from_yaml(entrypoint, env_overrides=parse_envs(options.envs or []))
     else:
         task = Task(run=entrypoint)
     if options.name:

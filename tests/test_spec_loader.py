@@ -83,10 +83,10 @@ def test_malformed_directory_reports_every_issue_at_once():
     assert info.value.issues == [
         SpecIssue(d + "a.yaml", 4, "resources.acelerators",
                   "unknown field 'acelerators'; did you mean 'accelerators'?"),
-        SpecIssue(d + "a.yaml", 5, "resources.cpus", "cpus must be positive, got -2"),
+        SpecIssue(d + "a.yaml", 5, "resources.cpus", "must be positive, got -2"),
         SpecIssue(d + "a.yaml", 6, "num_nodes", "must be an integer, got 'two'"),
         SpecIssue(d + "a.yaml", 11, "resources.accelerators",
-                  "accelerators must look like 'A100' or 'A100:8', got 'A100:x'"),
+                  "must look like 'A100' or 'A100:8', got 'A100:x'"),
         SpecIssue(d + "b.yaml", 2, "name",
                   f"duplicate Cluster 'train': also defined at {d}a.yaml:2"),
         SpecIssue(d + "b.yaml", 6, "cluster",

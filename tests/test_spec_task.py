@@ -17,7 +17,7 @@ EXAMPLES = Path(__file__).parent / "data" / "spec" / "skypilot"
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
 def test_skypilot_examples_load_and_round_trip(path: Path):
-    task = Task.from_yaml(path)
+    task = Task.from_yaml(path, env_overrides={"HF_TOKEN": "hf_x"})  # --env, as SkyPilot needs
     assert isinstance(task.run, str)
     again = Task.from_yaml_config(task.to_yaml_config())
     assert again == task
@@ -25,10 +25,14 @@ def test_skypilot_examples_load_and_round_trip(path: Path):
 
 
 def test_finetune_example_fields():
-    task = Task.from_yaml(EXAMPLES / "finetune-llama.yaml")
+    with pytest.raises(SpecError, match=r"finetune-llama.yaml:\d+: envs.HF_TOKEN: has no value; "
+                                        r"set it here, with --env HF_TOKEN=VALUE"):
+        Task.from_yaml(EXAMPLES / "finetune-llama.yaml")  # SkyPilot refuses a null env too
+    task = Task.from_yaml(EXAMPLES / "finetune-llama.yaml", env_overrides=[("HF_TOKEN", "t")])
     assert task.name == "finetune-llama" and task.num_nodes == 2
-    assert task.envs == {"MODEL_NAME": "meta-llama/Llama-3.1-8B", "EPOCHS": "3", "HF_TOKEN": ""}
-    assert task.secrets == {"WANDB_API_KEY": ""}
+    assert task.envs == {"MODEL_NAME": "meta-llama/Llama-3.1-8B", "EPOCHS": "3", "HF_TOKEN": "t"}
+    assert task.secrets == {}  # a secret with no value names a managed secret (SkyPilot)
+    assert task.extra["managed_secrets"] == ["WANDB_API_KEY"]
     assert task.file_mounts == {"/data": "./data", "~/.netrc": "~/.netrc"}
     storage = task.storage_mounts["/checkpoints"]
     assert storage.name == "my-llama-checkpoints" and list(storage.stores) == [StoreType.S3]
@@ -134,7 +138,7 @@ def test_resources_spellings_normalise_to_equal_objects():
     assert Resources(accelerators="A100:8") == Resources(accelerators={"A100": 8})
     assert Resources(accelerators="V100") == Resources(accelerators="V100:1")
     assert Resources(cpus=8) == Resources(cpus="8")
-    assert Resources(memory="16+") == Resources(memory=" 16+ ")
+    assert Resources(memory="16GB+") == Resources(memory="16.0+")
     assert Resources(ports=8080) == Resources(ports=["8080"])
     assert Resources(cloud=AWS()) == Resources(cloud="AWS") == Resources(cloud="aws")
     assert hash(Resources(accelerators="A100:8")) == hash(Resources(accelerators={"A100": 8}))

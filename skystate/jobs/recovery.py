@@ -38,12 +38,12 @@ class Policy:
 
 
 def policy_of(task: dict[str, Any]) -> Policy:
-    """The task's ``resources.job_recovery`` (or ``spot_recovery``), from any candidate."""
+    """The task's ``resources.job_recovery``, from any candidate."""
     from skystate.spec.task import Task
 
     for resources in Task.from_yaml_config(task).resources:
         for candidate in resources.candidates():
-            recovery = candidate.job_recovery or candidate.spot_recovery
+            recovery = candidate.job_recovery
             if recovery is None:
                 continue
             strategy = (recovery.strategy or EAGER_NEXT_REGION).upper()

@@ -15,13 +15,15 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    StrictInt,
     Tag,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from skystate.spec import limits
+from skystate.spec import limits, task_rules
+from skystate.spec.issues import validate_rest
 from skystate.spec.mounts import check_destination
 from skystate.spec.resources import AutostopSpec, Resources
 from skystate.spec.service import ServiceSpec
@@ -36,14 +38,10 @@ class _Strict(BaseModel):
 
 
 def _env_values(value: Any) -> Any:
-    """SkyPilot accepts numbers/bools as env values; they become strings."""
+    """A Cluster's envs: numbers/bools become strings (``str()``, as SkyPilot), null ``""``."""
     if isinstance(value, dict):
-        return {
-            k: (str(v).lower() if isinstance(v, bool) else ("" if v is None else str(v)))
-            if isinstance(v, (bool, int, float)) or v is None
-            else v
-            for k, v in value.items()
-        }
+        return {k: "" if v is None else v if isinstance(v, str) else str(v)
+                for k, v in value.items()}
     return value
 
 
@@ -71,10 +69,10 @@ def _envs_size(value: Any, info: ValidationInfo) -> Any:
 
 
 class TaskFields(_Strict):
-    """Every field of a SkyPilot task YAML."""
+    """Every field of a SkyPilot task YAML (SkyPilot's rules: see ``task_rules``)."""
 
     workdir: str | dict[str, Any] | None = None
-    num_nodes: int | None = Field(default=None, ge=1, le=limits.MAX_NUM_NODES)
+    num_nodes: StrictInt | None = Field(default=None, ge=1, le=limits.MAX_NUM_NODES)
     resources: Resources | None = None
     envs: dict[str, str] | None = None
     secrets: dict[str, str] | None = None
@@ -86,8 +84,8 @@ class TaskFields(_Strict):
     config: dict[str, Any] | None = None
     volumes: dict[str, Any] | None = None
     event_callback: str | None = None
-    inputs: dict[str, Any] | None = None
-    outputs: dict[str, Any] | None = None
+    inputs: dict[str, float] | None = None
+    outputs: dict[str, float] | None = None
     # Less common SkyPilot task fields, accepted so that its task YAMLs load unchanged.
     pool: dict[str, Any] | None = None
     managed_secrets: list[str | dict[str, Any]] | None = None
@@ -96,9 +94,14 @@ class TaskFields(_Strict):
     api_server_access: bool | None = None
     metadata: dict[str, Any] | None = Field(default=None, alias="_metadata")
 
-    _env = field_validator("envs", "secrets", mode="before")(_env_values)
+    _envs = field_validator("envs", mode="before")(task_rules.check_envs)
+    _secrets = field_validator("secrets", mode="before")(_env_values)
     _env_size = field_validator("envs", "secrets")(_envs_size)
     _commands = field_validator("setup", "run")(_command)
+    _mounts = field_validator("file_mounts", mode="before")(task_rules.check_mounts)
+    _workdir = field_validator("workdir", mode="before")(task_rules.check_workdir)
+    _inputs = field_validator("inputs", "outputs", mode="before")(task_rules.check_inputs)
+    _config = field_validator("config", mode="before")(task_rules.check_config)
 
     @field_validator("pool")
     @classmethod
@@ -107,14 +110,21 @@ class TaskFields(_Strict):
             raise ValueError("a task has either service or pool, not both")
         return value
 
-    @model_validator(mode="before")
+    @model_validator(mode="wrap")
     @classmethod
-    def _secret_refs(cls, value: Any) -> Any:
-        """SkyPilot's ``secrets: [name, ...]`` form only names managed secrets."""
-        if isinstance(value, dict) and isinstance(value.get("secrets"), list):
-            refs = [*(value.get("managed_secrets") or []), *value["secrets"]]
-            value = {k: v for k, v in value.items() if k != "secrets"}
-            value["managed_secrets"] = refs
+    def _sky_task(cls, value: Any, handler: Any) -> Any:
+        """Managed-secret references split out; ``${VAR}`` filled in (see task_rules)."""
+        if not isinstance(value, dict):
+            return handler(value)
+        value, errors = task_rules.split_secrets(value)
+        return validate_rest(cls.__name__, handler, task_rules.fill_env_vars(value), errors)
+
+    @field_validator("resources", mode="before")
+    @classmethod
+    def _one_block(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            raise ValueError("must be a mapping; for several options use any_of: (any of "
+                             "them) or ordered: (in order of preference) inside it")
         return value
 
 
@@ -122,6 +132,15 @@ class TaskSpec(TaskFields):
     """A whole SkyPilot task YAML document (``name`` optional, as in SkyPilot)."""
 
     name: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is not None and not task_rules.TASK_NAME.match(value):
+            raise ValueError(f"invalid task name {value!r}: use letters, digits and single or "
+                             "double '.', '_', '-' between them, starting and ending with a "
+                             "letter or digit")
+        return value
 
 
 class _Named(_Strict):

@@ -75,7 +75,8 @@ def _is_model(tp: Any) -> bool:
 
 def field_names(model: type[BaseModel]) -> list[str]:
     """The names a user may write: aliases where a field has one."""
-    return [f.alias or name for name, f in model.model_fields.items()]
+    names = [f.alias or name for name, f in model.model_fields.items()]
+    return names + list(getattr(model, "OTHER_NAMES", ()))
 
 
 def _field(model: type[BaseModel], key: Any) -> Any:
@@ -85,11 +86,14 @@ def _field(model: type[BaseModel], key: Any) -> Any:
     return None
 
 
-def _walk(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
+def _walk(
+    model: type[BaseModel], loc: tuple[Any, ...], exact: bool = False
+) -> tuple[tuple[Any, ...], Any]:
     """Drop pydantic's union-arm tags from ``loc``; return (path, type at the parent).
 
     The type returned is the one the last path element belongs to (used to list
-    valid field names for an unknown key).
+    valid field names for an unknown key). ``exact``: the error was ``located`` by a
+    validator, so a part that names no arm of a union is a key, not a tag.
     """
     path: list[Any] = []
     tp: Any = model
@@ -106,9 +110,11 @@ def _walk(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[tuple[Any, ...]
                     (a for a in arms if getattr(typing.get_origin(a), "__name__", "") == prefix),
                     None,
                 )
-            tp = chosen
-            i += 1
-            continue
+            if chosen is not None or not exact:
+                tp = chosen
+                i += 1
+                continue
+            arms = [a for a in arms if typing.get_origin(a) is dict] or arms
         tp = arms[0] if arms else None
         parent = tp
         path.append(part)
@@ -131,7 +137,7 @@ def _message(err: dict[str, Any]) -> str:
     kind = err["type"]
     ctx = err.get("ctx") or {}
     value = err.get("input")
-    if kind in ("value_error", "assertion_error") and "error" in ctx:
+    if kind in ("value_error", "assertion_error", "located") and "error" in ctx:
         return str(ctx["error"])
     if kind in _EXPECTED:
         return f"must be {_EXPECTED[kind]}, got {_short(value)}"
@@ -157,6 +163,16 @@ def _message(err: dict[str, Any]) -> str:
     return msg[0].lower() + msg[1:] if msg[:1].isupper() and msg[1:2].islower() else msg
 
 
+def _once(message: str, path: tuple[Any, ...]) -> str:
+    """The message without a leading repeat of the field's own name (it is named once)."""
+    names = [p for p in path if isinstance(p, str) and p != "[key]"]
+    if names:
+        for lead in (f"{names[-1]}: ", f"{names[-1]} "):
+            if message.startswith(lead) and not message.startswith(f"{names[-1]} is "):
+                return message[len(lead):]
+    return message
+
+
 def translate(
     error: ValidationError,
     model: type[BaseModel],
@@ -173,7 +189,7 @@ def translate(
     grouped: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     unknown: list[SpecIssue] = []
     for err in error.errors(include_url=False):
-        path, parent = _walk(model, tuple(err["loc"]))
+        path, parent = _walk(model, tuple(err["loc"]), exact=err["type"] == "located")
         full = (*prefix, *path)
         if err["type"] == "extra_forbidden":
             key = path[-1] if path else "?"
@@ -204,7 +220,7 @@ def translate(
             message = f"must be {text}, got {_short(errs[0].get('input'))}"
         else:  # the most specific message: a validator's own, else the first
             chosen = next((e for e in errs if e["type"] not in _EXPECTED), errs[0])
-            message = _message(chosen)
+            message = _once(_message(chosen), full)
         issues.append(SpecIssue(lines.file, lines.line_of(full), field_path(full), message))
     issues.sort(key=lambda i: i.line or 0)
     return issues
@@ -223,3 +239,51 @@ def validate(
     except ValidationError as err:
         issues.extend(translate(err, model, doc, prefix))
         return None
+
+
+def _custom(message: str) -> Any:
+    from pydantic_core import PydanticCustomError
+
+    return PydanticCustomError("located", "{error}", {"error": message})
+
+
+def validate_rest(
+    title: str, handler: Any, value: Any, errors: list[tuple[tuple[Any, ...], str]]
+) -> Any:
+    """``handler(value)`` (a wrap validator's), raising ``errors`` together with its own.
+
+    The keys the errors name are left out of ``value`` first, so the rest is still
+    checked and every problem is reported at once, each once.
+    """
+    if not errors:
+        return handler(value)
+    from pydantic_core import InitErrorDetails
+
+    named = {path[0] for path, _ in errors if path}
+    rest = {k: v for k, v in value.items() if k not in named} if isinstance(value, dict) else value
+    details = [InitErrorDetails(type=_custom(message), loc=path, input=None)
+               for path, message in errors]
+    try:
+        handler(rest)
+    except ValidationError as err:
+        for e in err.errors(include_url=False):
+            if e["type"] == "located":
+                details.append(InitErrorDetails(type=_custom(e["msg"]), loc=e["loc"], input=None))
+            else:
+                extra = {"ctx": e["ctx"]} if e.get("ctx") else {}
+                details.append(InitErrorDetails(type=e["type"], loc=e["loc"],  # type: ignore
+                                                input=e.get("input"), **extra))  # type: ignore
+    raise ValidationError.from_exception_data(title, details)
+
+
+def located(title: str, errors: list[tuple[tuple[Any, ...], str]]) -> ValidationError:
+    """A ValidationError with one error per ``(path, message)``, for a validator to raise.
+
+    Raised inside a model validator, pydantic prefixes each path with the model's own
+    location, so every message lands on the line of its exact field (and all at once).
+    """
+    from pydantic_core import InitErrorDetails
+
+    return ValidationError.from_exception_data(title, [
+        InitErrorDetails(type=_custom(message), loc=path, input=None) for path, message in errors
+    ])

@@ -47,6 +47,7 @@ from skystate.spec.issues import translate, validate
 from skystate.spec.mounts import missing_sources
 from skystate.spec.resources import merge_resources
 from skystate.spec.suggest import did_you_mean
+from skystate.spec.task_rules import null_env_message
 from skystate.spec.yaml_lines import YamlDoc, load_yaml_file
 
 __all__ = [
@@ -166,37 +167,56 @@ def overlay_task(base: dict[str, Any], inline: dict[str, Any]) -> dict[str, Any]
 @dataclass
 class _Task:
     data: dict[str, Any] | None  # absolutised task data, None when invalid
+    doc: YamlDoc | None = None  # where its fields are written
 
 
 def load_task_yaml(path: Path, issues: list[SpecIssue]) -> dict[str, Any] | None:
     """A SkyPilot task YAML as data (validated as TaskSpec), or None with issues added."""
+    return _load_task(path, issues).data
+
+
+def _load_task(path: Path, issues: list[SpecIssue]) -> _Task:
     shown = display_path(path)
     try:
         docs = load_yaml_file(path, shown)
     except SpecError as err:
         issues.extend(err.issues)
-        return None
+        return _Task(None)
     if not docs:
-        return {}
+        return _Task({})
     if len(docs) > 1:
         issues.append(SpecIssue(
             shown, docs[1].start_line, "",
             "from: must name a single-task YAML, this file has several documents",
         ))
-        return None
+        return _Task(None)
     doc = docs[0]
     if not isinstance(doc.data, dict):
         issues.append(SpecIssue(shown, doc.start_line, "", "a task YAML must be a mapping"))
-        return None
+        return _Task(None)
     if "kind" in doc.data:
         issues.append(SpecIssue(shown, doc.line_of(("kind",)), "kind", (
             "from: must name a SkyPilot task YAML; this is a state document "
             f"(kind: {doc.data['kind']!r})"
         )))
-        return None
-    if validate(TaskSpec, doc.data, doc, issues) is None:
-        return None
-    return _absolutize(doc.data, path.parent)
+        return _Task(None)
+    checked = dict(doc.data)
+    if isinstance(checked.get("envs"), dict):  # a document using it may set an env left null
+        checked["envs"] = {k: v for k, v in checked["envs"].items() if v is not None}
+    if validate(TaskSpec, checked, doc, issues) is None:
+        return _Task(None)
+    return _Task(_absolutize(doc.data, path.parent), doc)
+
+
+def _unset_envs(data: dict[str, Any], task: _Task, issues: list[SpecIssue]) -> bool:
+    """Issues (at the task file's lines) for envs that neither file gives a value."""
+    envs = data.get("envs")
+    unset = [k for k, v in envs.items() if v is None] if isinstance(envs, dict) else []
+    for name in unset:
+        doc = task.doc
+        issues.append(SpecIssue(doc.file if doc else "?", doc.line_of(("envs", name)) if doc
+                                else None, f"envs.{name}", null_env_message(str(name))))
+    return bool(unset)
 
 
 # --- the loader ------------------------------------------------------------------------------
@@ -324,11 +344,13 @@ class _Loader:
                                              f"task file {ref!r} not found"))
                 return None
             if target not in self.tasks:
-                self.tasks[target] = _Task(load_task_yaml(target, self.issues))
+                self.tasks[target] = _load_task(target, self.issues)
             base = self.tasks[target].data
             if base is None:
                 return None
             data = overlay_task(base, data)
+            if _unset_envs(data, self.tasks[target], self.issues):
+                return None
         model = DOCUMENT_KINDS[item.kind]
         result = validate(model, data, doc, self.issues)
         if result is None:

@@ -9,28 +9,57 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 from pydantic._internal._model_construction import ModelMetaclass
 
 from skystate.spec import limits
-
-# Clouds SkyPilot accepts in ``cloud:``/``infra:`` (so its task YAMLs load unchanged),
-# plus the providers only skystate has. Only some have a provider (see providers/).
-KNOWN_CLOUDS = (
-    "local", "ssh", "aws", "gcp", "azure", "kubernetes", "k8s", "lambda", "ibm", "oci",
-    "scp", "runpod", "vast", "fluidstack", "cudo", "paperspace", "do", "nebius",
-    "vsphere", "hyperbolic", "seeweb", "shadeform", "primeintellect", "slurm",
+from skystate.spec.issues import located, validate_rest
+from skystate.spec.quantities import (
+    TIME_PATTERN,
+    check_size_text,
+    parse_accelerators,
+    parse_disk_size,
+    parse_minutes,
+    parse_ports,
+    parse_quantity,
+    quantity_bounds,
 )
-_QUANTITY = re.compile(r"^(-?\d+(\.\d+)?)(\+)?$")
-_PORT = re.compile(r"^(\d+)(-(\d+))?$")
-_ACCEL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]*$")
-_TIME = re.compile(r"^(\d+)\s*([smhdw]?)$", re.IGNORECASE)
-_TIME_MINUTES = {"": 1, "m": 1, "s": 1 / 60, "h": 60, "d": 1440, "w": 10080}
-_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b)?$", re.IGNORECASE)
-_QUANTITY_MAX = {"cpus": (limits.MAX_CPUS, ""), "memory": (limits.MAX_MEMORY_GB, " GB")}
-_SIZE_GB = {"k": 1 / 1024**2, "m": 1 / 1024, "g": 1, "": 1, "t": 1024, "p": 1024**2}
+from skystate.spec.resource_options import LOCATION_FIELDS, expand
+from skystate.spec.suggest import did_you_mean
+
+__all__ = [
+    "KNOWN_CLOUDS", "AutostopSpec", "JobRecovery", "Resources", "merge_resources",
+    "parse_accelerators", "parse_disk_size", "parse_infra", "parse_minutes", "parse_ports",
+    "parse_quantity", "quantity_bounds",
+]
+
+# Clouds SkyPilot 0.14 accepts in ``cloud:``/``infra:`` (so its task YAMLs load unchanged),
+# plus ``local``, a provider only skystate has. Only some have a provider (see providers/).
+SKY_CLOUDS = (
+    "aws", "azure", "gcp", "ibm", "lambda", "scp", "oci", "kubernetes", "runpod", "vast",
+    "vsphere", "cudo", "fluidstack", "paperspace", "primeintellect", "do", "nebius", "ssh",
+    "slurm", "hyperbolic", "seeweb", "shadeform", "yotta", "mithril", "verda",
+)
+KNOWN_CLOUDS = ("local", *SKY_CLOUDS)
+_INFRA_CLOUDS = (*KNOWN_CLOUDS, "k8s")  # ``k8s`` is a short name in ``infra:`` only
+_TIME_TEXT = re.compile(r"^[0-9]+[mhdwMHDW]?$")  # SkyPilot's autostop time pattern
+_GKE_TPUS = ("tpu-v4-podslice", "tpu-v5-lite-device", "tpu-v5-lite-podslice", "tpu-v5p-slice",
+             "tpu-v6e-slice")
+_ACCELERATOR_ARGS = {"runtime_version": str, "tpu_name": str, "tpu_vm": bool,
+                     "gcp_queued_resource": bool}
+_VOLUME_FIELDS = {"disk_tier": str, "path": str, "auto_delete": bool, "storage_type": str,
+                  "name": str, "attach_mode": str}
 
 
 class _Strict(BaseModel):
@@ -54,20 +83,40 @@ class AutostopSpec(_Strict):
             return {"enabled": value}
         if isinstance(value, int):
             return {"idle_minutes": value}
-        if isinstance(value, str) and _TIME.match(value.strip()):
+        if isinstance(value, str) and TIME_PATTERN.match(value.strip()):
             return {"idle_minutes": parse_minutes(value)}
         if isinstance(value, dict) and isinstance(value.get("idle_minutes"), str):
-            if _TIME.match(value["idle_minutes"].strip()):
+            if TIME_PATTERN.match(value["idle_minutes"].strip()):
                 value = {**value, "idle_minutes": parse_minutes(value["idle_minutes"])}
         if isinstance(value, dict) and "wait_for" in value and isinstance(value["wait_for"], str):
             return {**value, "wait_for": value["wait_for"].lower()}
         return value
 
 
+class ResourcesAutostop(AutostopSpec):
+    """``resources.autostop`` as SkyPilot reads it: ``true`` or a mapping without
+    ``idle_minutes`` means 0 idle minutes; times are ``30``, ``'30m'``, ``'2h'``..."""
+
+    idle_minutes: StrictInt = Field(default=0, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sky_forms(cls, value: Any) -> Any:
+        if isinstance(value, str) and not _TIME_TEXT.match(value):
+            raise ValueError(f"must be minutes or a time like '30m', '2h', '1d', got {value!r}")
+        if isinstance(value, dict) and isinstance(value.get("idle_minutes"), str):
+            raise located("autostop", [(("idle_minutes",), "must be an integer, got "
+                                                           f"{value['idle_minutes']!r}")])
+        return value
+
+
+ExitCode = Annotated[int, Field(strict=True, ge=0, le=255)]
+
+
 class JobRecovery(_Strict):
     strategy: str | None = None
-    max_restarts_on_errors: int = Field(default=0, ge=0, le=limits.MAX_RESTARTS)
-    recover_on_exit_codes: list[int] | None = None
+    max_restarts_on_errors: StrictInt = Field(default=0, ge=0, le=limits.MAX_RESTARTS)
+    recover_on_exit_codes: list[ExitCode] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -83,123 +132,57 @@ class JobRecovery(_Strict):
     def _upper(cls, value: str | None) -> str | None:
         return value.upper() if value else value
 
-
-def parse_minutes(value: str) -> int:
-    """SkyPilot's autostop time: ``30`` / ``"30m"`` / ``"2h"`` / ``"1d"`` → minutes."""
-    match = _TIME.match(value.strip())
-    if not match:
-        raise ValueError(f"invalid time {value!r}: use minutes or a unit like '30m', '2h', '1d'")
-    return max(0, round(int(match.group(1)) * _TIME_MINUTES[match.group(2).lower()]))
-
-
-def parse_disk_size(value: Any) -> Any:
-    """``256`` / ``"256"`` / ``"256GB"`` / ``"1TB"`` → GiB as an int (others left to pydantic)."""
-    if isinstance(value, str):
-        match = _SIZE.match(value.strip())
-        if not match:
-            raise ValueError(f"disk_size must be a size in GB like 256 or '1TB', got {value!r}")
-        size = float(match.group(1)) * _SIZE_GB[match.group(2).lower()]
-        return int(size) if size >= 1 or size == 0 else 1
-    return value
-
-
-def parse_quantity(value: Any, field: str) -> str | None:
-    """``8`` / ``"8"`` / ``"8+"`` / ``8.5`` → canonical string; errors name the form."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise ValueError(f"{field} must be a number or a string like '8' or '8+'")
-    text = str(value).strip()
-    match = _QUANTITY.match(text)
-    if not match:
-        raise ValueError(f"{field} must be a number or a string like '8' or '8+', got {value!r}")
-    number = float(match.group(1))
-    if number <= 0:
-        raise ValueError(f"{field} must be positive, got {value!r}")
-    top, unit = _QUANTITY_MAX.get(field, (None, ""))
-    if top is not None and number > top:
-        raise ValueError(f"{field} must be at most {top:,}{unit} per node, got {value!r}")
-    canonical = str(int(number)) if number.is_integer() else str(number)
-    return canonical + ("+" if match.group(3) else "")
-
-
-def quantity_bounds(value: str | None) -> tuple[float, bool]:
-    """(amount, at_least) of a canonical quantity; (0, True) when unset."""
-    if value is None:
-        return 0.0, True
-    return float(value.rstrip("+")), value.endswith("+")
-
-
-def parse_accelerators(value: Any) -> dict[str, int | float] | None:
-    """``"A100"``, ``"A100:8"`` or ``{"A100": 8}`` → ``{"A100": 8}``."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        name, _, count_text = value.strip().partition(":")
-        try:
-            count: float = float(count_text) if count_text else 1.0
-        except ValueError:
-            raise ValueError(
-                f"accelerators must look like 'A100' or 'A100:8', got {value!r}"
-            ) from None
-        value = {name.strip(): count}
-    if not isinstance(value, dict):
-        raise ValueError(f"accelerators must be a string like 'A100:8' or a mapping, got {value!r}")
-    if len(value) != 1:
-        raise ValueError(f"accelerators must name exactly one accelerator type, got {value!r}")
-    (name, count), = value.items()
-    if not isinstance(name, str) or not _ACCEL_NAME.match(name):
-        raise ValueError(f"accelerators: invalid accelerator name {name!r}")
-    if isinstance(count, bool) or not isinstance(count, (int, float)):
-        raise ValueError(f"accelerators: count of {name} must be a number, got {count!r}")
-    if count <= 0 or count != count:
-        raise ValueError(f"accelerators: count of {name} must be positive, got {count!r}")
-    if count > limits.MAX_ACCELERATORS:
-        raise ValueError(f"accelerators: count of {name} must be at most "
-                         f"{limits.MAX_ACCELERATORS} per node, got {count:g}")
-    return {name: int(count) if float(count).is_integer() else float(count)}
-
-
-def parse_ports(value: Any) -> list[str] | None:
-    if value is None:
-        return None
-    items = value if isinstance(value, (list, tuple)) else [value]
-    if len(items) > limits.MAX_PORT_ENTRIES:
-        raise ValueError(f"ports: at most {limits.MAX_PORT_ENTRIES} ports or ranges (use "
-                         f"ranges like '8000-8100'), got {len(items)}")
-    ports: list[str] = []
-    for item in items:
-        if isinstance(item, bool):
-            raise ValueError(f"ports: invalid port {item!r}")
-        text = str(item).strip()
-        match = _PORT.match(text)
-        if not match:
-            raise ValueError(f"ports: invalid port or range {item!r} (use 8080 or '8000-8010')")
-        low = int(match.group(1))
-        high = int(match.group(3) or low)
-        if not (1 <= low <= high <= 65535):
-            raise ValueError(f"ports: {item!r} is out of range 1-65535")
-        ports.append(text)
-    return ports
+    @field_validator("recover_on_exit_codes")
+    @classmethod
+    def _unique(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError(f"must not repeat an exit code, got {value!r}")
+        return value
 
 
 def parse_infra(infra: str) -> tuple[str, str | None, str | None]:
     """``aws/us-east-1/us-east-1a`` → (provider, region, zone); ``ssh/lab`` → pool as region."""
     parts = [p for p in infra.strip().split("/")]
     if not parts[0] or any(not p for p in parts):
-        raise ValueError(f"infra: {infra!r} must look like 'cloud[/region[/zone]]'")
+        raise ValueError(f"{infra!r} must look like 'cloud[/region[/zone]]'")
     provider = parts[0].lower()
     if provider == "*":
         provider = ""
-    elif provider not in KNOWN_CLOUDS:
-        raise ValueError(f"infra: unknown cloud {parts[0]!r} in {infra!r}")
+    elif provider not in _INFRA_CLOUDS:
+        hint = did_you_mean(provider, _INFRA_CLOUDS)
+        raise ValueError(f"unknown cloud {parts[0]!r} in {infra!r}{hint}")
     if provider in ("kubernetes", "k8s"):
         return "kubernetes", "/".join(parts[1:]) or None, None
+    if provider == "ssh":  # the rest is the pool's name
+        return "ssh", "/".join(parts[1:]) or None, None
     if len(parts) > 3:
-        raise ValueError(f"infra: {infra!r} has too many parts (cloud/region/zone)")
+        raise ValueError(f"{infra!r} has too many parts (cloud/region/zone)")
     region = parts[1] if len(parts) > 1 and parts[1] != "*" else None
     zone = parts[2] if len(parts) > 2 else None
     return provider, region, zone
+
+
+def _key_errors(value: Any, fields: dict[str, type], extra: bool,
+                where: tuple[Any, ...] = ()) -> list[tuple[tuple[Any, ...], str]]:
+    """(path, message) for each key of ``value`` that is unknown or of the wrong type."""
+    if not isinstance(value, dict):
+        return []
+    errors = []
+    for key, item in value.items():
+        kind = fields.get(key)
+        if kind is None:
+            if not extra:
+                errors.append(((*where, key),
+                               f"unknown field {key!r}{did_you_mean(str(key), fields)}"))
+        elif not isinstance(item, kind) or (kind is not bool and isinstance(item, bool)):
+            expected = "true or false" if kind is bool else "a string"
+            errors.append(((*where, key), f"must be {expected}, got {item!r}"))
+    return errors
+
+
+def _raise(what: str, errors: list[tuple[tuple[Any, ...], str]]) -> None:
+    if errors:
+        raise located(what, errors)
 
 
 # SkyPilot's positional order: ``sky.Resources(sky.AWS(), 'p3.2xlarge')``.
@@ -232,7 +215,11 @@ class Resources(_Strict, metaclass=_ResourcesMeta):
 
     Also SkyPilot's ``sky.Resources``: positional arguments in SkyPilot's order,
     ``cloud=sky.AWS()``, immutable, ``.copy(**changes)``, hashable (usable in sets).
+    As in SkyPilot, ``cloud``/``region``/``zone`` read back what ``infra`` names (and a
+    TPU implies ``gcp``); such derived values are not written back out.
     """
+
+    OTHER_NAMES: ClassVar[tuple[str, ...]] = ("gpus",)  # accepted names that are not fields
 
     infra: str | None = None
     cloud: str | None = None
@@ -243,17 +230,16 @@ class Resources(_Strict, metaclass=_ResourcesMeta):
     memory: str | None = None
     accelerators: dict[str, int | float] | None = None
     accelerator_args: dict[str, Any] | None = None
-    use_spot: bool | None = None
+    use_spot: StrictBool | None = None
     job_recovery: JobRecovery | None = None
-    spot_recovery: JobRecovery | None = None
     disk_size: int | None = Field(default=None, gt=0)
     disk_tier: Literal["low", "medium", "high", "ultra", "best"] | None = None
     network_tier: Literal["standard", "best"] | None = None
     ports: list[str] | None = None
     image_id: str | dict[str, str] | None = None
     labels: dict[str, str] | None = None
-    autostop: AutostopSpec | None = None
-    priority: int | None = Field(default=None, ge=0, le=1000)
+    autostop: ResourcesAutostop | None = None
+    priority: StrictInt | None = Field(default=None, ge=-1000, le=1000)
     any_of: list[Resources] | None = None
     ordered: list[Resources] | None = None
     # Less common SkyPilot fields, accepted so that its task YAMLs load unchanged.
@@ -275,46 +261,40 @@ class Resources(_Strict, metaclass=_ResourcesMeta):
         default=None, alias="_cluster_config_overrides"
     )
 
-    @model_validator(mode="before")
+    @model_validator(mode="wrap")
     @classmethod
-    def _accelerator_choices(cls, value: Any) -> Any:
-        """SkyPilot shorthands: a list of resources is ``any_of``; several accelerators
-        (``[A100, H100]`` in order of preference, ``{A100: 8, H100: 8}`` any of them)
-        become ``ordered``/``any_of`` entries."""
+    def _sky_shorthands(cls, value: Any, handler: Any) -> Any:
+        """A list of resources is ``any_of``; the rest is SkyPilot's (see resource_options).
+        Problems found here are reported with the rest of the block's, all at once."""
         if isinstance(value, list):
-            return {"any_of": value}
+            value = {"any_of": value}
         if not isinstance(value, dict):
-            return value
-        accels = value.get("accelerators")
-        if isinstance(accels, list) and len(accels) == 1:
-            return {**value, "accelerators": accels[0]}
-        if isinstance(accels, dict) and len(accels) == 1:
-            ((name, count),) = accels.items()
-            return {**value, "accelerators": {name: 1 if count is None else count}}
-        several = (isinstance(accels, list) and len(accels) > 1) or (
-            isinstance(accels, dict) and len(accels) > 1
-        )
-        if not several:
-            return value
-        if isinstance(accels, dict):
-            options, key = [{n: 1 if c is None else c} for n, c in accels.items()], "any_of"
-        else:
-            options, key = list(accels), "ordered"
-        if value.get("any_of") or value.get("ordered"):
-            raise ValueError(
-                "accelerators: several accelerators cannot be combined with any_of/ordered"
-            )
-        rest = {k: v for k, v in value.items() if k != "accelerators"}
-        return {**rest, key: [{"accelerators": option} for option in options]}
+            return handler(value)
+        errors = []
+        if value.get("infra") is not None:
+            errors += [((key,), f"set either infra or {key} (infra names the cloud, region and "
+                                "zone), not both")
+                       for key in LOCATION_FIELDS if value.get(key) is not None]
+        if value.get("any_of") is not None and value.get("ordered") is not None:
+            errors.append((("ordered",), "set either any_of or ordered, not both"))
+        if "hooks" in value:
+            errors.append((("hooks",), "lifecycle hooks go under the task's top-level "
+                                       "config.hooks, not under resources"))
+        value, more = expand(value)
+        return validate_rest("Resources", handler, value, errors + more)
 
     @field_validator("disk_size", mode="before")
     @classmethod
     def _disk_size(cls, value: Any) -> Any:
         size = parse_disk_size(value)
         if isinstance(size, int) and size > limits.MAX_DISK_GB:
-            raise ValueError(f"disk_size must be at most {limits.MAX_DISK_GB:,} GB (64 TB), "
-                             f"got {value!r}")
+            raise ValueError(f"must be at most {limits.MAX_DISK_GB:,} GB (64 TB), got {value!r}")
         return size
+
+    @field_validator("ephemeral_storage", mode="before")
+    @classmethod
+    def _size_text(cls, value: Any) -> Any:
+        return None if value is None else check_size_text(value)
 
     @field_validator("cpus", "memory", mode="before")
     @classmethod
@@ -325,6 +305,46 @@ class Resources(_Strict, metaclass=_ResourcesMeta):
     @classmethod
     def _accelerators(cls, value: Any) -> dict[str, int | float] | None:
         return parse_accelerators(value)
+
+    @field_validator("accelerator_args", mode="before")
+    @classmethod
+    def _accelerator_args(cls, value: Any) -> Any:
+        _raise("accelerator_args", _key_errors(value, _ACCELERATOR_ARGS, extra=False))
+        return value
+
+    @field_validator("docker_login_config", mode="before")
+    @classmethod
+    def _docker_login(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            missing = [k for k in ("username", "password", "server") if k not in value]
+            if missing:
+                raise ValueError(f"missing {', '.join(missing)} (needs username, password, "
+                                 "server)")
+            fields = dict.fromkeys(("username", "password", "server"), str)
+            _raise("_docker_login_config", _key_errors(value, fields, extra=False))
+        return value
+
+    @field_validator("volumes", mode="before")
+    @classmethod
+    def _volumes(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            errors = []
+            for i, item in enumerate(value):
+                errors += _key_errors(item, _VOLUME_FIELDS, extra=True, where=(i,))
+                if isinstance(item, dict) and "disk_size" in item:
+                    try:
+                        check_size_text(item["disk_size"])
+                    except ValueError as err:
+                        errors.append(((i, "disk_size"), str(err)))
+            _raise("volumes", errors)
+        return value
+
+    @field_validator("job_recovery", mode="before")
+    @classmethod
+    def _no_recovery(cls, value: Any) -> Any:
+        """SkyPilot: strategy ``none`` means no job recovery."""
+        strategy = value.get("strategy") if isinstance(value, dict) else value
+        return None if strategy == "none" else value
 
     @field_validator("ports", mode="before")
     @classmethod
@@ -347,7 +367,7 @@ class Resources(_Strict, metaclass=_ResourcesMeta):
         if value is None:
             return None
         if value.lower() not in KNOWN_CLOUDS:
-            raise ValueError(f"unknown cloud {value!r}")
+            raise ValueError(f"unknown cloud {value!r}{did_you_mean(value, KNOWN_CLOUDS)}")
         return value.lower()
 
     @field_validator("infra")
@@ -364,11 +384,32 @@ class Resources(_Strict, metaclass=_ResourcesMeta):
 
     @model_validator(mode="after")
     def _consistent(self) -> Resources:
-        if self.infra and (self.cloud or self.region or self.zone):
-            raise ValueError("set either infra or cloud/region/zone, not both")
-        if self.any_of and self.ordered:
-            raise ValueError("set either any_of or ordered, not both")
+        derived: dict[str, str | None] = {}
+        if self.infra:
+            provider, region, zone = parse_infra(self.infra)
+            if provider == "ssh" and region:  # SkyPilot names a pool's context ssh-<pool>
+                region = f"ssh-{region}"
+            derived = {"cloud": provider or None, "region": region, "zone": zone}
+        name = next(iter(self.accelerators or {}), "")
+        if "tpu" in name.lower():
+            cloud = derived.get("cloud", self.cloud)
+            if cloud is None:
+                derived["cloud"] = "kubernetes" if name in _GKE_TPUS else "gcp"
+            elif cloud not in ("gcp", "kubernetes"):
+                raise ValueError(f"TPU accelerators ({name}) need cloud gcp or kubernetes, "
+                                 f"got {cloud}")
+        for key, val in derived.items():
+            object.__setattr__(self, key, val)
+        object.__setattr__(self, "_derived", frozenset(derived))
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_derived(self, handler: Any) -> Any:
+        data = handler(self)
+        if isinstance(data, dict):
+            for key in getattr(self, "_derived", ()):
+                data.pop(key, None)
+        return data
 
     # --- derived views -----------------------------------------------------------------
 
@@ -380,19 +421,18 @@ class Resources(_Strict, metaclass=_ResourcesMeta):
         return self.cloud, self.region, self.zone
 
     def candidates(self) -> list[Resources]:
-        """Concrete requests: each ``any_of``/``ordered`` entry merged over the base."""
+        """Concrete requests: each ``any_of``/``ordered`` entry merged over the base
+        (SkyPilot's merge: the entry's fields win, ``labels`` are combined)."""
         options = self.any_of or self.ordered
-        base = self.model_dump(exclude_none=True, exclude={"any_of", "ordered"})
         if not options:
             return [self]
+        base = self.model_dump(exclude_none=True, exclude={"any_of", "ordered"})
         merged = []
         for option in options:
-            data = {**base, **option.model_dump(exclude_none=True)}
-            if option.infra:
-                for key in ("cloud", "region", "zone"):
-                    data.pop(key, None)
-            elif option.cloud or option.region or option.zone:
-                data.pop("infra", None)
+            own = option.model_dump(exclude_none=True)
+            data = {**base, **own}
+            if base.get("labels") and own.get("labels"):
+                data["labels"] = {**base["labels"], **own["labels"]}
             merged.append(Resources.model_validate(data))
         return merged
 

@@ -8,6 +8,7 @@ widened so an editor does not flag what the loader accepts.
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 from pydantic.json_schema import models_json_schema
@@ -17,10 +18,8 @@ from skystate.spec.documents import DOCUMENT_KINDS, TaskSpec
 SCHEMA_ID = "https://skystate.dev/schemas/state-file.json"
 
 _STRING_OR_NUMBER = {"anyOf": [{"type": "string"}, {"type": "number"}]}
-_ENV_VALUES = {
-    "type": "object",
-    "additionalProperties": {"type": ["string", "number", "boolean", "null"]},
-}
+_ENV_VALUES = {"type": "object", "additionalProperties": {}}  # any value becomes its str()
+_SECRET_REFS = {"type": "array", "items": {"type": "string", "pattern": "^secrets:"}}
 
 # Wider shapes of Resources fields (the loader normalises them).
 _RESOURCES_FIELDS: dict[str, dict[str, Any]] = {
@@ -31,6 +30,7 @@ _RESOURCES_FIELDS: dict[str, dict[str, Any]] = {
             {"type": "string", "description": "'A100' or 'A100:8'"},
             {"type": "object", "additionalProperties": {"type": ["number", "null"]}},
             {"type": "array", "items": {"type": "string"}},
+            {"type": "null"},
         ],
         "description": "GPUs/TPUs: 'A100:8' or {A100: 8}; several = any of them.",
     },
@@ -39,6 +39,7 @@ _RESOURCES_FIELDS: dict[str, dict[str, Any]] = {
             {"type": "integer"},
             {"type": "string"},
             {"type": "array", "items": {"anyOf": [{"type": "integer"}, {"type": "string"}]}},
+            {"type": "null"},
         ],
         "description": "Ports to open: 8080, '8000-8010' or a list.",
     },
@@ -62,6 +63,21 @@ _DESCRIPTIONS = {
 }
 
 
+def _any_case(words: list[str]) -> dict[str, Any]:
+    """A string equal to one of ``words`` in any case (the loader lower-cases it)."""
+    alternatives = "|".join("".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c)
+                                    for c in word) for word in words)
+    return {"type": "string", "pattern": f"^(?:{alternatives})$"}
+
+
+def _case_insensitive(props: dict[str, Any], name: str) -> None:
+    prop = props.get(name)
+    arms = prop.get("anyOf", [prop]) if isinstance(prop, dict) else []
+    words = [w for arm in arms for w in arm.get("enum", [])]
+    if words:
+        props[name] = {"anyOf": [_any_case(words), {"type": "null"}], "default": None}
+
+
 def _widen(defs: dict[str, Any]) -> None:
     resources = defs.get("Resources")
     if resources:
@@ -69,10 +85,22 @@ def _widen(defs: dict[str, Any]) -> None:
         for name, shape in _RESOURCES_FIELDS.items():
             if name in props:
                 props[name] = {**shape, "default": None}
+        for name in ("disk_tier", "network_tier"):
+            _case_insensitive(props, name)
+        props["gpus"] = {**_RESOURCES_FIELDS["accelerators"], "default": None,
+                         "description": "Another name for accelerators (SkyPilot's)."}
         props["any_of"]["description"] = "Options; the optimizer picks the cheapest."
         props["ordered"]["description"] = "Options in order of preference."
         resources["description"] = "SkyPilot's resources block (same fields and meaning)."
+    recovery = defs.get("JobRecovery", {}).get("properties", {}).get("recover_on_exit_codes")
+    if recovery is not None:
+        recovery["anyOf"] = [{"type": "integer", "minimum": 0, "maximum": 255},
+                             *recovery.get("anyOf", [])]
+    for name in ("AutostopSpec", "ResourcesAutostop"):
+        if name in defs:
+            _case_insensitive(defs[name].get("properties", {}), "wait_for")
     for name, extra in (("AutostopSpec", _AUTOSTOP_SHORTHAND),
+                        ("ResourcesAutostop", _AUTOSTOP_SHORTHAND),
                         ("JobRecovery", _JOB_RECOVERY_SHORTHAND)):
         model = defs.get(name)
         if model:
@@ -84,7 +112,8 @@ def _widen(defs: dict[str, Any]) -> None:
         props = model.get("properties", {})
         for key in ("envs", "secrets"):
             if key in props:
-                props[key] = {"anyOf": [_ENV_VALUES, {"type": "null"}], "default": None}
+                forms = [_ENV_VALUES, _SECRET_REFS] if key == "secrets" else [_ENV_VALUES]
+                props[key] = {"anyOf": [*forms, {"type": "null"}], "default": None}
 
 
 def state_file_schema() -> dict[str, Any]:

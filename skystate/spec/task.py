@@ -242,12 +242,21 @@ class Task:
     # --- YAML ---------------------------------------------------------------------------
 
     @staticmethod
-    def from_yaml(yaml_path: str | Path) -> Task:
-        """Initialise a task from a SkyPilot task YAML. Raises SpecError (a ValueError)."""
+    def from_yaml(
+        yaml_path: str | Path,
+        env_overrides: list[tuple[str, str]] | dict[str, str] | None = None,
+        secrets_overrides: list[tuple[str, str]] | dict[str, str] | None = None,
+    ) -> Task:
+        """Initialise a task from a SkyPilot task YAML. Raises SpecError (a ValueError).
+
+        ``env_overrides``/``secrets_overrides`` (what ``--env``/``--secret`` give) are
+        applied before the YAML is checked, as SkyPilot does: they may set an env the
+        YAML leaves without a value, and they fill ``${VAR}`` in file_mounts.
+        """
         shown = str(yaml_path)
         docs = load_yaml_file(Path(yaml_path).expanduser(), shown)
         if not docs:
-            return Task()
+            docs = [YamlDoc(shown, {}, {(): 1})]
         if len(docs) > 1:
             raise SpecError([SpecIssue(
                 shown, docs[1].start_line, "",
@@ -259,26 +268,30 @@ class Task:
                 shown, doc.start_line, "",
                 f"a task YAML must be a mapping, got {type(doc.data).__name__}",
             )])
-        return Task._from_doc(doc)
+        return Task._from_doc(doc, env_overrides, secrets_overrides)
 
     @staticmethod
     def from_yaml_config(
         config: dict[str, Any],
-        env_overrides: list[tuple[str, str]] | None = None,
-        secrets_overrides: list[tuple[str, str]] | None = None,
+        env_overrides: list[tuple[str, str]] | dict[str, str] | None = None,
+        secrets_overrides: list[tuple[str, str]] | dict[str, str] | None = None,
     ) -> Task:
         """Initialise a task from a task YAML's content (a dict)."""
         if not isinstance(config, dict):
             raise SpecError([SpecIssue("<task config>", None, "", "a task config must be a dict")])
-        task = Task._from_doc(YamlDoc("<task config>", config, {(): 0}))
-        task.update_envs(env_overrides)
-        task.update_secrets(secrets_overrides)
-        return task
+        doc = YamlDoc("<task config>", config, {(): 0})
+        return Task._from_doc(doc, env_overrides, secrets_overrides)
 
     @staticmethod
-    def _from_doc(doc: YamlDoc) -> Task:
+    def _from_doc(doc: YamlDoc, env_overrides: Any = None, secrets_overrides: Any = None) -> Task:
+        data = dict(doc.data)
+        for field, override in (("envs", env_overrides), ("secrets", secrets_overrides)):
+            if override:
+                given = data.get(field)
+                base = given if isinstance(given, dict) else {}
+                data[field] = {**base, **_env_dict(override, field)}
         issues: list[SpecIssue] = []
-        spec = validate(TaskSpec, doc.data, doc, issues)
+        spec = validate(TaskSpec, data, doc, issues)
         if spec is None:
             raise SpecError([
                 SpecIssue(i.file, i.line or None, i.field, i.message) for i in issues
