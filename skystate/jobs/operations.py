@@ -33,7 +33,8 @@ def launch(task: Any, name: str | None = None,
     """Record the job for the controller; ``(job_id, controller_handle)``."""
     from skystate.home import home
     from skystate.jobs.recovery import policy_of
-    from skystate.reconcile.imperative import current_user, task_resources
+    from skystate.reconcile import storage_mounts
+    from skystate.reconcile.imperative import current_user, task_file_mounts, task_resources
     from skystate.spec.task import Task
 
     if not isinstance(task, dict):
@@ -42,6 +43,7 @@ def launch(task: Any, name: str | None = None,
     if parsed.run is None:
         raise ValueError("a managed job needs a run command")
     task_resources(parsed)
+    storage_mounts.check(task_file_mounts(parsed))  # staged at each attempt's launch
     policy_of(task)  # ValueError for an unknown job_recovery strategy
     job = rec.create(_store(), task, name, current_user())
     rec.note(job["job_id"], f"submitted by {job['user_name']} as {job['job_name']!r}")
