@@ -269,6 +269,9 @@ def test_two_node_job_runs_on_the_worker_and_cancel_ends_it_there(
     assert wait_job(agent, failing) is JobStatus.FAILED
     assert agent.run_setup("echo setup on $SKYPILOT_NODE_RANK", {}, None) == 0
     assert agent.run_setup('[ "$SKYPILOT_NODE_RANK" = 1 ] && exit 7; true', {}, None) == 7
+    mount = tmp_path / "m.txt"  # file mounts reach both nodes before the setup runs
+    mount.write_text("mounted\n")
+    assert agent.run_setup("grep -q mounted ~/m.txt", {}, None, {"~/m.txt": str(mount)}) == 0
 
     # Cancel: the processes of both ranks end, the worker's (reached over ssh) included.
     marker = f"SKYSTATE_TEST_MARK_{time.time_ns()}"

@@ -50,7 +50,8 @@ def launch(task: Any, name: str | None = None,
 
 def _check_task(task: Any, where: str) -> None:
     from skystate.jobs.recovery import policy_of
-    from skystate.reconcile.imperative import task_resources
+    from skystate.reconcile import storage_mounts
+    from skystate.reconcile.imperative import task_file_mounts, task_resources
     from skystate.spec.task import Task
 
     if not isinstance(task, dict):
@@ -60,6 +61,7 @@ def _check_task(task: Any, where: str) -> None:
         if parsed.run is None:
             raise ValueError("a managed job needs a run command")
         task_resources(parsed)
+        storage_mounts.check(task_file_mounts(parsed))  # staged at each attempt's launch
         policy_of(task)  # ValueError for an unknown job_recovery strategy
     except ValueError as exc:
         if not where:

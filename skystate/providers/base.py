@@ -222,7 +222,11 @@ class ClusterAgent(Protocol):
 
     def set_autostop(self, idle_minutes: int, down: bool, wait_for: str) -> None: ...
 
-    def run_setup(self, setup: str, envs: Mapping[str, str], workdir: str | None) -> int: ...
+    def run_setup(self, setup: str, envs: Mapping[str, str], workdir: str | None,
+                  file_mounts: Mapping[str, str] | None = None) -> int:
+        """Sync ``workdir`` and ``file_mounts`` as ``submit`` does, then run ``setup`` on
+        every node; its exit code."""
+        ...
 
 
 @runtime_checkable

@@ -301,9 +301,10 @@ class SSHAgent:
         args = ["-i", str(idle_minutes), "--wait-for", wait_for] + (["--down"] if down else [])
         self._call("autostop", *args)
 
-    def run_setup(self, setup: str, envs: Mapping[str, str], workdir: str | None) -> int:
-        """Run the cluster's setup on every node now (workdir synced first); exit code."""
-        prefix = self.sync(workdir)
+    def run_setup(self, setup: str, envs: Mapping[str, str], workdir: str | None,
+                  file_mounts: Mapping[str, str] | None = None) -> int:
+        """Run the cluster's setup on every node now (workdir and mounts synced first)."""
+        prefix = self.sync(workdir, file_mounts)
         spec = {"script": setup, "envs": dict(envs), "workdir": WORKDIR if workdir else None}
         return int(self._call("setup", stdin=spec, prefix=prefix)["exit_code"])
 

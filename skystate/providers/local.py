@@ -364,9 +364,10 @@ class LocalAgent:
     def set_autostop(self, idle_minutes: int, down: bool, wait_for: str) -> None:
         runtime.set_autostop(self.head, idle_minutes, down, wait_for)
 
-    def run_setup(self, setup: str, envs: Mapping[str, str], workdir: str | None) -> int:
-        """Run the cluster's setup on every node now (workdir synced first); exit code."""
-        self.sync(workdir)
+    def run_setup(self, setup: str, envs: Mapping[str, str], workdir: str | None,
+                  file_mounts: Mapping[str, str] | None = None) -> int:
+        """Run the cluster's setup on every node now (workdir and mounts synced first)."""
+        self.sync(workdir, file_mounts)
         return runtime.run_on_nodes(self.head, setup, envs, WORKDIR if workdir else None)
 
 

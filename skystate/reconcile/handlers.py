@@ -225,7 +225,7 @@ def _update(ctx: HandlerContext, action: Action) -> str:
     if record.get("autostop") != spec.get("autostop"):
         _apply_autostop(agent, spec.get("autostop"))
         done.append("autostop set")
-    if record.get("mutable_hash") != spec.get("mutable_hash") and spec.get("setup"):
+    if record.get("mutable_hash") != spec.get("mutable_hash") and _has_node_work(spec):
         _run_cluster_setup(ctx, agent, spec)
         done.append("setup re-run")
     _record_spec(ctx, action.name, spec)
@@ -249,10 +249,22 @@ def _apply_autostop(agent: ClusterAgent, autostop: Record | None) -> None:
         agent.set_autostop(-1, False, "jobs_and_ssh")
 
 
+def _has_node_work(spec: Record) -> bool:
+    """A setup to run, or a workdir / file mounts to put on the nodes."""
+    return bool(spec.get("setup") or spec.get("workdir") or spec.get("file_mounts"))
+
+
 def _run_cluster_setup(ctx: HandlerContext, agent: ClusterAgent, spec: Record) -> None:
-    if not spec.get("setup"):
+    """Sync the workdir and file mounts (storage mounts staged as a job's are), then run
+    the setup, on every node."""
+    if not _has_node_work(spec):
         return
-    code = agent.run_setup(spec["setup"], spec.get("envs") or {}, spec.get("workdir"))
+    mounts = storage_mounts.stage(
+        spec.get("file_mounts"), cluster=spec["name"],
+        owner=str(spec.get("owner") or current_user()), store=ctx.store, lock=ctx.lock,
+        providers_config=ctx.providers.config)
+    code = agent.run_setup(spec.get("setup") or "true", spec.get("envs") or {},
+                           spec.get("workdir"), mounts)
     if code != 0:
         ctx.write(lambda s: s.put_cluster({**(s.cluster(spec["name"]) or spec),
                                            "last_error": f"setup exited with {code}"}))

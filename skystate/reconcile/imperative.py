@@ -283,12 +283,21 @@ def submit(name: str, task: Task, *, with_setup: bool) -> int | None:
     record, nodes = cluster_record(name)
     agent = _agent_of_up(record, nodes)
     head_ips = [n.get("ip", "127.0.0.1") for n in nodes]
-    mounts = storage_mounts.stage(task_file_mounts(task), cluster=name,
-                                  owner=str(record.get("owner") or current_user()),
-                                  store=Store(), lock=threading.Lock(),
-                                  providers_config=home_providers_config())
+    mounts = staged_file_mounts(task, record)
     return agent.submit(job_request_for(task, with_setup=with_setup, head_ips=head_ips,
                                         file_mounts=mounts))
+
+
+def staged_file_mounts(task: Task, record: Record, store: Store | None = None,
+                       providers_config: Record | None = None) -> dict[str, str]:
+    """The task's file mounts with its storage mounts staged for the cluster ``record``
+    (``storage_mounts.stage``): what ``job_request_for(file_mounts=...)`` takes."""
+    return storage_mounts.stage(
+        task_file_mounts(task), cluster=str(record["name"]),
+        owner=str(record.get("owner") or current_user()), store=store or Store(),
+        lock=threading.Lock(),
+        providers_config=home_providers_config() if providers_config is None
+        else providers_config)
 
 
 def task_file_mounts(task: Task) -> dict[str, Any]:

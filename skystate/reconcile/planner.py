@@ -183,6 +183,11 @@ class _PlanBuilder:
                 f"{record.get('managed_by', 'unknown')}); rename it or down the other one"
             )
             return
+        try:  # before anything is provisioned for it
+            storage_mounts.check(after.get("file_mounts"))
+        except NotSupportedError as exc:
+            self.errors.append(f"{self.where(addr)}{addr}: {exc}")
+            return
         chosen = self.offer_for(cluster)
         offer, offer_dict, failover = chosen if chosen else (None, None, [])
         needs_offer = record is None or record["immutable_hash"] != after["immutable_hash"]

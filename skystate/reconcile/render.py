@@ -102,9 +102,9 @@ def _change_lines(action: Action, indent: str = "      ") -> list[Line]:
 def action_lines(action: Action) -> list[Line]:
     symbol, colour = _SYMBOLS.get(action.type, (" ", ""))
     head = f"{symbol:>3} {action.address}  {action.type.value}  {_offer_of(action)}".rstrip()
-    task = (action.after or {}).get("task") or {}
-    storage = [("", f"      storage: {line}")
-               for line in storage_mounts.describe(task.get("file_mounts"))]
+    after = action.after or {}
+    mounts = (after.get("task") or {}).get("file_mounts") or after.get("file_mounts")
+    storage = [("", f"      storage: {line}") for line in storage_mounts.describe(mounts)]
     return [(colour, head), ("dim", f"      reason: {action.reason}"), *storage,
             *_change_lines(action)]
 

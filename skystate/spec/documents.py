@@ -157,7 +157,8 @@ class Cluster(_Named):
     protect: bool = False
     setup: str | None = None
     workdir: str | None = None
-    file_mounts: dict[Destination, str] | None = None
+    # a mapping is a storage mount (a bucket: spec.storage), staged as a Job's
+    file_mounts: dict[Destination, MountSource] | None = None
     envs: dict[str, str] | None = None
 
     _env = field_validator("envs", mode="before")(_env_values)
@@ -183,7 +184,11 @@ class Cluster(_Named):
         return {
             "setup": self.setup,
             "workdir": self.workdir,
-            "file_mounts": self.file_mounts,
+            "file_mounts": {
+                dst: src if isinstance(src, str)
+                else src.model_dump(mode="json", exclude_none=True)
+                for dst, src in self.file_mounts.items()
+            } if self.file_mounts is not None else None,
             "envs": self.envs,
         }
 
