@@ -151,3 +151,26 @@ def test_a_two_node_job_on_a_two_node_cluster_sees_both_ranks(two_nodes: Path) -
     _wait(lambda: runtime.queue(two_nodes, [job])[0]["status"].is_terminal())
     log = runtime.read_log(two_nodes, job)
     assert "(rank 0) r=0 n=2" in log and "(rank 1) r=1 n=2" in log
+
+
+def test_runtime_imports_go_one_way_api_runners_ssh_command_and_hostctl_on_top() -> None:
+    """No circle api -> runners -> hostctl -> api: the ssh command line sits below both."""
+    import ast
+
+    folder = Path(runtime.__file__).parent
+
+    def imported(name: str) -> set[str]:
+        tree = ast.parse((folder / f"{name}.py").read_text())
+        found = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("skystate"):
+                found.add(node.module or "")
+                found.update(f"{node.module}.{a.name}" for a in node.names)
+        return found
+
+    assert not any("hostctl" in m for m in imported("runners") | imported("api"))
+    assert "skystate.runtime.ssh_command" in imported("runners")
+    assert imported("ssh_command") == set()  # stdlib only
+    hostctl = ast.parse((folder / "hostctl.py").read_text())
+    top_level = [n for n in hostctl.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert all(not (getattr(n, "module", "") or "").startswith("skystate") for n in top_level)

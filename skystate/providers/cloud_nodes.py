@@ -470,7 +470,7 @@ class CloudNodes:
         powers them off first, since ``selfstop down`` deletes the head's folder and with
         it the key the head reaches its workers with. The head powers itself off last.
         """
-        from skystate.runtime.hostctl import ssh_argv
+        from skystate.runtime.ssh_command import ssh_argv
 
         power_off = self.access.power_off
         selfstop = {a: shlex.join(hostctl_argv(slot.dir, "selfstop", a, slot.dir))
