@@ -177,3 +177,33 @@ def test_stop_of_an_aws_spot_cluster_raises_not_supported_through_the_codec(
         assert record["status"] is sky.ClusterStatus.UP
     finally:
         sky.get(sky.down("spotty"))
+
+
+def test_a_failed_remote_command_is_a_command_error_with_the_seeds_attributes(
+        sshd: SSHD, home: Path) -> None:
+    from skystate.providers.ssh_conn import Connections, Host, Pool, read_json_reply
+
+    host = Host("p", sshd.address, sshd.port, sshd.user)
+    pool = Pool("p", (host,), identity_file=str(sshd.key), insecure_host_keys=True)
+    conns = Connections()
+    try:
+        result = conns.run(pool, host, "echo 'runtime is broken' >&2; exit 3")
+        with pytest.raises(exceptions.CommandError) as info:
+            read_json_reply(host.label, "runtime queue", result)
+    finally:
+        conns.close()
+    error = info.value
+    assert error.returncode == 3 and "runtime queue" in error.command
+    assert error.error_msg == "runtime is broken"
+    assert isinstance(error, exceptions.ProviderError)  # failover treats it as before
+
+
+def test_last_use_is_the_command_line_with_the_program_shortened_and_secrets_redacted() -> None:
+    from skystate.client_command import client_command
+
+    assert client_command(["/opt/bin/sky", "launch", "-c", "c", "t.yaml"]) == (
+        "sky launch -c c t.yaml")
+    assert client_command(["/usr/local/bin/skystate", "exec", "c", "--secret", "HF=abc",
+                           "--secret=K=v w"]) == (
+        "skystate exec c --secret 'HF=<redacted>' '--secret=K=<redacted>'")
+    assert client_command(["examples/app.py", "x y"]) == "examples/app.py 'x y'"
