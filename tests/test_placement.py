@@ -174,3 +174,14 @@ def test_runtime_imports_go_one_way_api_runners_ssh_command_and_hostctl_on_top()
     hostctl = ast.parse((folder / "hostctl.py").read_text())
     top_level = [n for n in hostctl.body if isinstance(n, (ast.Import, ast.ImportFrom))]
     assert all(not (getattr(n, "module", "") or "").startswith("skystate") for n in top_level)
+
+
+def test_a_local_offer_for_a_fraction_of_a_gpu_is_a_node_with_the_whole_gpu(
+        tmp_path: Path) -> None:
+    from skystate.providers.base import OfferQuery
+    from skystate.providers.local import LocalProvider
+
+    provider = LocalProvider(accelerators={"T4": 2}, cpus_per_node=2, root=tmp_path)
+    (offer,) = provider.offers(OfferQuery(accelerators={"T4": 0.5}, num_nodes=2))
+    assert offer.accelerators == {"T4": 1}
+    assert provider.offers(OfferQuery(accelerators={"T4": 0.5}, num_nodes=3)) == []

@@ -9,7 +9,8 @@ two 1-node jobs side by side. The placement is the job's ``devices`` map, keyed 
 Accelerators are numbered devices: a node with ``{"A100": 4}`` has devices 0-3. A whole
 count (``{"A100": 2}``) takes that many wholly free devices, the lowest indices first;
 a fraction below one (``{"T4": 0.1}``, as SkyPilot's) takes that share of one device,
-the lowest device with room, so ten such jobs share one T4. The devices become the
+the lowest device with room, so ten such jobs share one T4 (a count above 1 that is
+not whole is rounded up). The devices become the
 job's ``CUDA_VISIBLE_DEVICES`` on that node. With several accelerator types on one node,
 indices follow the sorted type names (``{"A100": 2, "T4": 2}``: A100 = 0,1; T4 = 2,3).
 """
