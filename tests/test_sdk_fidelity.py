@@ -129,7 +129,7 @@ def _sky_shim(folder: Path) -> Path:
 def test_skypilot_multi_echo_program_packs_tenth_t4_jobs_on_both_nodes(
         home: Path, tmp_path: Path, no_clouds: None) -> None:
     _config(home, "providers:\n  local: {accelerators: {T4: 2}}\n")
-    program = REPO / "examples" / "skypilot" / "multi_echo.py"
+    program = REPO / "tests" / "data" / "skypilot" / "multi_echo.py"
     barrier = tmp_path / "barrier"
     env = {**os.environ, "SKYSTATE_HOME": str(home), "MULTI_ECHO_DIR": str(barrier),
            "PYTHONPATH": f"{_sky_shim(tmp_path / 'shim')}{os.pathsep}{REPO}"}

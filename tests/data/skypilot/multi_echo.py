@@ -2,7 +2,7 @@
 skystate (with ``sky`` importing skystate, see docs/sdk.md): a 2-node cluster with one T4
 per node, then many fractional-GPU jobs submitted from threads and packed on both nodes.
 
-    python examples/skypilot/multi_echo.py CLUSTER [JOBS]
+    python tests/data/skypilot/multi_echo.py CLUSTER [JOBS]
 
 Each job waits at a barrier (``$MULTI_ECHO_DIR``: every job touches a file there, then
 waits until all JOBS files exist), so the jobs can only succeed if they all run at once.
