@@ -10,10 +10,11 @@ Tree::
     ├── InsecureHomeError              SKYSTATE_HOME cannot be made owner-only
     ├── ApplyFailedError               some actions of an apply failed (outcomes kept)
     ├── ProviderError                  a provider call failed; ``transient`` says retry
+    │   └── CommandError               a command on a node failed (seed's attributes)
     └── the SkyPilot SDK's exceptions, same names and attributes:
         ClusterDoesNotExist, ClusterNotUpError, NotSupportedError,
-        ResourcesMismatchError, ResourcesUnavailableError(failover_history),
-        InvalidClusterNameError, CommandError, NoCloudAccessError,
+        ResourcesMismatchError, ResourcesUnavailableError(failover_history)
+        (└── NoCloudAccessError: needs a cloud, none enabled), InvalidClusterNameError,
         ClusterOwnerIdentityMismatchError, ClusterOwnerIdentitiesMismatchError,
         CloudUserIdentityError
 """
@@ -154,7 +155,11 @@ class ResourcesUnavailableError(SkyStateError):
         return self
 
 
-class CommandError(SkyStateError):
+class CommandError(ProviderError):
+    """A command on a cluster's node failed (SkyPilot's: "any ssh command error"): the
+    workdir/file-mount sync or a runtime call over SSH. A ``ProviderError`` too, so
+    failover and retries treat it as any failed provider call."""
+
     def __init__(
         self, returncode: int, command: str, error_msg: str, detailed_reason: str | None = None
     ) -> None:
@@ -165,8 +170,10 @@ class CommandError(SkyStateError):
         super().__init__(f"Command {command!r} failed with return code {returncode}: {error_msg}")
 
 
-class NoCloudAccessError(SkyStateError):
-    pass
+class NoCloudAccessError(ResourcesUnavailableError):
+    """The request needs a cloud (nothing local or in an SSH pool can run it) and no cloud
+    provider is enabled. A ``ResourcesUnavailableError`` too (``failover_history`` empty),
+    so code written for "no offer" keeps working."""
 
 
 class ClusterOwnerIdentityMismatchError(SkyStateError):

@@ -12,9 +12,12 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from skystate.enums import OptimizeTarget, StatusRefreshMode
+
+if TYPE_CHECKING:
+    from skystate.server.payloads import RequestPayload
 
 __all__ = [
     "api_cancel", "api_info", "api_start", "api_status", "api_stop", "apply", "autostop",
@@ -35,8 +38,12 @@ def _submit(name: str, **args: Any) -> RequestId:
     return _client().submit(name, args)  # type: ignore[no-any-return]
 
 
-def _task_config(task: Any) -> Any:
-    """A Task as its YAML dict, with local paths made absolute (the server's cwd differs)."""
+def _task_config(task: Any, *, file_mounts: bool = True) -> Any:
+    """A Task as its YAML dict, with local paths made absolute (the server's cwd differs).
+
+    A ``sky.Dag`` must hold one task (the seed's rule). ``file_mounts=False`` (exec):
+    mounts are neither checked nor sent, since exec syncs only the workdir.
+    """
     from skystate.spec.dag import Dag
     from skystate.spec.task import Task
 
@@ -51,8 +58,12 @@ def _task_config(task: Any) -> Any:
 
         raise NotSupportedError("a Task whose run is a Python callable cannot be sent to the "
                                 "API server; give run as a command string")
-    task.check_sources()  # here, the errors can name the task YAML's file:line
     config = task.to_yaml_config()
+    if file_mounts:
+        task.check_sources()  # here, the errors can name the task YAML's file:line
+    else:
+        config.pop("file_mounts", None)
+        Task.from_yaml_config(config).check_sources()  # the workdir only
     if isinstance(config.get("workdir"), str):
         config["workdir"] = os.path.abspath(os.path.expanduser(config["workdir"]))
     mounts = config.get("file_mounts") or {}
@@ -66,6 +77,12 @@ def _task_config(task: Any) -> Any:
             mounts[dst] = {**src, "source": fixed[0] if isinstance(src["source"], str)
                            else fixed}
     return config
+
+
+def _client_command() -> str:
+    from skystate.client_command import client_command
+
+    return client_command()
 
 
 # --- clusters and jobs (the seed's signatures) ------------------------------------------
@@ -84,14 +101,16 @@ def launch(task: Any, cluster_name: str | None = None, retry_until_up: bool = Fa
                    retry_until_up=retry_until_up,
                    idle_minutes_to_autostop=idle_minutes_to_autostop, dryrun=dryrun,
                    down=down, optimize_target=optimize_target, no_setup=no_setup,
-                   clone_disk_from=clone_disk_from, fast=fast)
+                   clone_disk_from=clone_disk_from, fast=fast,
+                   _client_command=_client_command())
 
 
 def exec(task: Any, cluster_name: str | None = None, dryrun: bool = False,  # noqa: A001
          down: bool = False, backend: Any = None) -> RequestId:
-    """Request returns ``(job_id, handle)``."""
-    return _submit("exec", task=_task_config(task), cluster_name=cluster_name,
-                   dryrun=dryrun, down=down)
+    """Request returns ``(job_id, handle)``. Syncs the workdir, not the file mounts."""
+    return _submit("exec", task=_task_config(task, file_mounts=False),
+                   cluster_name=cluster_name, dryrun=dryrun, down=down,
+                   _client_command=_client_command())
 
 
 def queue(cluster_name: str, skip_finished: bool = False, all_users: bool = False) -> RequestId:
@@ -243,14 +262,17 @@ def stream_and_get(request_id: RequestId | None = None, log_path: str | None = N
 
 
 def api_status(request_ids: list[RequestId] | None = None,
-               all_status: bool = False) -> list[dict[str, Any]]:
-    """Requests (unfinished ones unless ``all_status``), newest first."""
-    from skystate.server.codec import decode
-    from skystate.server.records import RequestStatus
+               all_status: bool = False) -> list[RequestPayload]:
+    """Requests (unfinished ones unless ``all_status``), newest first, as
+    ``RequestPayload``s (``row.request_id`` or ``row["request_id"]``).
+
+    Each of ``request_ids`` is a full ID or a prefix of at least 8 characters (the
+    ``ID[:8]`` the CLI prints); with IDs, finished requests are listed too.
+    """
+    from skystate.server.payloads import RequestPayload
 
     rows = _client().listing(request_ids=request_ids, all_status=all_status)
-    return [{**row, "status": RequestStatus(row["status"]),
-             "return_value": decode(row.get("return_value"))} for row in rows]
+    return [RequestPayload.of_row(row) for row in rows]
 
 
 def api_cancel(request_ids: RequestId | list[RequestId] | None = None, all_users: bool = False,

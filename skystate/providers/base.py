@@ -185,7 +185,7 @@ class JobRequest:
     file_mounts: Mapping[str, str] = field(default_factory=dict)
     num_nodes: int = 1
     cpus: float = 0.0
-    accelerators: Mapping[str, int] = field(default_factory=dict)
+    accelerators: Mapping[str, float] = field(default_factory=dict)  # below 1: a share
     username: str = ""
     # Idempotency key: submitting the same id twice returns the first job's id, so an
     # apply killed between submit and record never runs a job twice.

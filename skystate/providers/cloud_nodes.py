@@ -34,7 +34,7 @@ from typing import Any
 
 from skystate import exceptions as _exceptions
 from skystate.enums import JobStatus
-from skystate.exceptions import NotSupportedError, ProviderError
+from skystate.exceptions import CommandError, NotSupportedError, ProviderError
 from skystate.providers.base import JobRequest, NodeInfo
 from skystate.providers.phases import phase
 from skystate.providers.ssh_conn import Connections, Host, Pool, parallel, read_json_reply
@@ -263,7 +263,8 @@ class SSHAgent:
         def unpack(pair: tuple[RemoteNode, str]) -> None:
             result = self.conns.run(self.pool, pair[0].host, pair[1])
             if result.return_code != 0:
-                raise ProviderError(f"ssh {pair[0].host.label}: sync failed: {result.stderr}")
+                raise CommandError(int(result.return_code), f"ssh {pair[0].host.label}: "
+                                   "unpack the workdir/file mounts", str(result.stderr))
 
         parallel(unpack, list(zip(self.nodes[1:], commands[1:], strict=True)))
         return f"{commands[0]} && "
@@ -484,7 +485,7 @@ class CloudNodes:
         powers them off first, since ``selfstop down`` deletes the head's folder and with
         it the key the head reaches its workers with. The head powers itself off last.
         """
-        from skystate.runtime.hostctl import ssh_argv
+        from skystate.runtime.ssh_command import ssh_argv
 
         power_off = self.access.power_off
         selfstop = {a: shlex.join(hostctl_argv(slot.dir, "selfstop", a, slot.dir))

@@ -24,6 +24,7 @@ reported gone (``observe`` omits them), so managed-job recovery can be tested fo
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import sys
@@ -117,9 +118,10 @@ class LocalProvider:
         accelerators: dict[str, int] = {}
         for name, count in query.accelerators.items():
             canonical = self._canonical(name)
-            if canonical is None or int(count) * query.num_nodes > self.inventory[canonical]:
+            whole = math.ceil(float(count))  # {T4: 0.5}: a node with one T4, as SkyPilot's
+            if canonical is None or whole * query.num_nodes > self.inventory[canonical]:
                 return []
-            accelerators[canonical] = int(count)
+            accelerators[canonical] = whole
         return [
             Offer("local", None, None, "local", accelerators, cpus, memory, query.use_spot, 0.0)
         ]

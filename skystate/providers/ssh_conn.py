@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 from filelock import FileLock
 
-from skystate.exceptions import ProviderError
+from skystate.exceptions import CommandError, ProviderError
 from skystate.home import home
 
 T = TypeVar("T")
@@ -272,17 +272,16 @@ def _hostctl_source() -> str:
 
 
 def read_json_reply(label: str, what: str, result: Any) -> Any:
-    """The last stdout line as JSON; no reply or garbage → ProviderError."""
+    """The last stdout line as JSON; no reply or garbage → CommandError (a ProviderError)."""
     lines = [line for line in (result.stdout or "").splitlines() if line.strip()]
     try:
         data = json.loads(lines[-1]) if lines else None
     except ValueError:
         data = None
     if data is None:
-        raise ProviderError(
-            f"ssh {label}: {what} failed (exit {result.return_code}): "
-            f"{(result.stderr or result.stdout or '').strip()[-2000:]}"
-        )
+        raise CommandError(
+            int(result.return_code), f"ssh {label}: {what}",
+            (result.stderr or result.stdout or "").strip()[-2000:] or "no reply")
     return data
 
 

@@ -397,8 +397,8 @@ def job_request(task: Record, *, name: str | None, username: str,
     return JobRequest(
         name=name, run=task.get("run"), setup=task.get("setup"), envs=envs, secrets=secrets,
         workdir=workdir, file_mounts=mounts, num_nodes=int(task.get("num_nodes") or 1),
-        cpus=cpus, accelerators={k: int(v) for k, v in (resources.get("accelerators") or {})
-                                 .items()},
+        cpus=cpus, accelerators={k: v if float(v) < 1 else int(v)  # {T4: 0.1}: a share
+                                 for k, v in (resources.get("accelerators") or {}).items()},
         username=username, submission_id=submission_id,
     )
 

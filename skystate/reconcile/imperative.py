@@ -19,6 +19,7 @@ from skystate.exceptions import (
     ClusterDoesNotExist,
     ClusterNotUpError,
     InvalidClusterNameError,
+    NoCloudAccessError,
     NotSupportedError,
     ProviderError,
     ResourcesMismatchError,
@@ -143,17 +144,14 @@ def provision_with_failover(store: Store, spec: Record, resources: Resources,
     instead of the optimizer's ranking)."""
     from skystate.providers.optimizer import (
         describe_failover,
-        explain_infeasible,
         rank_offers,
         without_infra,
     )
 
     if offers is None:
         offers = rank_offers(resources, spec["num_nodes"], providers, target=target)
-    if not offers:  # the same words as a plan's error
-        raise ResourcesUnavailableError(
-            f"cluster {spec['name']!r}: no offer satisfies the request: "
-            f"{explain_infeasible(resources, providers)}", failover_history=[])
+    if not offers:
+        raise no_offer_error(spec["name"], resources, providers)
     if without_infra(resources):
         print(f"No infra given: {providers.enabled().describe()}; best offers: "
               f"{describe_failover(offers, limit=3)}", flush=True)
@@ -173,6 +171,22 @@ def provision_with_failover(store: Store, spec: Record, resources: Resources,
                 f"{history[-1]}", failover_history=history)
         time.sleep(delay)
         delay = min(delay * 2, 60.0)
+
+
+def no_offer_error(name: str, resources: Resources,
+                   providers: Providers) -> ResourcesUnavailableError:
+    """No offer exists (the same words as a plan's error). ``NoCloudAccessError`` when
+    only a cloud could run it (no infra given) and no cloud provider is enabled."""
+    from skystate.providers.catalog import CLOUDS
+    from skystate.providers.optimizer import explain_infeasible, without_infra
+
+    reason = f"cluster {name!r}: no offer satisfies the request: " + explain_infeasible(
+        resources, providers)
+    if without_infra(resources) and not set(providers.enabled().considered) & set(CLOUDS):
+        return NoCloudAccessError(f"{reason}. No cloud is enabled (skystate check); give "
+                                  "AWS or GCP credentials, or ask for what local/ssh have.",
+                                  failover_history=[])
+    return ResourcesUnavailableError(reason, failover_history=[])
 
 
 def _create(store: Store, spec: Record, offer: Offer, providers: Providers) -> None:
@@ -275,6 +289,16 @@ def job_request_for(task: Task, *, with_setup: bool, head_ips: Sequence[str],
         "file_mounts": file_mounts if file_mounts is not None else task_file_mounts(task),
         "num_nodes": task.num_nodes, "resources": resources.canonical(),
     }, name=task.name, username=current_user())
+
+
+def record_last_use(name: str, command: str) -> None:
+    """The cluster's ``last_use``: the last command that ran something on it (SkyPilot
+    records it before every launch's or exec's job)."""
+    store = Store()
+    with store.transaction():
+        record = store.cluster(name)
+        if record is not None and record.get("last_use") != command:
+            store.put_cluster({**record, "last_use": command})
 
 
 def submit(name: str, task: Task, *, with_setup: bool) -> int | None:

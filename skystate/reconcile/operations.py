@@ -31,8 +31,12 @@ def launch(task: Any, cluster_name: str | None = None, retry_until_up: bool = Fa
            clone_disk_from: str | None = None, fast: bool = False,
            _need_confirmation: bool = False, _is_launched_by_jobs_controller: bool = False,
            _is_launched_by_sky_serve_controller: bool = False,
-           _disable_controller_check: bool = False) -> tuple[int | None, ResourceHandle | None]:
-    """Launch a cluster (or reuse it) and run the task on it: ``(job_id, handle)``."""
+           _disable_controller_check: bool = False, _client_command: str | None = None,
+           ) -> tuple[int | None, ResourceHandle | None]:
+    """Launch a cluster (or reuse it) and run the task on it: ``(job_id, handle)``.
+
+    ``_client_command``: the client's command line, recorded as the cluster's
+    ``last_use`` (SkyPilot's ``entrypoint_command``)."""
     from skystate.providers.registry import Providers
     from skystate.reconcile import imperative as imp
     from skystate.spec.home_config import home_providers_config
@@ -50,8 +54,9 @@ def launch(task: Any, cluster_name: str | None = None, retry_until_up: bool = Fa
     if dryrun:
         from skystate.providers.optimizer import rank_offers
 
-        rank_offers(resources, task.num_nodes, Providers(home_providers_config()),
-                    target=optimize_target)
+        providers = Providers(home_providers_config())
+        if not rank_offers(resources, task.num_nodes, providers, target=optimize_target):
+            raise imp.no_offer_error(name, resources, providers)
         return None, None
     providers = Providers(home_providers_config())
     was_up = fast and imp.is_up(name)
@@ -60,18 +65,23 @@ def launch(task: Any, cluster_name: str | None = None, retry_until_up: bool = Fa
         imp.ensure_cluster(name, resources, task.num_nodes, retry_until_up=retry_until_up,
                            autostop=autostop, providers=providers, target=optimize_target)
     # fast: an already-UP cluster skips setup as well as provisioning (as SkyPilot's)
-    job_id = _submit_task(name, task, with_setup=not (no_setup or was_up))
+    job_id = _submit_task(name, task, with_setup=not (no_setup or was_up),
+                          last_use=_client_command)
     return job_id, imp.handle_of(name)
 
 
 def exec(task: Any, cluster_name: str | None = None, dryrun: bool = False,  # noqa: A001
-         down: bool = False, backend: Any = None) -> tuple[int | None, ResourceHandle | None]:
-    """Run the task's ``run`` on an UP cluster (no provisioning, no setup)."""
+         down: bool = False, backend: Any = None, _client_command: str | None = None,
+         ) -> tuple[int | None, ResourceHandle | None]:
+    """Run the task's ``run`` on an UP cluster: the workdir is synced; provisioning,
+    setup and file mounts are skipped (the seed's exec)."""
     from skystate.reconcile import imperative as imp
 
     task = _single_task(task)
     if cluster_name is None:
         raise ValueError("exec needs cluster_name")
+    task.set_file_mounts(None)
+    task.set_storage_mounts(None)
     task.check_sources()
     _check_storage(task)
     record, _ = imp.owned_cluster_record(cluster_name)
@@ -82,7 +92,8 @@ def exec(task: Any, cluster_name: str | None = None, dryrun: bool = False,  # no
         return None, None
     if down:
         autostop(cluster_name, 0, down=True)
-    return _submit_task(cluster_name, task, with_setup=False), imp.handle_of(cluster_name)
+    job_id = _submit_task(cluster_name, task, with_setup=False, last_use=_client_command)
+    return job_id, imp.handle_of(cluster_name)
 
 
 def _check_storage(task: Any) -> None:
@@ -117,9 +128,12 @@ def cluster_summary(name: str) -> str:
             f"${price:.2f}/h)")
 
 
-def _submit_task(name: str, task: Any, *, with_setup: bool) -> int | None:
+def _submit_task(name: str, task: Any, *, with_setup: bool,
+                 last_use: str | None = None) -> int | None:
     from skystate.reconcile import imperative as imp
 
+    if last_use is not None:
+        imp.record_last_use(name, last_use)
     what = "setup and run" if with_setup and task.setup else "run"
     print(f"Job on {name}: submitting ({what})...", flush=True)
     job_id = imp.submit(name, task, with_setup=with_setup)
@@ -143,8 +157,14 @@ def queue(cluster_name: str, skip_finished: bool = False,
             continue
         if not all_users and job.get("username") not in (user, None, ""):
             continue
-        records.append({**job, "status": status})
+        records.append({**job, **_whole_seconds(job), "status": status})
     return records
+
+
+def _whole_seconds(job: dict[str, Any]) -> dict[str, int | None]:
+    """The seed types ``submitted_at``/``start_at``/``end_at`` as ``int`` timestamps."""
+    return {key: None if job.get(key) is None else int(job[key])
+            for key in ("submitted_at", "start_at", "end_at")}
 
 
 def job_status(cluster_name: str, job_ids: Sequence[int] | None = None,
@@ -255,6 +275,8 @@ def _cluster_op(cluster_name: str, op: str, purge: bool) -> None:
                                providers_config=home_providers_config(),
                                progress=progress_printer(out))
     for outcome in result.outcomes:
+        if isinstance(outcome.error, NotSupportedError):  # e.g. EC2 cannot stop spot: as is
+            raise outcome.error                           # (purge or not), as the seed's
         if outcome.error is not None and not purge:
             raise RuntimeError(f"failed to {op} cluster {cluster_name!r}: {outcome.message}"
                                ) from outcome.error

@@ -40,7 +40,7 @@ from skystate.runtime.layout import (
     write_json_atomic,
 )
 from skystate.runtime.procs import group_members, kill_groups, signal_group
-from skystate.runtime.resources import Capacity, Demand
+from skystate.runtime.resources import Capacity, Demand, Placement, placed_ranks
 from skystate.runtime.runners import phase_wrapper, runner_for, wrapper_argv
 from skystate.runtime.secrets import drop_finished_secrets, read_secrets
 
@@ -236,21 +236,24 @@ class Agent:
             if not self._start_phase(job, phase, devices):
                 active.drop_pending(int(job["job_id"]))  # cancelled meanwhile
 
-    def _start_phase(self, job: dict[str, Any], phase: str, devices: dict[int, list[int]]) -> bool:
+    def _start_phase(self, job: dict[str, Any], phase: str, devices: Placement) -> bool:
         """Launch a phase's wrapper, then record it; undo if the job was cancelled meanwhile."""
         assert self.db is not None
         job_id = int(job["job_id"])
         script = job["setup"] if phase == "setup" else (job["run"] or "true")
         secrets = read_secrets(self.paths, job_id)
+        ranks = placed_ranks(devices, int(job["num_nodes"]))
+        nodes = {node.rank: node for node in self.config.nodes}
         shells = [
             self.runner.shell(
-                self.config.nodes[rank],
+                nodes[node_rank],
                 script,
-                {k: v for k, v in self._job_env(job, rank, devices).items() if k not in secrets},
+                {k: v for k, v in self._job_env(job, job_rank, ranks, devices).items()
+                 if k not in secrets},
                 job["workdir"],
                 secrets,
             )
-            for rank in range(int(job["num_nodes"]))
+            for job_rank, node_rank in enumerate(ranks)
         ]
         exit_file = self.paths.exit_file(job_id, phase)
         text = phase_wrapper(shells, Path(job["log_path"]), exit_file, job_umask())
@@ -277,13 +280,15 @@ class Agent:
         return False
 
     def _job_env(
-        self, job: dict[str, Any], rank: int, devices: dict[int, list[int]]
+        self, job: dict[str, Any], rank: int, ranks: list[int], devices: Placement
     ) -> dict[str, str]:
-        """The job's envs plus SkyPilot's variables (and SKYSTATE_* twins) for one rank."""
+        """The job's envs plus SkyPilot's variables (and SKYSTATE_* twins) for job rank
+        ``rank``, which runs on node ``ranks[rank]``: ranks and IPs are the job's own."""
+        ips = {node.rank: node.ip for node in self.config.nodes}
         submitted = time.strftime("%Y-%m-%d-%H-%M-%S", time.localtime(job["submitted_at"]))
         ours = {
             "NODE_RANK": str(rank),
-            "NODE_IPS": "\n".join(self.config.ips[: int(job["num_nodes"])]),
+            "NODE_IPS": "\n".join(ips[r] for r in ranks),
             "NUM_NODES": str(job["num_nodes"]),
             # A managed job passes its own, stable across recoveries (new clusters).
             "TASK_ID": str(job["envs"].get("SKYPILOT_TASK_ID")
@@ -294,7 +299,7 @@ class Agent:
         for key, value in ours.items():
             env[f"SKYPILOT_{key}"] = value
             env[f"SKYSTATE_{key}"] = value
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in devices.get(rank, []))
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in devices.get(ranks[rank], []))
         return env
 
     # --- autostop --------------------------------------------------------------------

@@ -243,7 +243,12 @@ OPS = {"scan": op_scan, "claim": op_claim, "start": op_start, "stop": op_stop, "
 
 
 def selfstop(action: str, head_dir: Path) -> int:
-    """Stop or down the whole cluster from its head: workers over ``ssh``, then itself."""
+    """Stop or down the whole cluster from its head: workers over ``ssh``, then itself.
+
+    Runs from the node's package copy (``-m``), so it may import the runtime's modules.
+    """
+    from skystate.runtime.ssh_command import ssh_argv
+
     node = _read_json(head_dir / "node.json") or {}
     _cancel_jobs(head_dir)
     options = node.get("runner_options") or {}
@@ -273,24 +278,6 @@ def _q(text: str) -> str:
     import shlex
 
     return shlex.quote(text)
-
-
-def ssh_argv(head_dir: Path, options: dict[str, Any], ref: dict[str, Any]) -> list[str]:
-    """``ssh`` argv from a head node to another node (the runtime's SSH runner uses it too)."""
-    argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
-            "-o", "ServerAliveInterval=15", "-o", "LogLevel=ERROR"]  # fmt: skip
-    identity = options.get("identity_file")
-    if identity:
-        argv += ["-i", str(head_dir / identity), "-o", "IdentitiesOnly=yes"]
-    if options.get("insecure_host_keys"):
-        argv += ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
-    else:
-        known = options.get("known_hosts") or "ssh/known_hosts"
-        argv += ["-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={head_dir / known}"]
-    if ref.get("ssh_port"):
-        argv += ["-p", str(ref["ssh_port"])]
-    target = f"{ref['ssh_user']}@{ref['ip']}" if ref.get("ssh_user") else str(ref["ip"])
-    return argv + [target]
 
 
 def _private_umask() -> None:

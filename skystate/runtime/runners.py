@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from skystate.runtime.layout import NodeConfig, NodePaths, NodeRef
+from skystate.runtime.ssh_command import ssh_argv
 
 
 class NodeRunner(Protocol):
@@ -85,7 +86,7 @@ class SSHRunner:
 
     Other ranks run through the ``ssh`` binary (``-o BatchMode=yes``, the pool's key
     copied to the head with mode 0600, the host-key policy from ``runner_options``;
-    argv built by ``hostctl.ssh_argv``). The ssh client's stdin is a pipe held open by
+    argv built by ``ssh_command.ssh_argv``). The ssh client's stdin is a pipe held open by
     ``tail --pid`` of the client itself, so it never ends while the client lives; when
     the client is killed, the remote watchdog sees EOF and kills the remote session.
 
@@ -110,8 +111,6 @@ class SSHRunner:
             return self._on_node(node, script, env, cwd)
         # Another host: it cannot inherit them (known gap: they are in ssh's command line).
         inner = self._on_node(node, script, {**env, **(secrets or {})}, cwd)
-        from skystate.runtime.hostctl import ssh_argv
-
         head = next((n for n in self.config.nodes if n.rank == self.config.rank), None)
         head_dir = Path(head.dir if head is not None and head.dir else ".")
         argv = ssh_argv(head_dir, self.options, node.__dict__)

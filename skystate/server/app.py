@@ -175,6 +175,8 @@ def _request_routes(db: RequestDB, scheduler: Scheduler,
             _check_prefix(prefix)
             rows = db.by_prefix(prefix)[:limit]
         else:
+            for given in request_ids or []:
+                _check_prefix(given)
             rows = db.listing(request_ids=request_ids, all_status=all_status,
                               user_name=user_name, limit=limit)
         return [_shown(row) for row in rows]

@@ -57,6 +57,11 @@ assert all(c in _SCHEMA for c in _COLUMNS)
 Row = dict[str, Any]
 
 
+def _like_prefix(prefix: str) -> str:
+    """A ``LIKE`` pattern (escape ``\\``) matching IDs that start with ``prefix``."""
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
 class RequestDB:
     """Thread-safe access to the request table (one connection, one lock)."""
 
@@ -96,8 +101,7 @@ class RequestDB:
         if len(prefix) < MIN_PREFIX_LENGTH:
             raise ValueError(f"request ID prefix {prefix!r} is shorter than "
                              f"{MIN_PREFIX_LENGTH} characters")
-        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        return self._select("request_id LIKE ? ESCAPE '\\'", [escaped + "%"])
+        return self._select("request_id LIKE ? ESCAPE '\\'", [_like_prefix(prefix)])
 
     def with_status(self, statuses: Sequence[RequestStatus | str]) -> list[Row]:
         values = [RequestStatus(s).value for s in statuses]
@@ -106,9 +110,10 @@ class RequestDB:
     def listing(self, *, request_ids: Sequence[str] | None = None, all_status: bool = False,
                 user_name: str | None = None, limit: int = 1000) -> list[Row]:
         clauses, params = [], []
-        if request_ids:
-            clauses.append(f"request_id IN ({', '.join('?' * len(request_ids))})")
-            params.extend(request_ids)
+        if request_ids:  # each a full ID or a prefix (the caller checked their length)
+            clauses.append("(" + " OR ".join(["request_id LIKE ? ESCAPE '\\'"]
+                                              * len(request_ids)) + ")")
+            params.extend(_like_prefix(i) for i in request_ids)
         elif not all_status:
             clauses.append(f"status NOT IN ({', '.join('?' * len(FINISHED))})")
             params.extend(FINISHED)

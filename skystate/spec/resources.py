@@ -7,6 +7,7 @@ same and the planner never sees a replace where nothing changed.
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 from typing import Annotated, Any, ClassVar, Literal
@@ -189,7 +190,8 @@ def _raise(what: str, errors: list[tuple[tuple[Any, ...], str]]) -> None:
 _POSITIONAL = (
     "cloud", "instance_type", "cpus", "memory", "accelerators", "accelerator_args",
     "use_spot", "job_recovery", "region", "zone", "image_id", "disk_size", "disk_tier",
-    "ports", "labels",
+    "ports", "labels", "_docker_login_config", "_docker_username_for_runpod",
+    "_is_image_managed", "_requires_fuse", "_cluster_config_overrides",
 )
 
 
@@ -473,3 +475,18 @@ def merge_resources(defaults: Resources | None, resources: Resources | None) -> 
         data.pop("ordered", None)
     data.update(own)
     return Resources.model_validate(data)
+
+
+def _seed_signature() -> inspect.Signature:
+    """``inspect.signature(sky.Resources)``: the seed's parameters in the seed's order
+    (all positional-or-keyword), then skystate's own fields, keyword-only."""
+    fields = {(f.alias or name): f.annotation for name, f in Resources.model_fields.items()}
+    param = inspect.Parameter
+    seed = [param(name, param.POSITIONAL_OR_KEYWORD, default=None, annotation=fields[name])
+            for name in _POSITIONAL]
+    extra = [param(name, param.KEYWORD_ONLY, default=None, annotation=annotation)
+             for name, annotation in fields.items() if name not in _POSITIONAL]
+    return inspect.Signature([*seed, *extra], return_annotation=None)
+
+
+Resources.__signature__ = _seed_signature()  # type: ignore[misc]
