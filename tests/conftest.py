@@ -6,10 +6,11 @@ Also, for the whole session: no cloud metadata probe may leave the machine (boto
 instance-metadata lookup and google-auth's GCE check are off, and their hosts point at a
 closed loopback port), and any process a test left behind is reported and killed.
 
-Under pytest-xdist (``.ci/run`` uses ``--dist loadgroup``) a file's tests stay on one worker
-(its module fixtures are built once), and every test that uses the one shared moto server or
-sshd runs on the same worker, one at a time: moto is reset per test, and ssh clusters share the
-login's home on the test sshd."""
+``.ci/run`` runs the suite in two parts: in parallel (pytest-xdist, ``--dist loadgroup``: a
+file's tests stay on one worker, so its module fixtures are built once), then the tests marked
+``alone`` one at a time with nothing else running: every test of the one shared moto server or
+sshd (moto is reset per test; the test sshd's nodes share the login's home; under parallel load
+their AWS/SSH timing races), and tests that measure the machine (memory)."""
 
 from __future__ import annotations
 
@@ -32,12 +33,17 @@ os.environ.update(NO_METADATA_PROBES)  # before any test imports boto3 or google
 SHARED_SERVERS = ("moto_url", "sshd")  # session fixtures of servers every worker shares
 
 
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` selects on the marks added here
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests of the shared servers, and tests marked ``alone``, are marked ``alone``: .ci/run
+    runs them by themselves after the parallel part. Every other file is one xdist group."""
     for item in items:
         names = getattr(item, "fixturenames", ())
-        shared = any(name in names for name in SHARED_SERVERS)
-        item.add_marker(pytest.mark.xdist_group("shared-servers" if shared
-                                                else item.nodeid.split("::")[0]))
+        if item.get_closest_marker("alone") or any(n in names for n in SHARED_SERVERS):
+            item.add_marker(pytest.mark.alone)
+            item.add_marker(pytest.mark.xdist_group("alone"))
+        else:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
