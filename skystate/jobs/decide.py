@@ -12,7 +12,6 @@ Phases (the record's ``phase``): ``launch`` → ``watch`` → ``retire`` → ``l
 from __future__ import annotations
 
 import enum
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from skystate.jobs.pipeline import finish_task
 from skystate.jobs.recovery import EAGER_NEXT_REGION, Evidence, Policy, rule
 from skystate.jobs.status import ManagedJobStatus as S
 from skystate.jobs.status import Seen
+from skystate.runtime.layout import env_seconds
 
 Record = dict[str, Any]
 
@@ -48,13 +48,6 @@ class Step:
     note: str = ""
 
 
-def _env_seconds(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name, "") or default)
-    except ValueError:
-        return default
-
-
 @dataclass(frozen=True)
 class Settings:
     """The controller's timings, in seconds (already divided by SKYSTATE_TIME_SCALE)."""
@@ -74,11 +67,11 @@ class Settings:
 
         scale = time_scale()
         return cls(
-            check_interval=max(0.1, _env_seconds("SKYSTATE_JOBS_CHECK_SECONDS", 3.0) / scale),
-            unknown_window=_env_seconds("SKYSTATE_JOBS_UNKNOWN_WINDOW_SECONDS", 300.0) / scale,
-            backoff_base=_env_seconds("SKYSTATE_JOBS_BACKOFF_SECONDS", 30.0) / scale,
+            check_interval=max(0.1, env_seconds("SKYSTATE_JOBS_CHECK_SECONDS", 3.0) / scale),
+            unknown_window=env_seconds("SKYSTATE_JOBS_UNKNOWN_WINDOW_SECONDS", 300.0) / scale,
+            backoff_base=env_seconds("SKYSTATE_JOBS_BACKOFF_SECONDS", 30.0) / scale,
             backoff_cap=600.0 / scale,
-            observe_timeout=_env_seconds("SKYSTATE_JOBS_OBSERVE_TIMEOUT_SECONDS", 30.0))
+            observe_timeout=env_seconds("SKYSTATE_JOBS_OBSERVE_TIMEOUT_SECONDS", 30.0))
 
     def backoff(self, failures: int) -> float:
         return min(self.backoff_cap, self.backoff_base * 2 ** max(0, failures - 1))

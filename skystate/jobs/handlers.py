@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from skystate.exceptions import ResourcesUnavailableError, SpecError, StalePlanError
+from skystate.exceptions import ResourcesUnavailableError, SpecError
 from skystate.jobs import records as rec
 from skystate.jobs.decide import Act, JobAction, Settings
 from skystate.jobs.pipeline import task_env_id
@@ -25,6 +25,7 @@ from skystate.jobs.status import ManagedJobStatus as S
 from skystate.providers.base import Offer
 from skystate.providers.registry import Providers
 from skystate.reconcile import imperative as imp
+from skystate.reconcile.executor import retry_if_stale
 from skystate.reconcile.store import Store
 
 Record = dict[str, Any]
@@ -36,20 +37,6 @@ class JobContext:
     store: Store
     providers: Providers
     settings: Settings
-
-
-STALE_RETRIES = 5
-
-
-def _fresh(call: Callable[[], Any]) -> Any:
-    """A one-action plan is made at the current state version; another writer (a
-    request, another job's step) may move it first. Then the plan is made again."""
-    for _ in range(STALE_RETRIES - 1):
-        try:
-            return call()
-        except StalePlanError:
-            continue
-    return call()
 
 
 def run(ctx: JobContext, job_id: int, action: JobAction) -> str:
@@ -113,7 +100,7 @@ def _launch(ctx: JobContext, job: Record, action: JobAction) -> str:
                                                     f"x{task.num_nodes}")
     offers = ordered_offers(offers, policy.strategy, job.get("avoid_region"))
     try:
-        _fresh(lambda: _ensure_cluster(ctx, name, resources, task.num_nodes, offers))
+        retry_if_stale(lambda: _ensure_cluster(ctx, name, resources, task.num_nodes, offers))
     except ResourcesUnavailableError as exc:
         return _no_capacity(ctx, job, exc)
     record, agent = imp.up_cluster_agent(name, ctx.providers)
@@ -254,7 +241,7 @@ def _teardown(ctx: JobContext, job: Record, action: JobAction) -> str:
     down = Action(type=ActionType.DOWN, kind="Cluster", address=address("Cluster", name),
                   name=name, before=record, reason=f"managed job {job['job_id']}: "
                                                    f"attempt {job['attempt']} is over")
-    for outcome in _fresh(lambda: apply_action(down, ctx.store, ctx.providers)).outcomes:
+    for outcome in retry_if_stale(lambda: apply_action(down, ctx.store, ctx.providers)).outcomes:
         if outcome.error is not None:
             raise outcome.error
     return f"{name} torn down"

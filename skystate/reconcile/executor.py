@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any
 
 from skystate.exceptions import PlanError, StalePlanError
 from skystate.providers.registry import Providers
@@ -77,6 +78,20 @@ def apply_plan(
                                 outcome.status, outcome.message)
             record_outcomes(store, plan.actions, result.outcomes)  # sync/health status
     return result
+
+
+STALE_RETRIES = 5
+
+
+def retry_if_stale(call: Callable[[], Any]) -> Any:
+    """A one-action plan is made at the current state version; another writer (a request,
+    a controller's other step) may move it first. Then the plan is made again."""
+    for _ in range(STALE_RETRIES - 1):
+        try:
+            return call()
+        except StalePlanError:
+            continue
+    return call()
 
 
 def apply_action(action: Action, store: Store, providers: Providers,

@@ -198,6 +198,14 @@ def job_umask() -> int:
         return current
 
 
+def env_seconds(name: str, default: float) -> float:
+    """A number of seconds from the environment; ``default`` when unset or not a number."""
+    try:
+        return float(os.environ.get(name, "") or default)
+    except ValueError:
+        return default
+
+
 def time_scale() -> float:
     """``SKYSTATE_TIME_SCALE``: 60 makes a minute of autostop last one second."""
     try:

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from skystate.exceptions import ResourcesUnavailableError, SpecError
-from skystate.jobs.handlers import _fresh
 from skystate.providers.registry import Providers
 from skystate.reconcile import imperative as imp
+from skystate.reconcile.executor import retry_if_stale
 from skystate.reconcile.store import Store
 from skystate.serve import records as rec
 from skystate.serve.decide import Act, ServeAction
@@ -166,7 +166,7 @@ def _launch(ctx: ServeContext, service: Record, action: ServeAction) -> str:
         offers = rank_offers(resources, task.num_nodes, ctx.providers)
         if not offers:
             raise ValueError(f"no offer can ever satisfy {resources.canonical()}")
-        _fresh(lambda: _ensure_cluster(ctx, service, name, resources, task.num_nodes,
+        retry_if_stale(lambda: _ensure_cluster(ctx, service, name, resources, task.num_nodes,
                                        offers))
     except (SpecError, ValueError, ResourcesUnavailableError) as exc:
         return _provision_failed(ctx, service, rid, f"{type(exc).__name__}: {exc}")
@@ -248,7 +248,7 @@ def _teardown(ctx: ServeContext, service: Record, action: ServeAction) -> str:
                       name=name, before=record,
                       reason=f"service {service['name']}: replica {rid} is retired")
         try:
-            for outcome in _fresh(lambda: apply_action(down, ctx.store,
+            for outcome in retry_if_stale(lambda: apply_action(down, ctx.store,
                                                        ctx.providers)).outcomes:
                 if outcome.error is not None:
                     raise outcome.error

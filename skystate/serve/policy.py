@@ -12,10 +12,11 @@ file:line errors is the spec's; here a bad section is a ``ValueError``.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from skystate.runtime.layout import env_seconds
 
 Record = dict[str, Any]
 
@@ -28,13 +29,6 @@ def _scale() -> float:
     from skystate.runtime.layout import time_scale
 
     return time_scale()
-
-
-def _env_seconds(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name, "") or default)
-    except ValueError:
-        return default
 
 
 @dataclass(frozen=True)
@@ -117,7 +111,7 @@ def policy_of(config: Record) -> Policy:
                       upscale_delay=float(spec.upscale_delay_seconds) / scale,
                       downscale_delay=float(spec.downscale_delay_seconds) / scale,
                       num_overprovision=int(spec.num_overprovision or 0))
-    period = _env_seconds("SKYSTATE_SERVE_PROBE_SECONDS",
+    period = env_seconds("SKYSTATE_SERVE_PROBE_SECONDS",
                           float(spec.probe_interval_seconds)) / scale
     balancing = spec.lb_policy if spec.lb_policy in ("round_robin", "least_load") \
         else "least_load"
