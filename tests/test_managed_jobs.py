@@ -95,24 +95,31 @@ class _Sampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            try:
-                state = json.loads((self.home / "state.json").read_text())
-            except (OSError, ValueError):
-                continue
-            jobs = (state.get("managed_jobs") or {}).values()
-            status = next((S(j["status"]) for j in jobs if j["job_id"] == self.job_id), None)
-            if status is not None and (not self.statuses or self.statuses[-1] is not status):
-                self.statuses.append(status)
-            recorded = [c for c in (state.get("clusters") or {}).values()
-                        if c["name"].startswith(f"mj-{self.job_id}-")]
-            live = list((self.home / "local").glob(f"mj-{self.job_id}-*/node-0/tags.json"))
-            self.max_recorded = max(self.max_recorded, len(recorded))
-            self.max_live = max(self.max_live, len(live))
+            self._sample()
             time.sleep(0.02)
 
+    def _sample(self) -> bool:
+        try:
+            state = json.loads((self.home / "state.json").read_text())
+        except (OSError, ValueError):
+            return False
+        jobs = (state.get("managed_jobs") or {}).values()
+        status = next((S(j["status"]) for j in jobs if j["job_id"] == self.job_id), None)
+        if status is not None and (not self.statuses or self.statuses[-1] is not status):
+            self.statuses.append(status)
+        recorded = [c for c in (state.get("clusters") or {}).values()
+                    if c["name"].startswith(f"mj-{self.job_id}-")]
+        live = list((self.home / "local").glob(f"mj-{self.job_id}-*/node-0/tags.json"))
+        self.max_recorded = max(self.max_recorded, len(recorded))
+        self.max_live = max(self.max_live, len(live))
+        return True
+
     def stop(self) -> None:
+        """Stops sampling after one last sample, so the status the caller waited for is in it."""
         self._stop.set()
         self._thread.join(5)
+        while not self._sample():
+            time.sleep(0.02)
 
 
 def _attempt_log(home: Path, job_id: int, attempt: int) -> str:
