@@ -6,12 +6,12 @@ Importing this module imports only typer; each command imports the SDK when it r
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import typer
 
 from skystate.cli_output import output_format, output_option, print_listing
+from skystate.time_cells import ago, span
 
 jobs_app = typer.Typer(help="Managed jobs: their own cluster, recovered on preemption.",
                        no_args_is_help=True)
@@ -37,22 +37,6 @@ def launch(
     raise typer.Exit(code)
 
 
-def _ago(stamp: float | None) -> str:
-    if not stamp:
-        return "-"
-    seconds = max(0, int(time.time() - stamp))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit} ago"
-    return f"{seconds}s ago"
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds or 0)
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
-
-
 def queue_rows(records: list[dict[str, Any]]) -> list[list[str]]:
     rows = []
     for r in records:
@@ -64,7 +48,7 @@ def queue_rows(records: list[dict[str, Any]]) -> list[list[str]]:
         name = f"{r['job_name']}/{r.get('task_name')}" if pipeline else str(r["job_name"])
         rows.append([str(r["job_id"]), task, name, str(r["status"]),
                      str(r.get("attempt") or "-"), str(r["recovery_count"]),
-                     _ago(r["submitted_at"]), _duration(r["duration"]), str(r["region"]),
+                     ago(r["submitted_at"]), span(r["duration"]), str(r["region"]),
                      str(r["resources"]), f"{r.get('cost', 0.0):.4f}", why])
     return rows
 

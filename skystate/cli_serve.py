@@ -7,12 +7,12 @@ Importing this module imports only typer; each command imports the SDK when it r
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import typer
 
 from skystate.cli_output import output_format, output_option, print_listing
+from skystate.time_cells import ago, span
 
 serve_app = typer.Typer(help="Services: replicas behind a load balancer, probed, "
                              "autoscaled and updated without downtime.",
@@ -49,23 +49,6 @@ def update(
                f"`skystate serve status {name}`.")
 
 
-def _ago(stamp: float | None) -> str:
-    if not stamp:
-        return "-"
-    seconds = max(0, int(time.time() - stamp))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit} ago"
-    return f"{seconds}s ago"
-
-
-def _uptime(seconds: int | None) -> str:
-    if seconds is None:
-        return "-"
-    hours, rest = divmod(int(seconds), 3600)
-    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
-
-
 def service_rows(records: list[dict[str, Any]]) -> list[list[str]]:
     rows = []
     for r in records:
@@ -73,7 +56,7 @@ def service_rows(records: list[dict[str, Any]]) -> list[list[str]]:
         live = [x for x in r["replica_info"] if not str(x["status"]).startswith(
             ("FAILED", "PREEMPTED"))]
         rows.append([r["name"], ",".join(map(str, r["active_versions"])) or "-",
-                     _uptime(r["uptime"]), str(r["status"]), f"{ready}/{len(live)}",
+                     span(r["uptime"]), str(r["status"]), f"{ready}/{len(live)}",
                      r["endpoint"] or "-", r["policy"] or "-", r["load_balancing_policy"],
                      r.get("reason") or r.get("controller_error") or ""])
     return rows
@@ -81,7 +64,7 @@ def service_rows(records: list[dict[str, Any]]) -> list[list[str]]:
 
 def replica_rows(records: list[dict[str, Any]]) -> list[list[str]]:
     return [[r["name"], str(x["replica_id"]), str(x["version"]), x["endpoint"] or "-",
-             _ago(x["launched_at"]), str(x["status"]), x.get("failure_reason") or ""]
+             ago(x["launched_at"]), str(x["status"]), x.get("failure_reason") or ""]
             for r in records for x in r["replica_info"]]
 
 

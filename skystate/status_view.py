@@ -10,20 +10,11 @@ rows themselves come from ``reconcile.status_rows``; this module only draws them
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
+from skystate.time_cells import ago
+
 Record = dict[str, Any]
-
-
-def _ago(timestamp: float | None) -> str:
-    if not timestamp:
-        return "-"
-    seconds = max(0, int(time.time() - timestamp))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit} ago"
-    return f"{seconds}s ago"
 
 
 _HEALTH_STYLE = {"Healthy": "green", "Progressing": "yellow", "Degraded": "red",
@@ -63,9 +54,9 @@ def status_listing(clusters: list[Record], jobs: list[Record]) -> list[Any]:
         Column("AUTOSTOP", 4), Column("LAUNCHED", 4), Column("$/H", 5, justify="right"),
         Column("OWNER", 6), Column("RECONCILED", 7)],
         rows=[[row["name"], _status_text(row), row["health_status"], str(row["infra"]),
-               row["resources"], row["sync_status"], row["autostop"], _ago(row["launched_at"]),
+               row["resources"], row["sync_status"], row["autostop"], ago(row["launched_at"]),
                f"{row['hourly_price']:.2f}", f"{row['owner']} ({row['managed_by']})",
-               _ago(row["last_reconcile_at"])] for row in clusters])
+               ago(row["last_reconcile_at"])] for row in clusters])
     parts: list[Any] = [cluster_table]
     errors = [f"  {r['name']}: {r['last_error']}" for r in clusters if r["last_error"]]
     errors += [f"  {r['cluster']}/{r['name']}: {r['last_error']}" for r in jobs
@@ -78,7 +69,7 @@ def status_listing(clusters: list[Record], jobs: list[Record]) -> list[Any]:
             Column("STATUS", style=status), Column("HEALTH", 2, health),
             Column("SUBMITTED", 1), Column("SYNC", 3, sync), Column("LOG", 4)],
             rows=[[row["cluster"], row["name"], str(row["job_id"] or "-"), str(row["status"]),
-                   row["health_status"], _ago(row["submitted_at"]), row["sync_status"],
+                   row["health_status"], ago(row["submitted_at"]), row["sync_status"],
                    row["log_path"] or "-"] for row in jobs])]
     return parts
 
