@@ -30,7 +30,8 @@ from skystate.reconcile import imperative as imp
 from skystate.reconcile.executor import retry_if_stale
 from skystate.reconcile.store import Store
 from skystate.serve import records as rec
-from skystate.serve.decide import Act, ServeAction
+from skystate.serve.decide import Act, ServeAction, is_spot
+from skystate.serve.fallback import with_spot
 from skystate.serve.status import ReplicaStatus as R
 
 Record = dict[str, Any]
@@ -163,6 +164,8 @@ def _launch(ctx: ServeContext, service: Record, action: ServeAction) -> str:
         task = Task.from_yaml_config(config)
         policy = policy_of(config)
         resources = imp.task_resources(task)
+        if policy.mix.use_spot:  # this replica's kind (serve/fallback.py)
+            resources = with_spot(resources, is_spot(replica, policy.mix))
         offers = rank_offers(resources, task.num_nodes, ctx.providers)
         if not offers:
             raise ValueError(f"no offer can ever satisfy {resources.canonical()}")

@@ -36,7 +36,7 @@ from skystate.serve.status import ReplicaStatus as R
 SCAN_SECONDS = 0.2
 ERROR_BACKOFF_CAP = 30.0
 _ASYNC = (Act.LAUNCH, Act.TEARDOWN)
-_PROBED = (R.STARTING.value, R.READY.value, R.NOT_READY.value)
+_PROBED = (R.STARTING.value, R.READY.value, R.NOT_READY.value, R.UNKNOWN.value)
 
 
 @dataclass(frozen=True)
@@ -44,13 +44,16 @@ class Settings:
     backoff_base: float = 30.0  # replacement backoff (scaled)
     observe_timeout: float = 30.0  # real seconds: one replica's look, bounded
     stats_fresh: float = 5.0  # real seconds: older load-balancer stats are not used
+    unknown_window: float = 600.0  # scaled: how long an UNKNOWN replica is only waited for
 
     @classmethod
     def from_env(cls) -> Settings:
-        from skystate.runtime.layout import time_scale
+        from skystate.runtime.layout import env_seconds, time_scale
 
         return cls(backoff_base=float(os.environ.get("SKYSTATE_SERVE_BACKOFF_SECONDS", "")
-                                      or 30.0) / time_scale())
+                                      or 30.0) / time_scale(),
+                   unknown_window=env_seconds("SKYSTATE_SERVE_UNKNOWN_SECONDS", 600.0)
+                   / time_scale())
 
 
 class Controller:
@@ -213,7 +216,8 @@ class Controller:
                   and time.time() - stats.updated_at < self.settings.stats_fresh else None)
         in_flight = frozenset(self._in_flight.get(name, set()))
         view = View(service, policies, self._look(store, service, policies, in_flight),
-                    running, recent, in_flight, self.settings.backoff_base)
+                    running, recent, in_flight, self.settings.backoff_base,
+                    self.settings.unknown_window)
         step = decide(view, time.time())
         ctx = ServeContext(store, self.providers)
         for action in step.actions:
@@ -246,7 +250,8 @@ class Controller:
             try:
                 evidence[rid] = future.result(timeout=self.settings.observe_timeout)
             except FuturesTimeout:
-                evidence[rid] = Evidence(False, detail="the look did not answer within "
+                evidence[rid] = Evidence(False, unknown=True,
+                                         detail="the look did not answer within "
                                                        f"{self.settings.observe_timeout:g}s")
         return evidence
 

@@ -231,6 +231,7 @@ def status_record(service: Record, now: float) -> Record:
             "status": ReplicaStatus(r["status"]), "version": int(r["version"]),
             "launched_at": int(r["launched_at"]) if r.get("launched_at") else None,
             "handle": _handle(r.get("cluster")), "endpoint": r.get("url"),
+            "is_spot": bool(r.get("is_spot")),  # SkyPilot's replica info has it too
             # beyond the seed's keys
             "cluster": r.get("cluster"), "failure_reason": r.get("failure_reason"),
         } for r in replicas],
