@@ -195,3 +195,56 @@ def test_terminate_replica_tears_it_down_replaces_it_and_purge_forgets_a_failed_
     assert sorted(_clusters(home)) == ["svc-3", "svc-4"]
     sky.get(sky.serve.down("svc"))
     _nothing_left(home)
+
+
+SERVICE_DOC = """kind: Service
+name: web
+resources: {infra: local, ports: 8080}
+service:
+  readiness_probe: {path: /, initial_delay_seconds: 600}
+  replicas: 1
+run: python3 -m http.server 8080
+"""
+
+
+def test_apply_does_not_hold_the_state_lock_while_it_waits_for_a_service(
+        home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from helpers import run_cli
+
+    from skystate.reconcile.lock import state_lock
+
+    faults = tmp_path / "faults.json"  # tearing the replica down takes a while, once
+    faults.write_text(json.dumps({"op": "terminate", "cluster": "web-1", "error": "transient",
+                                  "delay": 10, "times": 1}))
+    monkeypatch.setenv("SKYSTATE_FAULTS", str(faults))
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "skystate.yaml").write_text("kind: Project\nname: webteam\n")
+    (state / "web.yaml").write_text(SERVICE_DOC)
+    out = run_cli(home, "apply", str(state), "--yes", timeout=240).stdout
+    assert "serving at http://127.0.0.1:" in out, out
+    end = deadline(120)
+    while not any(r["status"] is R.READY for r in _status("web")["replica_info"]):
+        assert time.monotonic() < end, _status("web")
+        time.sleep(0.2)
+    (state / "web.yaml").unlink()
+    env = {**os.environ, "SKYSTATE_HOME": str(home), "COLUMNS": "200"}
+    apply = subprocess.Popen([sys.executable, "-m", "skystate.cli", "apply", str(state),
+                              "--yes"], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    try:
+        fired = tmp_path / "faults.json.fired.json"
+        end = deadline(120)
+        while not fired.exists():  # the down is requested and its teardown under way
+            assert apply.poll() is None and time.monotonic() < end, apply.communicate()[0]
+            time.sleep(0.05)
+        with state_lock(timeout=5.0, purpose="test: another writer during the wait"):
+            waiting = apply.poll() is None  # the apply is still waiting for the down
+        assert waiting, "the apply finished before the lock was tried"
+        output, _ = apply.communicate(timeout=300)
+    finally:
+        if apply.poll() is None:
+            apply.kill()
+    assert apply.returncode == 0, output
+    assert "down requested; taken down" in output, output
+    assert not sky.get(sky.serve.status(None))
