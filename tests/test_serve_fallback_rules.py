@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from skystate.serve.decide import Act, Evidence, View, decide, transition
-from skystate.serve.fallback import Member, Mix, split
+from skystate.serve.fallback import Member, Mix, kinds, split
 from skystate.serve.policy import Policy, Probe, Scaling, policy_of
 from skystate.serve.status import ReplicaStatus as R
 
@@ -57,6 +57,14 @@ def test_dynamic_fallback_covers_spot_replicas_that_are_not_ready_then_drains() 
     extra = split(_members((1, False, R.READY), (2, False, R.STARTING), (3, True, R.READY),
                            (4, True, R.STARTING)), 2, 2, DYNAMIC)
     assert extra.drain == (2,)
+
+
+def test_an_update_launches_on_demand_up_to_the_base_then_spot() -> None:
+    mix = Mix(use_spot=True, base_ondemand=2)
+    assert kinds([], mix, 3) == [False, False, True]
+    assert kinds(_members((5, False, R.READY)), mix, 2) == [False, True]
+    assert kinds([], Mix(use_spot=False), 2) == [False, False]
+    assert kinds([], DYNAMIC, 2) == [True, True]
 
 
 def _replica(rid: int, status: R, is_spot: bool, **extra: Any) -> dict[str, Any]:

@@ -306,7 +306,7 @@ def _converge(view: View, record: Record, replicas: list[Record], notes: list[st
         views = [Replica(r["replica_id"], int(r["version"]), R(r["status"])) for r in replicas]
         plan = rollout(views, version, count, mode, record.get("serving_version"))
         members = _members(replicas, version, policy.mix)
-        kinds = [fallback.next_kind(members, policy.mix)] * plan.launch
+        kinds = fallback.kinds(members, policy.mix, plan.launch)
         if policy.mix.falls_back and not any(r.version != version for r in live_replicas(views)):
             mixed = fallback.split(members, scaled.target, count, policy.mix)
             plan = Rollout(launch=len(mixed.launches), drain=mixed.drain,

@@ -96,12 +96,17 @@ def split(members: Sequence[Member], target: int, count: int, mix: Mix) -> Split
     return Split(result.launch_spot, result.launch_ondemand, result.drain, reason)
 
 
-def next_kind(members: Sequence[Member], mix: Mix) -> bool:
-    """``is_spot`` of one more replica launched by a rollout step (an update's surge):
-    on-demand while fewer than the base on-demand count are live."""
+def kinds(members: Sequence[Member], mix: Mix, launch: int) -> list[bool]:
+    """``is_spot`` of each replica a rollout step launches (an update's new replicas):
+    on-demand while fewer than the base on-demand count are live, spot after that."""
     if not mix.use_spot:
-        return False
-    return sum(1 for m in members if not m.is_spot) >= mix.base_ondemand
+        return [False] * launch
+    ondemand = sum(1 for m in members if not m.is_spot)
+    out = []
+    for _ in range(launch):
+        out.append(ondemand >= mix.base_ondemand)
+        ondemand += 0 if out[-1] else 1
+    return out
 
 
 def mix_of(config: dict[str, Any], spec: Any) -> Mix:
