@@ -93,7 +93,8 @@ def test_a_preempted_spot_replica_is_covered_on_demand_until_spot_is_ready_again
     faults.write_text(json.dumps({"op": "provision", "cluster": "svc-4",
                                   "error": "unavailable", "delay": 6}))
     monkeypatch.setenv("SKYSTATE_FAULTS", str(faults))  # the server is started with it
-    _, endpoint = sky.get(sky.serve.up(_spot_task(dynamic_ondemand_fallback=True), "svc"))
+    _, endpoint = sky.get(sky.serve.up(_spot_task(dynamic_ondemand_fallback=True,
+                                                  spot_placer="dynamic_fallback"), "svc"))
     # at first the on-demand replica 1 covers spot replica 2; once 2 is READY, 1 goes
     record = _until("one spot replica READY, no on-demand one", lambda r: r if [
         (x["replica_id"], x["is_spot"], x["status"]) for x in _live(r)] == [
@@ -111,6 +112,10 @@ def test_a_preempted_spot_replica_is_covered_on_demand_until_spot_is_ready_again
     record = _status()
     preempted = next(x for x in record["replica_info"] if x["replica_id"] == 2)
     assert preempted["status"] is R.PREEMPTED
+    from skystate.reconcile.store import Store
+
+    stored = Store(home / "state.json").service("svc")
+    assert stored["preempted_locations"] == [["local", None, None]]  # the spot placer's
     spot4 = next(x for x in record["replica_info"] if x["replica_id"] == 4)
     assert spot4["is_spot"] and spot4["status"] in (R.PROVISIONING, R.FAILED_PROVISION)
     assert sky.get(sky.serve.status("svc"))[0]["status"] is sky.ServiceStatus.READY
@@ -121,6 +126,7 @@ def test_a_preempted_spot_replica_is_covered_on_demand_until_spot_is_ready_again
         x["is_spot"] and x["status"] is R.READY for x in _live(r)) else None)
     spot = _live(record)[0]
     assert spot["replica_id"] > 4
+    assert Store(home / "state.json").service("svc")["preempted_locations"] == []
     _until("the cover's cluster gone", lambda r: f"svc-{cover['replica_id']}" not in
            _clusters(home))
     assert json.loads((tmp_path / "faults.json.fired.json").read_text()) == {"0": 1}

@@ -171,3 +171,39 @@ def test_the_plan_shows_the_spot_and_on_demand_split_and_its_cost(tmp_path: Any)
     assert "spot $0.50/h" in text and "on-demand $2.00/h" in text
     assert "$2.50/h at 1 spot + 1 on-demand to $3.50/h at 3 spot + 1 on-demand" in text
     assert "covers spot replicas that are not ready" in text
+
+
+def test_the_spot_placer_avoids_preempted_and_used_locations_cheapest_first() -> None:
+    from skystate.providers.base import Offer
+    from skystate.serve.spot_placer import after_transitions, place
+
+    def offer(zone: str, price: float) -> Offer:
+        return Offer("aws", "us-east-1", zone, "g5", {}, 4, 16, True, price)
+
+    a, b, c = offer("a", 1.0), offer("b", 2.0), offer("c", 3.0)
+    zone = lambda o: o.zone  # noqa: E731
+    assert [zone(o) for o in place([a, b, c], [], [])] == ["a", "b", "c"]
+    used_a = [("aws", "us-east-1", "a")]
+    assert [zone(o) for o in place([a, b, c], [], used_a)] == ["b", "a", "c"]
+    assert [zone(o) for o in place([a, b, c], used_a, [])] == ["b", "c", "a"]
+    everywhere = [("aws", "us-east-1", z) for z in "abc"]  # all preempted: all active again
+    assert [zone(o) for o in place([a, b, c], everywhere, [])] == ["a", "b", "c"]
+    before = [{"replica_id": 1, "status": "READY", "is_spot": True,
+               "location": ["aws", "us-east-1", "a"]}]
+    after = [{**before[0], "status": "PREEMPTED"}]
+    assert after_transitions([], before, after) == [["aws", "us-east-1", "a"]]
+    back = [{"replica_id": 2, "status": "READY", "is_spot": True,
+             "location": ["aws", "us-east-1", "a"]}]
+    assert after_transitions([["aws", "us-east-1", "a"]], [{**back[0], "status": "STARTING"}],
+                             back) == []
+    on_demand = [{**after[0], "is_spot": False}]
+    assert after_transitions([], before, on_demand) == []
+
+
+def test_decide_records_where_a_spot_replica_was_preempted() -> None:
+    replicas = [_replica(3, R.READY, True, location=["local", None, None]),
+                _replica(4, R.READY, True)]
+    view = View(_service(replicas), {1: FALLBACK},
+                {3: Evidence(False, gone=True), 4: Evidence(True)}, lb_running=True)
+    mark = decide(view, now=10.0).actions[0]
+    assert mark.fields["preempted_locations"] == [["local", None, None]]

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from skystate.serve import autoscale, fallback
+from skystate.serve import autoscale, fallback, spot_placer
 from skystate.serve.policy import PROBE_FAILURES, Policy
 from skystate.serve.rollout import Replica, Rollout, ready_ids, rollout
 from skystate.serve.rollout import live as live_replicas
@@ -228,8 +228,11 @@ def decide(view: View, now: float) -> Step:
                      "failure_reason": "terminated on request"}
             notes.append(f"replica {replica['replica_id']}: terminate requested")
         replicas.append(after)
+    before = list(record.get("replicas") or [])
     record = {**record, "launch_failures": failures, "next_launch_at": next_launch_at,
-              "_replicas_before": list(record.get("replicas") or [])}
+              "_replicas_before": before,
+              "preempted_locations": spot_placer.after_transitions(
+                  record.get("preempted_locations") or [], before, replicas)}
     if record.get("down_requested_at"):
         return _down(view, record, replicas, notes, now)
     record = _rollback(record, replicas, notes)
@@ -268,7 +271,8 @@ def _down(view: View, record: Record, replicas: list[Record], notes: list[str],
 #: down_requested_at, purge, terminate_requested).
 CONTROLLER_FIELDS = ("launch_failures", "next_launch_at", "failed_versions", "reason",
                      "stable_version", "serving_version", "target_replicas",
-                     "upscale_since", "downscale_since", "uptime_since", "next_replica_id")
+                     "upscale_since", "downscale_since", "uptime_since", "next_replica_id",
+                     "preempted_locations")
 
 
 def _mark(record: Record, replicas: list[Record], status: S, notes: list[str],
@@ -305,7 +309,7 @@ def _converge(view: View, record: Record, replicas: list[Record], notes: list[st
             replicas, version, view.unknown_window, now)
         views = [Replica(r["replica_id"], int(r["version"]), R(r["status"])) for r in replicas]
         plan = rollout(views, version, count, mode, record.get("serving_version"))
-        members = _members(replicas, version, policy.mix)
+        members = fallback.members(replicas, version, policy.mix)
         kinds = fallback.kinds(members, policy.mix, plan.launch)
         if policy.mix.falls_back and not any(r.version != version for r in live_replicas(views)):
             mixed = fallback.split(members, scaled.target, count, policy.mix)
@@ -346,18 +350,6 @@ def _unknown_too_long(replicas: list[Record], version: int, window: float,
     return sum(1 for r in replicas if r["status"] == R.UNKNOWN.value
                and int(r["version"]) == version
                and now - float(r.get("unknown_since") or now) > window)
-
-
-def is_spot(replica: Record, mix: fallback.Mix) -> bool:
-    """A replica's kind: as recorded, else (a record from before the field) the task's."""
-    recorded = replica.get("is_spot")
-    return mix.use_spot if recorded is None else bool(recorded)
-
-
-def _members(replicas: list[Record], version: int, mix: fallback.Mix) -> list[fallback.Member]:
-    return [fallback.Member(r["replica_id"], is_spot(r, mix), R(r["status"]))
-            for r in replicas if int(r["version"]) == version
-            and not R(r["status"]).is_terminal() and r["status"] != R.SHUTTING_DOWN.value]
 
 
 def _act(view: View, record: Record, replicas: list[Record], mode: UpdateMode,

@@ -32,6 +32,7 @@ class Mix:
     use_spot: bool = False
     base_ondemand: int = 0
     dynamic: bool = False
+    spot_placer: str | None = None  # dynamic_fallback: serve/spot_placer.py
 
     @property
     def falls_back(self) -> bool:
@@ -56,6 +57,19 @@ class Split:
     def launches(self) -> list[bool]:
         """One ``is_spot`` per replica to launch: on-demand first (they cover)."""
         return [False] * self.launch_ondemand + [True] * self.launch_spot
+
+
+def is_spot(replica: dict[str, Any], mix: Mix) -> bool:
+    """A replica's kind: as recorded, else (a record from before the field) the task's."""
+    recorded = replica.get("is_spot")
+    return mix.use_spot if recorded is None else bool(recorded)
+
+
+def members(replicas: Sequence[dict[str, Any]], version: int, mix: Mix) -> list[Member]:
+    """The live replicas of ``version`` (not terminal, not draining)."""
+    return [Member(r["replica_id"], is_spot(r, mix), R(r["status"]))
+            for r in replicas if int(r["version"]) == version
+            and not R(r["status"]).is_terminal() and r["status"] != R.SHUTTING_DOWN.value]
 
 
 def wanted(members: Sequence[Member], target: int, count: int,
@@ -120,7 +134,8 @@ def mix_of(config: dict[str, Any], spec: Any) -> Mix:
             alternatives += list(item.get("any_of") or []) + list(item.get("ordered") or [])
     use_spot = any(isinstance(r, dict) and r.get("use_spot") is True for r in alternatives)
     return Mix(use_spot=use_spot, base_ondemand=int(spec.base_ondemand_fallback_replicas),
-               dynamic=bool(spec.dynamic_ondemand_fallback))
+               dynamic=bool(spec.dynamic_ondemand_fallback),
+               spot_placer=spec.spot_placer if use_spot else None)
 
 
 def with_spot(resources: Any, use_spot: bool) -> Any:
