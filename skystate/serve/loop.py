@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 
 from skystate.providers.registry import Providers
+from skystate.reconcile.due_queue import DueQueue
 from skystate.reconcile.store import Store
 from skystate.serve import records as rec
 from skystate.serve.decide import Act, Evidence, ServeAction, View, decide
@@ -65,14 +66,12 @@ class Controller:
         self._store = Store()
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._due: dict[str, float] = {}
-        self._busy: set[str] = set()
+        self._queue: DueQueue[str] = DueQueue()
         self._in_flight: dict[str, set[int]] = {}
         self._seen: dict[str, Any] = {}  # name -> the request-owned fields last seen
         self._lb_failures: dict[str, float] = {}
         self._errors: dict[str, int] = {}
         self._version = -1
-        self._wake = threading.Event()
         self._stop = threading.Event()
         self._steps = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="serve")
         self._acts = ThreadPoolExecutor(max_workers=workers * 2,
@@ -89,7 +88,7 @@ class Controller:
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
-        self._wake.set()
+        self._queue.wake()
         self._thread.join(timeout)
         for pool in (self._steps, self._acts, self._looks):
             pool.shutdown(wait=False, cancel_futures=True)
@@ -102,22 +101,12 @@ class Controller:
                 self._scan()
             except Exception:  # noqa: BLE001, S110 - a torn read is retried next tick
                 pass
-            now = time.monotonic()
-            with self._lock:
-                ready = [n for n, at in self._due.items() if at <= now and n not in self._busy]
-                for name in ready:
-                    self._busy.add(name)
-                    del self._due[name]
-                waits = [at - now for n, at in self._due.items() if n not in self._busy]
-            for name in ready:
+            for name in self._queue.take_ready():
                 self._steps.submit(self._step_safely, name)
-            self._wake.wait(max(0.0, min([SCAN_SECONDS, *waits])))
-            self._wake.clear()
+            self._queue.wait(SCAN_SECONDS)
 
     def _due_now(self, name: str) -> None:
-        with self._lock:
-            self._due[name] = time.monotonic()
-        self._wake.set()
+        self._queue.due_now(name)
 
     def _scan(self) -> None:
         version = self._store.version
@@ -168,14 +157,10 @@ class Controller:
                 rec.update(self._thread_store(), name, controller_error=message)
             except Exception:  # noqa: BLE001, S110 - the service may be gone
                 pass
-        with self._lock:
-            self._busy.discard(name)
-            if requeue is None:
+        if requeue is None:
+            with self._lock:
                 self._seen.pop(name, None)
-            else:
-                at = time.monotonic() + requeue
-                self._due[name] = min(self._due.get(name, at), at)
-        self._wake.set()
+        self._queue.done(name, requeue)
 
     def _thread_store(self) -> Store:
         store = getattr(self._local, "store", None)
