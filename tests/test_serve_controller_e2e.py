@@ -79,6 +79,14 @@ def _listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _dead(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
+    return "\nState:\tZ" in state
+
+
 def _clusters(home: Path) -> dict[str, Any]:
     """The recorded clusters by name."""
     tables = json.loads((home / "state.json").read_text()).get("clusters") or {}
@@ -182,7 +190,10 @@ def test_terminate_replica_tears_it_down_replaces_it_and_purge_forgets_a_failed_
         x["replica_id"] for x in r["replica_info"] if x["status"] is R.READY) == [2, 3]
         and 1 not in {x["replica_id"] for x in r["replica_info"]} else None)
     _until("svc-1's cluster gone", lambda r: "svc-1" not in _clusters(home))
-    assert not Path(f"/proc/{pid}").exists() and not _listening(port)
+    end = deadline(30)  # its processes are killed with the cluster (a zombie is dead too)
+    while not _dead(pid) or _listening(port):
+        assert time.monotonic() < end, f"replica 1's program {pid} still runs"
+        time.sleep(0.1)
     assert not (home / "local" / "svc-1").exists()
     # a FAILED replica is terminated only with purge, which forgets its record
     failing = next(x for x in record["replica_info"] if x["replica_id"] == 2)
