@@ -207,3 +207,14 @@ def test_decide_records_where_a_spot_replica_was_preempted() -> None:
                 {3: Evidence(False, gone=True), 4: Evidence(True)}, lb_running=True)
     mark = decide(view, now=10.0).actions[0]
     assert mark.fields["preempted_locations"] == [["local", None, None]]
+
+
+def test_the_replica_table_says_spot_or_on_demand() -> None:
+    from skystate.cli_serve import replica_rows
+
+    record = {"name": "svc", "replica_info": [
+        {"replica_id": 1, "version": 1, "endpoint": None, "launched_at": None,
+         "status": "READY", "is_spot": True},
+        {"replica_id": 2, "version": 1, "endpoint": None, "launched_at": None,
+         "status": "READY", "is_spot": False}]}
+    assert [row[5] for row in replica_rows([record])] == ["spot", "on-demand"]
