@@ -64,7 +64,8 @@ def service_rows(records: list[dict[str, Any]]) -> list[list[str]]:
 
 def replica_rows(records: list[dict[str, Any]]) -> list[list[str]]:
     return [[r["name"], str(x["replica_id"]), str(x["version"]), x["endpoint"] or "-",
-             ago(x["launched_at"]), str(x["status"]), x.get("failure_reason") or ""]
+             ago(x["launched_at"]), "spot" if x.get("is_spot") else "on-demand",
+             str(x["status"]), x.get("failure_reason") or ""]
             for r in records for x in r["replica_info"]]
 
 
@@ -95,7 +96,7 @@ def status(
         empty="No services.")
     replicas = Table(title="Service Replicas", columns=[
         Column("SERVICE_NAME"), Column("ID"), Column("VERSION", 1), Column("ENDPOINT", 2),
-        Column("LAUNCHED", 3), Column("STATUS"), Column("REASON", 1)],
+        Column("LAUNCHED", 3), Column("CAPACITY", 2), Column("STATUS"), Column("REASON", 1)],
         rows=replica_rows(records), empty="No service replicas.")
     print_listing([services, replicas] if records else [services], fmt)
 

@@ -28,6 +28,7 @@ from skystate.jobs.pipeline import finish_task
 from skystate.jobs.recovery import Evidence, Policy, policy_of
 from skystate.jobs.status import ManagedJobStatus, Seen
 from skystate.providers.registry import Providers
+from skystate.reconcile.due_queue import DueQueue
 from skystate.reconcile.store import Store
 
 SCAN_SECONDS = 0.2  # how often the database is checked for new jobs and cancels
@@ -58,13 +59,11 @@ class Controller:
         self._store = Store()
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._due: dict[int, float] = {}  # job_id -> monotonic time it is looked at
-        self._busy: set[int] = set()
+        self._queue: DueQueue[int] = DueQueue()  # job_id -> when it is looked at
         self._cancels: dict[int, Any] = {}  # job_id -> cancel_requested_at last seen
         self._errors: dict[int, int] = {}
         self._version = -1
         self._last_beat = -HEARTBEAT_SECONDS
-        self._wake = threading.Event()
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="jobs")
         self._observers = ThreadPoolExecutor(max_workers=workers * 2,
@@ -82,13 +81,13 @@ class Controller:
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
-        self._wake.set()
+        self._queue.wake()
         self._thread.join(timeout)
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._observers.shutdown(wait=False, cancel_futures=True)
 
     def wake(self) -> None:
-        self._wake.set()
+        self._queue.wake()
 
     # --- the loop -----------------------------------------------------------------
 
@@ -99,34 +98,25 @@ class Controller:
                 self._scan()
             except Exception:  # noqa: BLE001, S110 - a torn read is retried next tick
                 pass
-            now = time.monotonic()
-            with self._lock:
-                ready = [j for j, at in self._due.items() if at <= now and j not in self._busy]
-                for job_id in ready:
-                    self._busy.add(job_id)
-                    del self._due[job_id]
-                waits = [at - now for j, at in self._due.items() if j not in self._busy]
-            for job_id in ready:
+            for job_id in self._queue.take_ready():
                 self._pool.submit(self._step_safely, job_id)
-            self._wake.wait(max(0.0, min([SCAN_SECONDS, *waits])))
-            self._wake.clear()
+            self._queue.wait(SCAN_SECONDS)
 
     def _scan(self) -> None:
         version = self._store.version
         if version == self._version:
             return
         self._version = version
-        now = time.monotonic()
         with self._lock:
             for job in self._store.managed_jobs():
                 job_id = job["job_id"]
                 if job["phase"] == rec.PHASE_DONE:
-                    self._due.pop(job_id, None)
+                    self._queue.forget(job_id)
                     continue
                 cancel = job.get("cancel_requested_at")
                 if job_id not in self._cancels or self._cancels[job_id] != cancel:
                     self._cancels[job_id] = cancel
-                    self._due[job_id] = now  # new (or resumed) job, or a cancel
+                    self._queue.due_now(job_id, wake=False)  # new/resumed job, or a cancel
 
     def _step_safely(self, job_id: int) -> None:
         requeue: float | None
@@ -145,12 +135,7 @@ class Controller:
             if failures >= max_step_errors():
                 self._errors.pop(job_id, None)
                 requeue = self._fail_controller(job_id, exc)
-        with self._lock:
-            self._busy.discard(job_id)
-            if requeue is not None:  # a cancel noticed meanwhile keeps its earlier time
-                at = time.monotonic() + requeue
-                self._due[job_id] = min(self._due.get(job_id, at), at)
-        self._wake.set()
+        self._queue.done(job_id, requeue)  # a cancel noticed meanwhile keeps its time
 
     def _fail_controller(self, job_id: int, exc: Exception) -> float:
         """Steps that keep raising end the job in FAILED_CONTROLLER, saying why: first

@@ -83,7 +83,19 @@ def apply_state_dir(state_dir: str | Path, *, targets: Iterable[str] = (), prune
                     refresh: bool = False, confirm: Confirm | None = None,
                     progress: Progress | None = None,
                     lock_timeout: float = 30.0) -> tuple[Plan, ApplyResult | None]:
-    """Plan and apply under the lock; ``confirm`` may decline (result None)."""
+    """Plan and apply under the lock; ``confirm`` may decline (result None). Waits the
+    handlers left (a service's load balancer listening) run after the lock is released."""
+    plan, result = _apply_state_dir_locked(state_dir, targets=targets, prune=prune,
+                                           refresh=refresh, confirm=confirm,
+                                           progress=progress, lock_timeout=lock_timeout)
+    if result is not None:
+        observe_after_lock(result, progress)
+    return plan, result
+
+
+def _apply_state_dir_locked(state_dir: str | Path, *, targets: Iterable[str], prune: bool,
+                            refresh: bool, confirm: Confirm | None, progress: Progress | None,
+                            lock_timeout: float) -> tuple[Plan, ApplyResult | None]:
     desired = load_desired(state_dir)
     providers = providers_for(desired)
     with state_lock(timeout=lock_timeout):
@@ -108,7 +120,40 @@ def apply_state_dir(state_dir: str | Path, *, targets: Iterable[str] = (), prune
 def apply_saved_plan(plan: Plan, *, progress: Progress | None = None,
                      lock_timeout: float = 30.0) -> ApplyResult:
     with state_lock(timeout=lock_timeout):
-        return apply_plan(plan, Store(), progress=progress)
+        result = apply_plan(plan, Store(), progress=progress)
+    observe_after_lock(result, progress)
+    return result
+
+
+def observe_after_lock(result: ApplyResult, progress: Progress | None = None) -> None:
+    """Run the waits the handlers left, with no lock held (other writers go on): each
+    one's outcome gets what it saw, or fails with its error (recorded as an event)."""
+    from dataclasses import replace
+
+    for observation in result.observations:
+        index = next((i for i, o in enumerate(result.outcomes)
+                      if o.action is observation.action), None)
+        if index is None:
+            continue
+        outcome = result.outcomes[index]
+        started = time.monotonic()
+        try:
+            seen = observation.wait()
+            outcome = replace(outcome, message=f"{outcome.message}; {seen}",
+                              seconds=outcome.seconds + time.monotonic() - started)
+        except Exception as exc:  # noqa: BLE001 - the action failed; shown and recorded
+            outcome = replace(outcome, status="failed", error=exc,
+                              message=f"{outcome.message}; then {type(exc).__name__}: {exc}",
+                              seconds=outcome.seconds + time.monotonic() - started)
+            store = Store()
+            with store.transaction():
+                store.add_event(outcome.action.address, outcome.action.type.value,
+                                outcome.status, outcome.message)
+                record_outcomes(store, [outcome.action], [outcome])
+        result.outcomes[index] = outcome
+        if progress:
+            progress(outcome.action, outcome)
+    result.observations = []
 
 
 def cluster_operation(name: str, operation: ActionType, *, providers_config: dict[str, Any]

@@ -71,6 +71,7 @@ def apply_plan(
                 action, started = running.pop(future)
                 _finish(outcomes, result, progress, _outcome(future, action, started))
     with ctx.lock:
+        result.observations = list(ctx.observations)
         result.state_version = store.version
         with store.transaction():
             for outcome in result.outcomes:

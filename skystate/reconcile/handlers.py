@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from skystate.exceptions import NotSupportedError, ProviderError, ResourcesUnavailableError
@@ -27,6 +27,7 @@ from skystate.reconcile import storage_mounts
 from skystate.reconcile.adopt import ownership_labels
 from skystate.reconcile.handles import node_records, observation_of
 from skystate.reconcile.job_outcomes import jobs_to_watch, read_job_statuses, record_job_statuses
+from skystate.reconcile.outcomes import Observation
 from skystate.reconcile.plan import Action, ActionType
 from skystate.reconcile.store import Store
 from skystate.reconcile.users import current_user
@@ -40,6 +41,14 @@ class HandlerContext:
     store: Store
     providers: Providers
     lock: threading.Lock
+    observations: list[Observation] = field(default_factory=list)
+
+    def observe_after(self, action: Action, wait: Callable[[], str]) -> None:
+        """Leave a wait for after the state lock is released: a handler records its
+        intent under the lock, and waiting for the world to act on it is an observation
+        (``engine.observe_after_lock``), so other writers are not blocked meanwhile."""
+        with self.lock:
+            self.observations.append(Observation(action, wait))
 
     def write(self, change: Callable[[Store], None]) -> None:
         with self.lock, self.store.transaction():

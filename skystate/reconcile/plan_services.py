@@ -132,10 +132,45 @@ class _ServicePlanner:
         after = {**view, "offer": offer, "hourly_per_replica": per_replica,
                  "hourly_at_min": per_replica * view["min_replicas"],
                  "hourly_at_max": per_replica * view["max_replicas"]}
+        mixed = self._spot_mix(service, resources, view, per_replica)
+        if mixed is False:
+            self.out.errors.append(f"{self.where(addr)}{addr}: no on-demand offer for its "
+                                   "on-demand fallback replicas")
+            return
+        after.update(mixed or {})
         if record is None:
             self._up(addr, service, after)
         else:
             self._existing(addr, service, record, after)
+
+    def _spot_mix(self, service: Service, resources: Resources, view: Record,
+                  spot_price: float) -> Record | bool | None:
+        """With ``use_spot`` and an on-demand fallback: the on-demand offer, the split at
+        the minimum and maximum counts and their $/h (None: no mix; False: no offer)."""
+        spec = service.service
+        alternatives = [resources, *(resources.any_of or []), *(resources.ordered or [])]
+        if spec is None or not spec.use_ondemand_fallback or not any(
+                r.use_spot for r in alternatives):
+            return None
+        on_demand = resources.model_copy(update={
+            "use_spot": False,
+            **{key: [r.model_copy(update={"use_spot": False}) for r in getattr(resources, key)]
+               for key in ("any_of", "ordered") if getattr(resources, key)}})
+        offers = self.rank_offers(on_demand, view["num_nodes"])
+        if not offers:
+            return False
+        od_price = offers[0].hourly_price * view["num_nodes"]
+        base = spec.base_ondemand_fallback_replicas
+
+        def split(count: int) -> tuple[int, int]:
+            return max(0, count - base), min(base, count)
+
+        low, high = split(view["min_replicas"]), split(view["max_replicas"])
+        return {"ondemand_offer": offers[0].to_dict(), "hourly_ondemand": od_price,
+                "split_at_min": list(low), "split_at_max": list(high),
+                "dynamic_ondemand_fallback": spec.dynamic_ondemand_fallback,
+                "hourly_at_min": low[0] * spot_price + low[1] * od_price,
+                "hourly_at_max": high[0] * spot_price + high[1] * od_price}
 
     def _up(self, addr: str, service: Service, after: Record) -> None:
         self.out.actions.append(Action(

@@ -62,11 +62,30 @@ def service_offer_text(action: Action) -> str:
         return ""
     if "hourly_at_min" not in after:
         return f"per replica {per_replica}"
+    if after.get("ondemand_offer"):
+        return _spot_mix_text(after, per_replica)
     low, high = after.get("min_replicas"), after.get("max_replicas")
     span = (f"${after['hourly_at_min']:.2f}/h at {low} replica(s)" if low == high else
             f"${after['hourly_at_min']:.2f}/h at {low} to ${after['hourly_at_max']:.2f}/h at "
             f"{high} replicas")
     return f"per replica {per_replica}; {span}"
+
+
+def _spot_mix_text(after: dict[str, Any], spot: str) -> str:
+    """Spot replicas with an on-demand fallback: both offers and the split's $/h."""
+    ondemand = offer_text(after["ondemand_offer"], int(after.get("num_nodes") or 1))
+
+    def at(split: list[int], price: float) -> str:
+        return f"${price:.2f}/h at {split[0]} spot + {split[1]} on-demand"
+
+    low = at(after["split_at_min"], after["hourly_at_min"])
+    high = at(after["split_at_max"], after["hourly_at_max"])
+    text = f"per replica {spot} or {ondemand}; {low}"
+    if after["split_at_min"] != after["split_at_max"]:
+        text += f" to {high}"
+    if after.get("dynamic_ondemand_fallback"):
+        text += "; on-demand also covers spot replicas that are not ready"
+    return text
 
 
 def _offer_of(action: Action) -> str:

@@ -25,9 +25,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from skystate.serve import autoscale
+from skystate.serve import autoscale, fallback, spot_placer
 from skystate.serve.policy import PROBE_FAILURES, Policy
-from skystate.serve.rollout import Replica, ready_ids, rollout
+from skystate.serve.rollout import Replica, Rollout, ready_ids, rollout
+from skystate.serve.rollout import live as live_replicas
 from skystate.serve.status import ReplicaStatus as R
 from skystate.serve.status import ServiceStatus as S
 from skystate.serve.status import UpdateMode
@@ -37,6 +38,7 @@ ROLLBACK_FAILURES = 2
 DRAIN_SECONDS = 0.5  # real seconds: the load balancer re-reads the ready set every 50 ms
 STATS_FRESH_SECONDS = 5.0
 BACKOFF_BASE = 30.0  # scaled by the loop (Settings)
+UNKNOWN_WINDOW = 600.0  # scaled: an UNKNOWN replica is waited for this long, never replaced
 
 
 class Act(str, enum.Enum):
@@ -71,6 +73,7 @@ class Evidence:
     probe_ok: bool | None = None
     exited: bool = False
     gone: bool = False
+    unknown: bool = False  # the probe failed and the look at its cluster did not answer
     detail: str = ""
 
 
@@ -83,6 +86,7 @@ class View:
     recent: list[tuple[int, int]] | None = None  # the LB's QPS figures (fresh) or None
     in_flight: frozenset[int] = frozenset()  # replicas with a launch/teardown running
     backoff_base: float = BACKOFF_BASE
+    unknown_window: float = UNKNOWN_WINDOW
 
 
 def backoff(failures: int, base: float) -> float:
@@ -102,20 +106,29 @@ def transition(replica: Record, ev: Evidence | None, policy: Policy,
                now: float) -> tuple[Record, str | None]:
     """A replica's record after its evidence, and why it changed (None: unchanged)."""
     status = R(replica["status"])
-    if ev is None or status not in (R.STARTING, R.READY, R.NOT_READY):
+    if ev is None or status not in (R.STARTING, R.READY, R.NOT_READY, R.UNKNOWN):
         return replica, None
     if ev.probe_ok:
         if status is R.READY:
             return {**replica, "probe_failures": 0}, None
         return {**replica, "status": R.READY.value, "first_ready_at":
                 replica.get("first_ready_at") or now, "failing_since": None,
-                "probe_failures": 0}, "readiness probe passed"
+                "unknown_since": None, "probe_failures": 0}, "readiness probe passed"
     if ev.gone:
         return _failed(replica, R.PREEMPTED, ev.detail or "its cluster is gone", now)
     if ev.exited:
         return _failed(replica, R.FAILED, ev.detail or "its program exited", now)
     if ev.probe_ok is None:
         return replica, None
+    if ev.unknown:  # out of the ready set; never failed, torn down or re-created for it
+        if status is R.UNKNOWN:
+            return replica, None
+        return {**replica, "status": R.UNKNOWN.value, "unknown_since": now,
+                "failing_since": replica.get("failing_since") or now}, \
+            f"UNKNOWN: {ev.detail}"
+    if status is R.UNKNOWN:  # answered again: back to where the probe says it is
+        status = R.NOT_READY if replica.get("first_ready_at") else R.STARTING
+        replica = {**replica, "status": status.value, "unknown_since": None}
     failures = int(replica.get("probe_failures") or 0) + 1
     if status is R.STARTING:
         started = next((float(replica[k]) for k in ("started_at", "launched_at")
@@ -215,8 +228,11 @@ def decide(view: View, now: float) -> Step:
                      "failure_reason": "terminated on request"}
             notes.append(f"replica {replica['replica_id']}: terminate requested")
         replicas.append(after)
+    before = list(record.get("replicas") or [])
     record = {**record, "launch_failures": failures, "next_launch_at": next_launch_at,
-              "_replicas_before": list(record.get("replicas") or [])}
+              "_replicas_before": before,
+              "preempted_locations": spot_placer.after_transitions(
+                  record.get("preempted_locations") or [], before, replicas)}
     if record.get("down_requested_at"):
         return _down(view, record, replicas, notes, now)
     record = _rollback(record, replicas, notes)
@@ -255,7 +271,8 @@ def _down(view: View, record: Record, replicas: list[Record], notes: list[str],
 #: down_requested_at, purge, terminate_requested).
 CONTROLLER_FIELDS = ("launch_failures", "next_launch_at", "failed_versions", "reason",
                      "stable_version", "serving_version", "target_replicas",
-                     "upscale_since", "downscale_since", "uptime_since", "next_replica_id")
+                     "upscale_since", "downscale_since", "uptime_since", "next_replica_id",
+                     "preempted_locations")
 
 
 def _mark(record: Record, replicas: list[Record], status: S, notes: list[str],
@@ -288,9 +305,17 @@ def _converge(view: View, record: Record, replicas: list[Record], notes: list[st
         record = {**record, "target_replicas": scaled.target,
                   "upscale_since": scaled.upscale_since,
                   "downscale_since": scaled.downscale_since}
-        count = scaled.target + policy.scaling.num_overprovision
+        count = scaled.target + policy.scaling.num_overprovision + _unknown_too_long(
+            replicas, version, view.unknown_window, now)
         views = [Replica(r["replica_id"], int(r["version"]), R(r["status"])) for r in replicas]
         plan = rollout(views, version, count, mode, record.get("serving_version"))
+        members = fallback.members(replicas, version, policy.mix)
+        kinds = fallback.kinds(members, policy.mix, plan.launch)
+        if policy.mix.falls_back and not any(r.version != version for r in live_replicas(views)):
+            mixed = fallback.split(members, scaled.target, count, policy.mix)
+            plan = Rollout(launch=len(mixed.launches), drain=mixed.drain,
+                           serving_version=version, reason=mixed.reason)
+            kinds = mixed.launches
         if plan.serving_version is not None:
             record["serving_version"] = plan.serving_version
         for rid in plan.drain:
@@ -301,7 +326,8 @@ def _converge(view: View, record: Record, replicas: list[Record], notes: list[st
             next_id = int(record.get("next_replica_id") or 1)
             for n in range(plan.launch):
                 replicas.append({"replica_id": next_id + n, "version": version,
-                                 "status": R.PENDING.value, "created_at": now,
+                                 "is_spot": kinds[n], "status": R.PENDING.value,
+                                 "created_at": now,
                                  "cluster": None, "port": None, "url": None,
                                  "launched_at": None, "first_ready_at": None,
                                  "failing_since": None, "probe_failures": 0})
@@ -315,6 +341,15 @@ def _converge(view: View, record: Record, replicas: list[Record], notes: list[st
             record["stable_version"] = version
             notes.append(f"version {version} is ready on every replica")
     return _act(view, record, _prune(replicas), mode, notes, now)
+
+
+def _unknown_too_long(replicas: list[Record], version: int, window: float,
+                      now: float) -> int:
+    """UNKNOWN replicas past the window: one more replica each is launched beside them
+    (they are still never torn down; one that answers again makes a surplus, drained)."""
+    return sum(1 for r in replicas if r["status"] == R.UNKNOWN.value
+               and int(r["version"]) == version
+               and now - float(r.get("unknown_since") or now) > window)
 
 
 def _act(view: View, record: Record, replicas: list[Record], mode: UpdateMode,

@@ -75,11 +75,16 @@ def _declare(ctx: HandlerContext, spec: Record) -> int | None:
 
 
 def serve_up(ctx: HandlerContext, action: Action) -> str:
+    """Record the service and what this apply asked; waiting for its load balancer is an
+    observation made once the state lock is released (``HandlerContext.observe_after``)."""
     spec = dict(action.after or {})
-    name, endpoint = _operations().up(task_config(spec), spec["name"], user=current_user(),
-                                      owner=spec["owner"])
+    operations = _operations()
+    operations.submit_up(task_config(spec), spec["name"], user=current_user(),
+                         owner=spec["owner"])
     _declare(ctx, spec)
-    return f"serving {name} at {endpoint}"
+    name = spec["name"]
+    ctx.observe_after(action, lambda: f"serving at {operations.wait_endpoint(name)}")
+    return f"recorded service {name} (version 1)"
 
 
 def serve_update(ctx: HandlerContext, action: Action) -> str:
@@ -94,8 +99,16 @@ def serve_update(ctx: HandlerContext, action: Action) -> str:
 
 
 def serve_down(ctx: HandlerContext, action: Action) -> str:
-    _operations().down([action.name], user=current_user())
-    return "taken down"
+    """Record the down request; waiting until it is gone is observed after the lock."""
+    operations = _operations()
+    chosen = operations.request_down([action.name], user=current_user())
+
+    def gone() -> str:
+        operations.wait_down(chosen)
+        return "taken down"
+
+    ctx.observe_after(action, gone)
+    return "down requested"
 
 
 register_handler(ActionType.SERVE_UP, serve_up)

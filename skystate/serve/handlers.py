@@ -31,6 +31,8 @@ from skystate.reconcile.executor import retry_if_stale
 from skystate.reconcile.store import Store
 from skystate.serve import records as rec
 from skystate.serve.decide import Act, ServeAction
+from skystate.serve.fallback import is_spot, with_spot
+from skystate.serve.spot_placer import as_location, location_of, place
 from skystate.serve.status import ReplicaStatus as R
 
 Record = dict[str, Any]
@@ -163,9 +165,13 @@ def _launch(ctx: ServeContext, service: Record, action: ServeAction) -> str:
         task = Task.from_yaml_config(config)
         policy = policy_of(config)
         resources = imp.task_resources(task)
+        if policy.mix.use_spot:  # this replica's kind (serve/fallback.py)
+            resources = with_spot(resources, is_spot(replica, policy.mix))
         offers = rank_offers(resources, task.num_nodes, ctx.providers)
         if not offers:
             raise ValueError(f"no offer can ever satisfy {resources.canonical()}")
+        if policy.mix.spot_placer and is_spot(replica, policy.mix):
+            offers = _placed(service, rid, offers)
         retry_if_stale(lambda: _ensure_cluster(ctx, service, name, resources, task.num_nodes,
                                        offers))
     except (SpecError, ValueError, ResourcesUnavailableError) as exc:
@@ -191,13 +197,25 @@ def _launch(ctx: ServeContext, service: Record, action: ServeAction) -> str:
         current = rec.replica(stored or {}, rid)
         if current is None:
             return f"replica {rid} was forgotten while it launched"
-        fields = {"job_id": job_id, "url": url, "started_at": time.time()}
+        fields = {"job_id": job_id, "url": url, "started_at": time.time(),
+                  "location": list(location_of(record["offer"])) if record.get("offer")
+                  else None}
         if current["status"] == R.PROVISIONING.value:
             fields["status"] = R.STARTING.value
         replicas = [dict(r, **fields) if r["replica_id"] == rid else r
                     for r in stored["replicas"]]  # type: ignore[index]
         ctx.store.put_service({**stored, "replicas": replicas})
     return f"replica {rid} starting on {name} ({url}, job {job_id})"
+
+
+def _placed(service: Record, rid: int, offers: list[Any]) -> list[Any]:
+    """The offers with the spot placer's location first (serve/spot_placer.py)."""
+    preempted = [loc for loc in (as_location(p) for p in service.get("preempted_locations")
+                                 or []) if loc is not None]
+    in_use = [loc for loc in (as_location(r.get("location")) for r in service.get("replicas")
+                              or [] if r["replica_id"] != rid and r.get("is_spot")
+                              and not R(r["status"]).is_terminal()) if loc is not None]
+    return place(offers, preempted, in_use)
 
 
 def _ensure_cluster(ctx: ServeContext, service: Record, name: str, resources: Any,

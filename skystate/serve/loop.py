@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 
 from skystate.providers.registry import Providers
+from skystate.reconcile.due_queue import DueQueue
 from skystate.reconcile.store import Store
 from skystate.serve import records as rec
 from skystate.serve.decide import Act, Evidence, ServeAction, View, decide
@@ -36,7 +37,7 @@ from skystate.serve.status import ReplicaStatus as R
 SCAN_SECONDS = 0.2
 ERROR_BACKOFF_CAP = 30.0
 _ASYNC = (Act.LAUNCH, Act.TEARDOWN)
-_PROBED = (R.STARTING.value, R.READY.value, R.NOT_READY.value)
+_PROBED = (R.STARTING.value, R.READY.value, R.NOT_READY.value, R.UNKNOWN.value)
 
 
 @dataclass(frozen=True)
@@ -44,13 +45,16 @@ class Settings:
     backoff_base: float = 30.0  # replacement backoff (scaled)
     observe_timeout: float = 30.0  # real seconds: one replica's look, bounded
     stats_fresh: float = 5.0  # real seconds: older load-balancer stats are not used
+    unknown_window: float = 600.0  # scaled: how long an UNKNOWN replica is only waited for
 
     @classmethod
     def from_env(cls) -> Settings:
-        from skystate.runtime.layout import time_scale
+        from skystate.runtime.layout import env_seconds, time_scale
 
         return cls(backoff_base=float(os.environ.get("SKYSTATE_SERVE_BACKOFF_SECONDS", "")
-                                      or 30.0) / time_scale())
+                                      or 30.0) / time_scale(),
+                   unknown_window=env_seconds("SKYSTATE_SERVE_UNKNOWN_SECONDS", 600.0)
+                   / time_scale())
 
 
 class Controller:
@@ -62,14 +66,12 @@ class Controller:
         self._store = Store()
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._due: dict[str, float] = {}
-        self._busy: set[str] = set()
+        self._queue: DueQueue[str] = DueQueue()
         self._in_flight: dict[str, set[int]] = {}
         self._seen: dict[str, Any] = {}  # name -> the request-owned fields last seen
         self._lb_failures: dict[str, float] = {}
         self._errors: dict[str, int] = {}
         self._version = -1
-        self._wake = threading.Event()
         self._stop = threading.Event()
         self._steps = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="serve")
         self._acts = ThreadPoolExecutor(max_workers=workers * 2,
@@ -86,7 +88,7 @@ class Controller:
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
-        self._wake.set()
+        self._queue.wake()
         self._thread.join(timeout)
         for pool in (self._steps, self._acts, self._looks):
             pool.shutdown(wait=False, cancel_futures=True)
@@ -99,22 +101,12 @@ class Controller:
                 self._scan()
             except Exception:  # noqa: BLE001, S110 - a torn read is retried next tick
                 pass
-            now = time.monotonic()
-            with self._lock:
-                ready = [n for n, at in self._due.items() if at <= now and n not in self._busy]
-                for name in ready:
-                    self._busy.add(name)
-                    del self._due[name]
-                waits = [at - now for n, at in self._due.items() if n not in self._busy]
-            for name in ready:
+            for name in self._queue.take_ready():
                 self._steps.submit(self._step_safely, name)
-            self._wake.wait(max(0.0, min([SCAN_SECONDS, *waits])))
-            self._wake.clear()
+            self._queue.wait(SCAN_SECONDS)
 
     def _due_now(self, name: str) -> None:
-        with self._lock:
-            self._due[name] = time.monotonic()
-        self._wake.set()
+        self._queue.due_now(name)
 
     def _scan(self) -> None:
         version = self._store.version
@@ -165,14 +157,10 @@ class Controller:
                 rec.update(self._thread_store(), name, controller_error=message)
             except Exception:  # noqa: BLE001, S110 - the service may be gone
                 pass
-        with self._lock:
-            self._busy.discard(name)
-            if requeue is None:
+        if requeue is None:
+            with self._lock:
                 self._seen.pop(name, None)
-            else:
-                at = time.monotonic() + requeue
-                self._due[name] = min(self._due.get(name, at), at)
-        self._wake.set()
+        self._queue.done(name, requeue)
 
     def _thread_store(self) -> Store:
         store = getattr(self._local, "store", None)
@@ -213,7 +201,8 @@ class Controller:
                   and time.time() - stats.updated_at < self.settings.stats_fresh else None)
         in_flight = frozenset(self._in_flight.get(name, set()))
         view = View(service, policies, self._look(store, service, policies, in_flight),
-                    running, recent, in_flight, self.settings.backoff_base)
+                    running, recent, in_flight, self.settings.backoff_base,
+                    self.settings.unknown_window)
         step = decide(view, time.time())
         ctx = ServeContext(store, self.providers)
         for action in step.actions:
@@ -246,7 +235,8 @@ class Controller:
             try:
                 evidence[rid] = future.result(timeout=self.settings.observe_timeout)
             except FuturesTimeout:
-                evidence[rid] = Evidence(False, detail="the look did not answer within "
+                evidence[rid] = Evidence(False, unknown=True,
+                                         detail="the look did not answer within "
                                                        f"{self.settings.observe_timeout:g}s")
         return evidence
 

@@ -54,11 +54,17 @@ def check_task(task_config: Any) -> Record:
 def up(task_config: dict, service_name: str, *, user: str,
        owner: str | None = None) -> tuple[str, str]:
     """Record the service and wait until its load balancer listens; (name, endpoint)."""
+    submit_up(task_config, service_name, user=user, owner=owner)
+    return service_name, wait_endpoint(service_name)
+
+
+def submit_up(task_config: dict, service_name: str, *, user: str,
+              owner: str | None = None) -> None:
+    """Record the service (desired state); the controller starts it. No waiting."""
     check_name(service_name)
     config = check_task(task_config)
     rec.create(_store(), service_name, config, user, owner)
     rec.note(service_name, f"service {service_name!r} submitted by {user} (version 1)")
-    return service_name, wait_endpoint(service_name)
 
 
 def wait_endpoint(name: str, timeout: float = UP_TIMEOUT) -> str:
@@ -115,6 +121,19 @@ def down(service_names: list[str] | None, *, all: bool = False,  # noqa: A002
          purge: bool = False, user: str) -> None:
     """Take services down and wait until nothing of them is left (no replica cluster,
     no load balancer, no record)."""
+    chosen = request_down(service_names, all=all, purge=purge, user=user)
+    wait_down(chosen)
+
+
+def wait_down(chosen: list[str]) -> None:
+    _wait_gone(chosen)
+    if chosen:
+        print(f"Service(s) {', '.join(chosen)} torn down.", flush=True)
+
+
+def request_down(service_names: list[str] | None, *, all: bool = False,  # noqa: A002
+                 purge: bool = False, user: str) -> list[str]:
+    """Record a down request (desired state) for each service named; the names found."""
     names = _names(service_names)
     if bool(names) == bool(all):
         raise ValueError("give service names or all=True (not both)")
@@ -131,9 +150,7 @@ def down(service_names: list[str] | None, *, all: bool = False,  # noqa: A002
         print(f"Service(s) not found: {', '.join(missing)}", flush=True)
     for service in chosen:
         rec.note(service["name"], f"down requested by {user}" + (" (purge)" if purge else ""))
-    _wait_gone([s["name"] for s in chosen])
-    if chosen:
-        print(f"Service(s) {', '.join(s['name'] for s in chosen)} torn down.", flush=True)
+    return [s["name"] for s in chosen]
 
 
 def _wait_gone(names: list[str], timeout: float = DOWN_TIMEOUT) -> None:
@@ -231,6 +248,7 @@ def status_record(service: Record, now: float) -> Record:
             "status": ReplicaStatus(r["status"]), "version": int(r["version"]),
             "launched_at": int(r["launched_at"]) if r.get("launched_at") else None,
             "handle": _handle(r.get("cluster")), "endpoint": r.get("url"),
+            "is_spot": bool(r.get("is_spot")),  # SkyPilot's replica info has it too
             # beyond the seed's keys
             "cluster": r.get("cluster"), "failure_reason": r.get("failure_reason"),
         } for r in replicas],

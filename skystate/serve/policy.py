@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from skystate.runtime.layout import env_seconds
+from skystate.serve.fallback import Mix, mix_of
 
 Record = dict[str, Any]
 
@@ -68,6 +69,7 @@ class Policy:
     port: int | None = None  # the declared port (service.ports or resources.ports)
     probe_period: float = PROBE_SECONDS  # scaled
     qps_window: float = QPS_WINDOW_SECONDS  # scaled (at least 2 s)
+    mix: Mix = Mix()  # spot / on-demand fallback (serve/fallback.py)
 
 
 def _port(config: Record, service: Record) -> int | None:
@@ -115,10 +117,15 @@ def policy_of(config: Record) -> Policy:
                           float(spec.probe_interval_seconds)) / scale
     balancing = spec.lb_policy if spec.lb_policy in ("round_robin", "least_load") \
         else "least_load"
+    mix = mix_of(config, spec)
+    if spec.use_ondemand_fallback and not mix.use_spot:
+        raise ValueError("base_ondemand_fallback_replicas and dynamic_ondemand_fallback are "
+                         "only supported when resources.use_spot is true")
     return Policy(
         probe=Probe(path=probe.path, initial_delay=float(probe.initial_delay_seconds) / scale,
                     timeout=float(probe.timeout_seconds), post_data=probe.post_data,
                     headers={str(k): str(v) for k, v in (probe.headers or {}).items()}),
         scaling=scaling, load_balancing=balancing,
         port=spec.ports if spec.ports is not None else _port(config, {}),
-        probe_period=max(0.05, period), qps_window=max(2.0, QPS_WINDOW_SECONDS / scale))
+        probe_period=max(0.05, period), qps_window=max(2.0, QPS_WINDOW_SECONDS / scale),
+        mix=mix)

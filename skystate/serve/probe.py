@@ -3,8 +3,9 @@
 The probe is the service's ``readiness_probe`` (GET, or POST with ``post_data``) with its
 ``timeout_seconds``; any 2xx passes. A probe that fails is followed by one look at the
 replica's cluster (the provider) and job (the agent): only a fresh, successful answer
-says the cluster is gone or the program exited; an error or a timeout there is UNKNOWN,
-which changes nothing but the probe count (``decide.transition``).
+says the cluster is gone or the program exited; an error or a timeout there is UNKNOWN:
+the replica leaves the ready set but is never failed or replaced for it
+(``decide.transition``).
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ def look(replica: Record, cluster: Record | None, spec: Probe, providers: Provid
         provider = providers.of_record(cluster)
         found = provider.observe([cluster["name"]])
     except Exception as exc:  # noqa: BLE001 - unknown: the probe alone counts
-        return Evidence(False, detail=f"{detail}; observing its cluster: {exc}")
+        return Evidence(False, unknown=True,
+                        detail=f"{detail}; observing its cluster: {type(exc).__name__}: {exc}")
     seen = next((o for o in found if o.name == cluster["name"]), None)
     if seen is None or seen.state is NodeState.TERMINATED:
         return Evidence(False, gone=True, detail=f"{detail}; its cluster is gone")
@@ -70,7 +72,8 @@ def look(replica: Record, cluster: Record | None, spec: Probe, providers: Provid
     try:
         rows = provider.agent(seen).queue([int(replica["job_id"])], detailed=True)
     except Exception as exc:  # noqa: BLE001 - an agent that does not answer is unknown
-        return Evidence(False, detail=f"{detail}; its agent: {exc}")
+        return Evidence(False, unknown=True,
+                        detail=f"{detail}; its agent: {type(exc).__name__}: {exc}")
     row = next((r for r in rows if int(r["job_id"]) == int(replica["job_id"])), None)
     if row is not None and str(row.get("status")) in _DONE:
         code = row.get("exit_code")
