@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 from helpers import deadline
+from lb_replicas import Replicas
 
 from skystate.exceptions import LoadBalancerError
 from skystate.runtime.procs import is_zombie_or_gone
@@ -29,36 +30,6 @@ from skystate.serve.lb_process import (
     stop_load_balancer,
     write_ready_set,
 )
-
-REPLICA = Path(__file__).resolve().parent / "lb_replica.py"
-
-
-class Replicas:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.procs: dict[int, subprocess.Popen[bytes]] = {}
-        self.urls: dict[int, str] = {}
-
-    def start(self, replica_id: int, delay: float = 0.0) -> ReadyReplica:
-        port_file = self.root / f"replica-{replica_id}.port"
-        proc = subprocess.Popen([sys.executable, str(REPLICA), "--id", str(replica_id),
-                                 "--port-file", str(port_file), "--delay", str(delay)])
-        self.procs[replica_id] = proc
-        end = deadline(10)
-        while not port_file.exists():
-            assert proc.poll() is None and time.monotonic() < end, "replica did not start"
-            time.sleep(0.01)
-        self.urls[replica_id] = f"http://127.0.0.1:{port_file.read_text()}"
-        return ReadyReplica(replica_id=replica_id, url=self.urls[replica_id], version=1)
-
-    def kill(self, replica_id: int) -> None:
-        self.procs[replica_id].kill()
-        self.procs[replica_id].wait()
-
-    def stop_all(self) -> None:
-        for proc in self.procs.values():
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture
