@@ -186,3 +186,17 @@ def test_ready_set_file_round_trip(tmp_path) -> None:  # type: ignore[no-untyped
     assert ready.target_qps == {"A100:1": 2.0} and ready.replicas == tuple(weighted)
     old = parse_ready_set('{"generation": 1, "replicas": [{"replica_id": 1, "url": "x"}]}')
     assert old.target_qps is None and old.replicas[0].accelerator is None
+
+
+def test_the_policy_keeps_instance_aware_least_load_and_its_weights() -> None:
+    from skystate.serve.policy import policy_of
+
+    config = {"run": "x", "service": {
+        "load_balancing_policy": "instance_aware_least_load",
+        "replica_policy": {"min_replicas": 1, "max_replicas": 3,
+                           "target_qps_per_replica": {"A100:1": 4, "T4": 1.5}}}}
+    policy = policy_of(config)
+    assert policy.load_balancing == "instance_aware_least_load"
+    assert policy.qps_per_accelerator == {"A100:1": 4.0, "T4": 1.5}
+    plain = policy_of({"run": "x", "service": {"replicas": 2}})
+    assert plain.load_balancing == "least_load" and plain.qps_per_accelerator is None

@@ -144,3 +144,43 @@ def test_an_unknown_accelerator_counts_as_one_qps(service: Path, replicas: Repli
     _, port = start_load_balancer(service)
     counts = _spread(f"http://127.0.0.1:{port}", clients=6, each=20)
     assert 0.6 <= counts[1] / counts[2] <= 1.6, counts  # both weigh 1
+
+
+@pytest.mark.slow
+def test_the_controller_writes_each_replicas_accelerator_and_the_qps_weights(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from helpers import REPO
+
+    import skystate as sky
+
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.yaml").write_text(
+        "providers:\n  local:\n    accelerators: {A100: 2}\n")
+    monkeypatch.setenv("SKYSTATE_TIME_SCALE", "30")
+    task = sky.Task.from_yaml_config({
+        "name": "hello", "workdir": str(REPO / "examples" / "serve-http"),
+        "resources": {"infra": "local", "ports": 8080, "accelerators": "A100:1"},
+        "service": {"readiness_probe": {"path": "/health", "initial_delay_seconds": 600},
+                    "load_balancing_policy": "instance_aware_least_load",
+                    "replica_policy": {"min_replicas": 2, "max_replicas": 2,
+                                       "target_qps_per_replica": {"A100": 3, "T4": 1}}},
+        "run": "exec python3 server.py --port 8080"})
+    sky.get(sky.serve.up(task, "svc"))
+    try:
+        path = home / "serve" / "svc" / "ready_set.json"
+
+        def both_ready() -> bool:
+            try:
+                return len(json.loads(path.read_text())["replicas"]) == 2
+            except (OSError, ValueError, KeyError):
+                return False
+
+        _wait_for(both_ready, 90)
+        ready = json.loads(path.read_text())
+        assert ready["policy"] == "instance_aware_least_load"
+        assert ready["target_qps"] == {"A100": 3.0, "T4": 1.0}
+        assert [r["accelerator"] for r in ready["replicas"]] == ["A100:1", "A100:1"]
+    finally:
+        sky.get(sky.serve.down(["svc"]))
