@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from lb_replicas import Replicas
-from test_serve_lb_tls import make_certificate, trusting
+from tls_cert import make_certificate, trusting
 
 from skystate.exceptions import LoadBalancerError
 from skystate.runtime.procs import cmdline
