@@ -96,9 +96,9 @@ def _start_lb(ctx: ServeContext, service: Record, action: ServeAction) -> str:
 
     directory = rec.service_dir(service["name"])
     tasks = service.get("tasks") or {}
-    first = tasks.get(str(service.get("serving_version") or service.get("version") or 1))
+    task = tasks.get(str(service.get("serving_version") or service.get("version") or 1))
     pid, port = start_load_balancer(directory, int(service.get("lb_port") or 0),
-                                    timeout=LB_START_SECONDS, tls=tls_files(first or {}))
+                                    timeout=LB_START_SECONDS, tls=tls_files(task or {}))
     scheme = load_balancer_scheme(directory)
     rec.update(ctx.store, service["name"], lb_port=port, lb_pid=pid, lb_scheme=scheme)
     return f"load balancer {pid} listens on {scheme}://127.0.0.1:{port}"
