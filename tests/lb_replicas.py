@@ -1,15 +1,19 @@
-"""Real replicas (tests/lb_replica.py processes) for the load-balancer tests."""
+"""Real replicas (tests/lb_replica.py processes) for the load-balancer tests, and their
+fixtures: ``service`` (a service folder whose load balancer is stopped at the end) and
+``replicas``. A test module uses them with ``pytest_plugins = ["lb_replicas"]``."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from helpers import deadline
 
-from skystate.serve.lb_process import ReadyReplica
+from skystate.serve.lb_process import ReadyReplica, stop_load_balancer
 
 REPLICA = Path(__file__).resolve().parent / "lb_replica.py"
 
@@ -49,3 +53,18 @@ class Replicas:
         for proc in self.procs.values():
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture
+def service(home: Path) -> Iterator[Path]:
+    path = home / "serve" / "web"
+    path.mkdir(parents=True)
+    yield path
+    stop_load_balancer(path)
+
+
+@pytest.fixture
+def replicas(tmp_path: Path) -> Iterator[Replicas]:
+    started = Replicas(tmp_path)
+    yield started
+    started.stop_all()

@@ -7,26 +7,21 @@ from __future__ import annotations
 import socket
 import ssl
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import lb_replicas
 import pytest
 from lb_replicas import Replicas
 from tls_cert import make_certificate, trusting
 
 from skystate.exceptions import LoadBalancerError
 from skystate.runtime.procs import cmdline
-from skystate.serve.lb_process import start_load_balancer, stop_load_balancer, write_ready_set
+from skystate.serve.lb_process import start_load_balancer, write_ready_set
 from skystate.serve.lb_tls import TLSFileError, server_context
 
-
-@pytest.fixture
-def service(home: Path) -> Iterator[Path]:
-    path = home / "serve" / "web"
-    path.mkdir(parents=True)
-    yield path
-    stop_load_balancer(path)
+service = lb_replicas.service  # the fixtures
+replicas = lb_replicas.replicas
 
 
 def test_tls_older_than_1_2_is_refused_and_the_key_stays_off_the_command_line(

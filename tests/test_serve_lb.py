@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+import lb_replicas
 import pytest
 from helpers import deadline
 from lb_replicas import Replicas
@@ -31,20 +32,8 @@ from skystate.serve.lb_process import (
     write_ready_set,
 )
 
-
-@pytest.fixture
-def service(home: Path) -> Iterator[Path]:
-    path = home / "serve" / "web"
-    path.mkdir(parents=True)
-    yield path
-    stop_load_balancer(path)
-
-
-@pytest.fixture
-def replicas(tmp_path: Path) -> Iterator[Replicas]:
-    started = Replicas(tmp_path)
-    yield started
-    started.stop_all()
+service = lb_replicas.service  # the fixtures
+replicas = lb_replicas.replicas
 
 
 def _lb(service: Path, policy: str, ready: list[ReadyReplica],

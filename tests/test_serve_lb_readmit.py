@@ -7,10 +7,11 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import lb_replicas
 import pytest
 from helpers import deadline
 from lb_replicas import Replicas
@@ -19,24 +20,11 @@ from skystate.serve.lb_process import (
     ReadyReplica,
     read_stats,
     start_load_balancer,
-    stop_load_balancer,
     write_ready_set,
 )
 
-
-@pytest.fixture
-def service(home: Path) -> Iterator[Path]:
-    path = home / "serve" / "web"
-    path.mkdir(parents=True)
-    yield path
-    stop_load_balancer(path)
-
-
-@pytest.fixture
-def replicas(tmp_path: Path) -> Iterator[Replicas]:
-    started = Replicas(tmp_path)
-    yield started
-    started.stop_all()
+service = lb_replicas.service  # the fixtures
+replicas = lb_replicas.replicas
 
 
 def _which(response: httpx.Response) -> int:

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import collections
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import lb_replicas
 import pytest
 from helpers import REPO, deadline
 from lb_replicas import Replicas
@@ -19,24 +19,11 @@ from skystate.exceptions import LoadBalancerError
 from skystate.serve.lb_process import (
     load_balancer_scheme,
     start_load_balancer,
-    stop_load_balancer,
     write_ready_set,
 )
 
-
-@pytest.fixture
-def service(home: Path) -> Iterator[Path]:
-    path = home / "serve" / "web"
-    path.mkdir(parents=True)
-    yield path
-    stop_load_balancer(path)
-
-
-@pytest.fixture
-def replicas(tmp_path: Path) -> Iterator[Replicas]:
-    started = Replicas(tmp_path)
-    yield started
-    started.stop_all()
+service = lb_replicas.service  # the fixtures
+replicas = lb_replicas.replicas
 
 
 def test_https_through_the_load_balancer_to_plain_http_replicas(
