@@ -1,7 +1,8 @@
 """A real HTTP replica for the load-balancer tests (stdlib, HTTP/1.1 keep-alive, threads).
 
-``python tests/lb_replica.py --id N --port-file PATH [--delay S]``; it writes its port to
-PATH once listening. Routes:
+``python tests/lb_replica.py --id N --port-file PATH [--delay S] [--port P]``; it writes
+its port to PATH once listening (``--port``: that one, e.g. to come back where it was).
+Routes:
 
 - ``GET /id``: ``replica N`` (after ``--delay`` seconds), header ``X-Replica: N``;
 - ``GET /slow?s=S``: the same after S seconds;
@@ -117,9 +118,10 @@ def main() -> None:
     parser.add_argument("--id", type=int, required=True)
     parser.add_argument("--port-file", type=Path, required=True)
     parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
     Handler.replica_id, Handler.delay = args.id, args.delay
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
     tmp = args.port_file.with_suffix(".tmp")
     tmp.write_text(str(server.server_address[1]))

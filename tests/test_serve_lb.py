@@ -16,8 +16,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+import lb_replicas
 import pytest
 from helpers import deadline
+from lb_replicas import Replicas
 
 from skystate.exceptions import LoadBalancerError
 from skystate.runtime.procs import is_zombie_or_gone
@@ -30,50 +32,8 @@ from skystate.serve.lb_process import (
     write_ready_set,
 )
 
-REPLICA = Path(__file__).resolve().parent / "lb_replica.py"
-
-
-class Replicas:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.procs: dict[int, subprocess.Popen[bytes]] = {}
-        self.urls: dict[int, str] = {}
-
-    def start(self, replica_id: int, delay: float = 0.0) -> ReadyReplica:
-        port_file = self.root / f"replica-{replica_id}.port"
-        proc = subprocess.Popen([sys.executable, str(REPLICA), "--id", str(replica_id),
-                                 "--port-file", str(port_file), "--delay", str(delay)])
-        self.procs[replica_id] = proc
-        end = deadline(10)
-        while not port_file.exists():
-            assert proc.poll() is None and time.monotonic() < end, "replica did not start"
-            time.sleep(0.01)
-        self.urls[replica_id] = f"http://127.0.0.1:{port_file.read_text()}"
-        return ReadyReplica(replica_id=replica_id, url=self.urls[replica_id], version=1)
-
-    def kill(self, replica_id: int) -> None:
-        self.procs[replica_id].kill()
-        self.procs[replica_id].wait()
-
-    def stop_all(self) -> None:
-        for proc in self.procs.values():
-            proc.kill()
-            proc.wait()
-
-
-@pytest.fixture
-def service(home: Path) -> Iterator[Path]:
-    path = home / "serve" / "web"
-    path.mkdir(parents=True)
-    yield path
-    stop_load_balancer(path)
-
-
-@pytest.fixture
-def replicas(tmp_path: Path) -> Iterator[Replicas]:
-    started = Replicas(tmp_path)
-    yield started
-    started.stop_all()
+service = lb_replicas.service  # the fixtures
+replicas = lb_replicas.replicas
 
 
 def _lb(service: Path, policy: str, ready: list[ReadyReplica],

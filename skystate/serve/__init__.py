@@ -33,16 +33,19 @@ def _submit(request: str, **args: Any) -> RequestId:
 def up(task: Any, service_name: str, _need_confirmation: bool = False) -> RequestId:
     """Spin up a service; the request returns ``(service_name, endpoint)``."""
     from skystate.sdk import _task_config
+    from skystate.serve.lb_tls import absolute
 
-    return _submit("serve.up", task=_task_config(task), service_name=service_name)
+    return _submit("serve.up", task=absolute(_task_config(task)), service_name=service_name)
 
 
 def update(task: Any, service_name: str, mode: UpdateMode | str = UpdateMode.ROLLING,
            _need_confirmation: bool = False) -> RequestId:
     """Update a service to a new version (``UpdateMode.ROLLING`` or ``BLUE_GREEN``)."""
     from skystate.sdk import _task_config
+    from skystate.serve.lb_tls import absolute
 
-    return _submit("serve.update", task=_task_config(task), service_name=service_name,
+    return _submit("serve.update", task=absolute(_task_config(task)),
+                   service_name=service_name,
                    mode=UpdateMode.of(mode).value)
 
 

@@ -93,13 +93,17 @@ def _mark(ctx: ServeContext, service: Record, action: ServeAction) -> str:
 
 
 def _start_lb(ctx: ServeContext, service: Record, action: ServeAction) -> str:
-    from skystate.serve.lb_process import start_load_balancer
+    from skystate.serve.lb_process import load_balancer_scheme, start_load_balancer
+    from skystate.serve.lb_tls import tls_files
 
     directory = rec.service_dir(service["name"])
+    tasks = service.get("tasks") or {}
+    task = tasks.get(str(service.get("serving_version") or service.get("version") or 1))
     pid, port = start_load_balancer(directory, int(service.get("lb_port") or 0),
-                                    timeout=LB_START_SECONDS)
-    rec.update(ctx.store, service["name"], lb_port=port, lb_pid=pid)
-    return f"load balancer {pid} listens on 127.0.0.1:{port}"
+                                    timeout=LB_START_SECONDS, tls=tls_files(task or {}))
+    scheme = load_balancer_scheme(directory)
+    rec.update(ctx.store, service["name"], lb_port=port, lb_pid=pid, lb_scheme=scheme)
+    return f"load balancer {pid} listens on {scheme}://127.0.0.1:{port}"
 
 
 def _stop_lb(ctx: ServeContext, service: Record, action: ServeAction) -> str:
@@ -117,21 +121,33 @@ def _ready_set(ctx: ServeContext, service: Record, action: ServeAction) -> str:
     ids = list(action.fields["ids"])
     generation = int(action.fields["generation"])
     by_id = {r["replica_id"]: r for r in service.get("replicas") or []}
-    ready = [ReadyReplica(replica_id=i, url=by_id[i]["url"], version=int(by_id[i]["version"]))
+    ready = [ReadyReplica(replica_id=i, url=by_id[i]["url"], version=int(by_id[i]["version"]),
+                          accelerator=_accelerator(ctx, by_id[i].get("cluster")))
              for i in ids if i in by_id and by_id[i].get("url")]
     version = str(service.get("serving_version") or service.get("version") or 1)
     task = (service.get("tasks") or {}).get(version) or {}
     try:
-        balancing = policy_of(task).load_balancing
+        policy = policy_of(task)
+        balancing, weights = policy.load_balancing, policy.qps_per_accelerator
     except ValueError:
-        balancing = "least_load"
+        balancing, weights = "least_load", None
     directory = rec.serve_root() / service["name"]
     if not directory.is_dir():  # never re-made here: down removes it
         return "the service folder is gone"
-    write_ready_set(directory, balancing, ready, generation)
+    write_ready_set(directory, balancing, ready, generation, target_qps=weights)
     rec.update(ctx.store, service["name"], ready_ids=[r.replica_id for r in ready],
                generation=generation)
     return f"ready set {generation}: {[r.replica_id for r in ready]}"
+
+
+def _accelerator(ctx: ServeContext, cluster: str | None) -> str | None:
+    """The accelerator a replica's cluster was launched with (``A100:8``), or None."""
+    record = ctx.store.cluster(cluster) if cluster else None
+    accelerators = ((record or {}).get("offer") or {}).get("accelerators") or {}
+    if not isinstance(accelerators, dict) or not accelerators:
+        return None
+    name, count = next(iter(accelerators.items()))
+    return f"{name}:{count:g}" if isinstance(count, (int, float)) else str(name)
 
 
 def free_port() -> int:

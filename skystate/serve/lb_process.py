@@ -5,7 +5,8 @@ reparented to init, so it outlives whatever started it (an API server that is SI
 a request worker that is cancelled). Its environment has neither the API server's
 variables nor the request tag (``procs.untagged_env``). It is found again through
 ``DIR/lb.pid`` (checked against the process's command line, so a reused pid is not taken
-for it) and ``DIR/lb.port``.
+for it) and ``DIR/lb.port``. With ``tls`` (keyfile, certfile) it serves HTTPS
+(``load_balancer_scheme`` tells which a running one serves).
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from skystate.serve.lb import POLICIES, ReadyReplica, ReadySet
 from skystate.serve.lb_server import PID_FILE, PORT_FILE, READY_SET, STATS
 from skystate.server.procs import untagged_env
 
-__all__ = ["LoadBalancerStats", "ReadyReplica", "load_balancer_running", "read_stats",
-           "start_load_balancer", "stop_load_balancer", "write_ready_set"]
+__all__ = ["LoadBalancerStats", "ReadyReplica", "load_balancer_running",
+           "load_balancer_scheme", "read_stats", "start_load_balancer", "stop_load_balancer",
+           "write_ready_set"]
 
 LOG_FILE = "lb.log"
 _MODULE = "skystate.serve.lb_server"
@@ -88,28 +90,38 @@ def load_balancer_running(service_dir: Path) -> tuple[int, int] | None:
     return (pid, port) if pid is not None and port is not None else None
 
 
-def start_load_balancer(service_dir: Path, port: int = 0, *,
-                        timeout: float = 10.0) -> tuple[int, int]:
+def load_balancer_scheme(service_dir: Path) -> str:
+    """``https`` if the running load balancer terminates TLS, else ``http``."""
+    pid = _pid(Path(service_dir).resolve())
+    return "https" if pid is not None and "--tls-certfile" in (cmdline(pid) or "") \
+        else "http"
+
+
+def start_load_balancer(service_dir: Path, port: int = 0, *, timeout: float = 10.0,
+                        tls: tuple[str, str] | None = None) -> tuple[int, int]:
     """Start the load balancer (or find the running one); (pid, port) once it listens.
 
-    ``port`` 0 lets it pick a free port. A running one is returned as it is, whatever its
-    port. LoadBalancerError if it exits without listening (its reason, from ``lb.log``)
-    or does not listen within ``timeout`` seconds.
+    ``port`` 0 lets it pick a free port; ``tls`` (keyfile, certfile): HTTPS. A running one
+    is returned as it is, whatever its port and scheme. LoadBalancerError if it exits
+    without listening (its reason, from ``lb.log``, e.g. a key it cannot load) or does not
+    listen within ``timeout`` seconds.
     """
     service_dir = Path(service_dir).resolve()
     service_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     with FileLock(str(service_dir / "lb.start.lock"), timeout=timeout, mode=0o600):
         pid = _pid(service_dir)
         if pid is None:
-            pid = _spawn(service_dir, port)
+            pid = _spawn(service_dir, port, tls)
         return _wait_listening(service_dir, pid, timeout)
 
 
-def _spawn(service_dir: Path, port: int) -> int:
+def _spawn(service_dir: Path, port: int, tls: tuple[str, str] | None) -> int:
     """Run the load balancer detached (bash starts it in the background and exits, so
     init adopts it: nobody has to reap it); its pid."""
     argv = [sys.executable, "-m", _MODULE, "--service-dir", str(service_dir),
             "--host", "127.0.0.1", "--port", str(port)]
+    if tls is not None:
+        argv += ["--tls-keyfile", tls[0], "--tls-certfile", tls[1]]
     log = service_dir / LOG_FILE
     os.close(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
     with contextlib.suppress(FileNotFoundError):
@@ -166,14 +178,15 @@ def stop_load_balancer(service_dir: Path, *, timeout: float = 10.0) -> None:
 
 
 def write_ready_set(service_dir: Path, policy: str, replicas: list[ReadyReplica],
-                    generation: int) -> None:
-    """Atomically replace ``ready_set.json``: only these replicas get traffic."""
+                    generation: int, target_qps: dict[str, float] | None = None) -> None:
+    """Atomically replace ``ready_set.json``: only these replicas get traffic.
+    ``target_qps``: QPS per accelerator (``instance_aware_least_load``'s weights)."""
     if policy not in POLICIES:
         raise ValueError(f"unknown load balancing policy {policy!r} "
                          f"(expected one of: {', '.join(POLICIES)})")
     ready = ReadySet(generation=generation, policy=policy,  # type: ignore[arg-type]
-                     replicas=tuple(replicas))
-    write_private(Path(service_dir) / READY_SET, ready.model_dump_json())
+                     replicas=tuple(replicas), target_qps=target_qps)
+    write_private(Path(service_dir) / READY_SET, ready.model_dump_json(exclude_none=True))
 
 
 def read_stats(service_dir: Path) -> LoadBalancerStats | None:

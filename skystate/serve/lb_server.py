@@ -1,6 +1,7 @@
 """A service's load balancer: a streaming reverse proxy in its own process.
 
-``python -m skystate.serve.lb_server --service-dir DIR --host 127.0.0.1 --port P``
+``python -m skystate.serve.lb_server --service-dir DIR --host 127.0.0.1 --port P
+[--tls-keyfile KEY --tls-certfile CERT]`` (with both: HTTPS, lb_tls.py; replicas stay HTTP)
 
 An aiohttp low-level server; each request goes to one replica of ``DIR/ready_set.json``
 (re-read when it changes, polled every 50 ms) through one pooled keep-alive aiohttp
@@ -9,8 +10,9 @@ not uvicorn + httpx: both HTTP parsers are C, and on a loaded machine the pure-P
 cost several times the CPU per request (docs/serve-load-balancer.md has the figures).
 Bodies are streamed both ways, never buffered; hop-by-hop headers are dropped;
 ``X-Forwarded-For/-Proto/-Host`` are set. A connection that fails takes the replica out of
-rotation (lb_state.Rotation); the request is retried on another replica if that is safe
-(nothing of its body was sent, and the method is idempotent or the connection never
+rotation (lb_state.Rotation) until a connection check to it succeeds again (checked here,
+with the backoff Rotation keeps); the request is retried on another replica if that is
+safe (nothing of its body was sent, and the method is idempotent or the connection never
 opened). No replica: 503.
 
 Files: ``lb.pid`` at start, ``lb.port`` once listening (both removed at exit), and
@@ -28,10 +30,12 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -40,12 +44,14 @@ from skystate.home import use_private_umask
 from skystate.runtime.layout import write_private
 from skystate.serve.lb import ReadySet
 from skystate.serve.lb_state import Rotation, Stats, parse_ready_set
+from skystate.serve.lb_tls import TLSFileError, server_context
 
 READY_SET = "ready_set.json"
 STATS = "lb_stats.json"
 PID_FILE = "lb.pid"
 PORT_FILE = "lb.port"
 POLL_SECONDS = 0.05
+CHECK_TIMEOUT = 2.0  # a connection check of a replica out of rotation
 STATS_SECONDS = 1.0
 GRACE = 5.0
 CONNECTIONS_PER_REPLICA = 256
@@ -103,6 +109,7 @@ class LoadBalancer:
         self.port = 0
         self.session: aiohttp.ClientSession | None = None
         self._ready_key: tuple[int, int, int] | None = None
+        self._checks: set[asyncio.Task[None]] = set()
 
     async def open(self) -> None:
         # at most CONNECTIONS_PER_REPLICA at once: past that requests queue here, rather
@@ -153,6 +160,28 @@ class LoadBalancer:
         log.info("ready set generation %d (%s): %s", ready.generation, ready.policy,
                  ", ".join(f"{r.replica_id}={r.url}" for r in ready.replicas) or "none")
 
+    def start_checks(self) -> None:
+        """Start the connection checks that are due (replicas out of rotation)."""
+        for replica in self.rotation.due_checks(time.monotonic()):
+            task = asyncio.get_running_loop().create_task(
+                self._check(replica.replica_id, replica.url))
+            self._checks.add(task)
+            task.add_done_callback(self._checks.discard)
+
+    async def _check(self, rid: int, url: str) -> None:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(parts.hostname, port), CHECK_TIMEOUT)
+        except (OSError, asyncio.TimeoutError, ValueError) as exc:
+            self.rotation.check_failed(rid, time.monotonic())
+            log.debug("replica %d (%s) still fails: %s", rid, url, _describe(exc))
+            return
+        writer.close()
+        self.rotation.check_passed(rid, time.monotonic())
+        log.info("replica %d (%s) accepts connections again: back in rotation", rid, url)
+
     def write_stats(self) -> None:
         document = self.stats.snapshot(pid=os.getpid(), port=self.port, now=time.time(),
                                        in_flight=self.rotation.in_flight)
@@ -175,7 +204,7 @@ class LoadBalancer:
         tried: set[int] = set()
         last_error = ""
         while True:
-            replica = self.rotation.choose(tried, time.monotonic())
+            replica = self.rotation.choose(tried)
             if replica is None:
                 reason = (f"no replica could take the request ({last_error})" if tried
                           else "no ready replica for this service")
@@ -227,7 +256,8 @@ class LoadBalancer:
         return out
 
 
-async def _serve(app: LoadBalancer, sock: socket.socket) -> None:
+async def _serve(app: LoadBalancer, sock: socket.socket,
+                 tls: ssl.SSLContext | None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -236,10 +266,12 @@ async def _serve(app: LoadBalancer, sock: socket.socket) -> None:
     server = web.Server(app.handle, access_log=None)
     runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=GRACE)
     await runner.setup()
-    await web.SockSite(runner, sock).start()
+    await web.SockSite(runner, sock, ssl_context=tls).start()
     write_private(app.service_dir / PORT_FILE, f"{app.port}\n")
-    log.info("load balancer %d listening on port %d", os.getpid(), app.port)
+    log.info("load balancer %d listening on port %d (%s)", os.getpid(), app.port,
+             "https" if tls else "http")
     chores = [asyncio.create_task(app.every(POLL_SECONDS, app.reload_ready_set)),
+              asyncio.create_task(app.every(POLL_SECONDS, app.start_checks)),
               asyncio.create_task(app.every(STATS_SECONDS, app.write_stats))]
     await stop.wait()
     log.info("stopping: no new connections, up to %gs for requests in flight", GRACE)
@@ -255,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--service-dir", required=True, type=Path)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--tls-keyfile", default=None)
+    parser.add_argument("--tls-certfile", default=None)
     args = parser.parse_args(argv)
     use_private_umask()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
@@ -265,18 +299,25 @@ def main(argv: list[str] | None = None) -> int:
     port_file.unlink(missing_ok=True)
     write_private(pid_file, f"{os.getpid()}\n")
     app = LoadBalancer(service_dir)
+    tls = None
     try:
+        if args.tls_keyfile or args.tls_certfile:
+            tls = server_context(args.tls_keyfile or "", args.tls_certfile or "")
         sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((args.host, args.port))
         sock.listen(1024)
+    except TLSFileError as exc:
+        print(f"load balancer cannot serve HTTPS: {exc}", file=sys.stderr)
+        pid_file.unlink(missing_ok=True)
+        return 1
     except OSError as exc:
         print(f"load balancer cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         pid_file.unlink(missing_ok=True)
         return 1
     app.port = sock.getsockname()[1]
     try:
-        asyncio.run(_serve(app, sock))
+        asyncio.run(_serve(app, sock, tls))
     finally:
         port_file.unlink(missing_ok=True)
         with contextlib.suppress(OSError, ValueError):

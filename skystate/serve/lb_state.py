@@ -2,25 +2,37 @@
 
 ``Rotation`` wraps the pure ``lb.pick`` with what the process learns itself: requests in
 flight per replica, the round-robin turn, and replicas it took out after a failed
-connection. Such a replica stays out until the controller writes a *newer* generation that
-still lists it *and* at least ``REJOIN_AFTER`` seconds have passed (the controller's probe
-decides whether it is really back).
+connection. A replica taken out is re-admitted only once a connection check to it
+succeeds (the process runs the checks; ``due_checks`` says which are due):
 
-``Stats`` is what ``lb_stats.json`` says: totals, per-replica counts, recent failures and
-``recent``, the requests per unix second over the last minute (the autoscaler's QPS).
-Nothing here does I/O or reads a clock: callers pass ``now``.
+- the first check comes ``TAKE_OUT_SECONDS`` after the take-out; a check that fails
+  doubles the wait before the next one, up to ``CHECK_BACKOFF_MAX``;
+- a replica taken out again within ``FLAP_WINDOW`` of coming back waits twice as long
+  before its first check (up to ``TAKE_OUT_MAX``), so a flapping replica costs ever
+  fewer retries;
+- a newer generation of the ready set that still lists it (the controller re-confirms
+  it) makes its check due at once; one that drops it forgets it.
+
+It never comes back while it still refuses connections. ``Stats`` is what
+``lb_stats.json`` says: totals, per-replica counts, recent failures and ``recent``, the
+requests per unix second over the last minute (the autoscaler's QPS). Nothing here does
+I/O or reads a clock: callers pass ``now``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from skystate.serve.lb import ReadyReplica, ReadySet, pick
 
-REJOIN_AFTER = 1.0  # seconds a replica stays out after a failed connection, at least
+TAKE_OUT_SECONDS = 0.5  # before the first check after a take-out
+TAKE_OUT_MAX = 10.0
+CHECK_BACKOFF_MAX = 5.0  # between checks of a replica that still fails
+FLAP_WINDOW = 30.0  # taken out again this soon after coming back: a longer wait
 RECENT_SECONDS = 60
 FAILURES_KEPT = 50
 
@@ -31,33 +43,74 @@ def parse_ready_set(text: str) -> ReadySet:
 
 
 @dataclass
+class Out:
+    """A replica out of rotation: since when, and when to check it next."""
+
+    generation: int
+    since: float
+    next_check: float
+    wait: float
+    checking: bool = False
+
+
+@dataclass
 class Rotation:
     """The ready set plus this process's view of it (in flight, taken out, the turn)."""
 
     ready: ReadySet = field(default_factory=ReadySet)
     in_flight: dict[int, int] = field(default_factory=dict)
-    # replica id -> (generation it was taken out in, monotonic time it was taken out)
-    out: dict[int, tuple[int, float]] = field(default_factory=dict)
+    out: dict[int, Out] = field(default_factory=dict)
+    # replica id -> (take-outs in a row, monotonic time it last came back)
+    strikes: dict[int, tuple[int, float]] = field(default_factory=dict)
     turn: int = 0
 
     def replace(self, ready: ReadySet) -> None:
-        self.ready = ready
         listed = {r.replica_id for r in ready.replicas}
-        self.out = {rid: v for rid, v in self.out.items() if rid in listed}
+        self.out = {rid: o for rid, o in self.out.items() if rid in listed}
+        self.strikes = {rid: s for rid, s in self.strikes.items() if rid in listed}
+        if ready.generation > self.ready.generation:  # re-confirmed: check it at once
+            for o in self.out.values():
+                o.next_check = -math.inf
+        self.ready = ready
 
     def take_out(self, replica_id: int, now: float) -> None:
-        self.out[replica_id] = (self.ready.generation, now)
+        if replica_id in self.out:  # requests in flight failing together: one take-out
+            return
+        count, back_at = self.strikes.get(replica_id, (0, -math.inf))
+        count = count + 1 if now - back_at < FLAP_WINDOW else 1
+        self.strikes[replica_id] = (count, back_at)
+        wait = min(TAKE_OUT_MAX, TAKE_OUT_SECONDS * 2 ** (count - 1))
+        self.out[replica_id] = Out(self.ready.generation, now, now + wait,
+                                   min(wait, CHECK_BACKOFF_MAX))
 
-    def excluded(self, now: float) -> set[int]:
-        for rid, (generation, at) in list(self.out.items()):
-            if self.ready.generation > generation and now - at >= REJOIN_AFTER:
-                del self.out[rid]
+    def due_checks(self, now: float) -> list[ReadyReplica]:
+        """The replicas out of rotation whose connection check is due (now marked as
+        being checked: report with ``check_passed`` or ``check_failed``)."""
+        due = [r for r in self.ready.replicas if (o := self.out.get(r.replica_id))
+               and not o.checking and o.next_check <= now]
+        for replica in due:
+            self.out[replica.replica_id].checking = True
+        return due
+
+    def check_passed(self, replica_id: int, now: float) -> None:
+        if self.out.pop(replica_id, None) is not None:
+            count, _ = self.strikes.get(replica_id, (1, now))
+            self.strikes[replica_id] = (count, now)
+
+    def check_failed(self, replica_id: int, now: float) -> None:
+        o = self.out.get(replica_id)
+        if o is not None:
+            o.checking = False
+            o.wait = min(CHECK_BACKOFF_MAX, o.wait * 2)
+            o.next_check = now + o.wait
+
+    def excluded(self) -> set[int]:
         return set(self.out)
 
-    def choose(self, tried: set[int], now: float) -> ReadyReplica | None:
+    def choose(self, tried: set[int]) -> ReadyReplica | None:
         """The replica for the next attempt (not one already tried), counted in flight."""
         replica = pick(self.ready.replicas, self.ready.policy, self.in_flight, turn=self.turn,
-                       excluded=self.excluded(now) | tried)
+                       excluded=self.excluded() | tried, target_qps=self.ready.target_qps)
         if replica is not None:
             self.turn += 1
             self.in_flight[replica.replica_id] = self.in_flight.get(replica.replica_id, 0) + 1

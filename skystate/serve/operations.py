@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from skystate.serve import records as rec
+from skystate.serve.lb_tls import check_files, tls_files
 from skystate.serve.status import ReplicaStatus, ServiceStatus, UpdateMode
 
 Record = dict[str, Any]
@@ -48,6 +49,7 @@ def check_task(task_config: Any) -> Record:
         raise ValueError("a service needs a run command (the program that serves)")
     task_resources(task)
     policy_of(task_config)  # ValueError for a missing or bad service section
+    check_files(task_config)  # a TLS key or certificate the load balancer cannot load
     return task_config
 
 
@@ -86,7 +88,7 @@ def wait_endpoint(name: str, timeout: float = UP_TIMEOUT) -> str:
 
 def endpoint_of(service: Record) -> str | None:
     port = service.get("lb_port")
-    return f"http://127.0.0.1:{port}" if port else None
+    return f"{service.get('lb_scheme') or 'http'}://127.0.0.1:{port}" if port else None
 
 
 def update(task_config: dict, service_name: str, mode: str = "rolling", *,
@@ -102,6 +104,9 @@ def update(task_config: dict, service_name: str, mode: str = "rolling", *,
         if service.get("down_requested_at"):
             raise ValueError(f"service {service_name!r} is shutting down")
         version = max(int(v) for v in service["tasks"]) + 1
+        if tls_files(config) != tls_files(service["tasks"][str(version - 1)]):
+            raise ValueError(f"service {service_name!r}: service.tls cannot change in an "
+                             "update (the load balancer keeps the TLS it started with)")
         store.put_service({**service, "tasks": {**service["tasks"], str(version): config},
                            "version": version, "update_mode": chosen.value})
     rec.note(service_name, f"update to version {version} ({chosen.value}) by {user}")

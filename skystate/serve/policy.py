@@ -66,6 +66,7 @@ class Policy:
     probe: Probe = Probe()
     scaling: Scaling = Scaling()
     load_balancing: str = "least_load"
+    qps_per_accelerator: dict[str, float] | None = None  # instance_aware_least_load's
     port: int | None = None  # the declared port (service.ports or resources.ports)
     probe_period: float = PROBE_SECONDS  # scaled
     qps_window: float = QPS_WINDOW_SECONDS  # scaled (at least 2 s)
@@ -115,17 +116,19 @@ def policy_of(config: Record) -> Policy:
                       num_overprovision=int(spec.num_overprovision or 0))
     period = env_seconds("SKYSTATE_SERVE_PROBE_SECONDS",
                           float(spec.probe_interval_seconds)) / scale
-    balancing = spec.lb_policy if spec.lb_policy in ("round_robin", "least_load") \
-        else "least_load"
     mix = mix_of(config, spec)
     if spec.use_ondemand_fallback and not mix.use_spot:
         raise ValueError("base_ondemand_fallback_replicas and dynamic_ondemand_fallback are "
                          "only supported when resources.use_spot is true")
+    per_accelerator = spec.target_qps_per_replica
+    per_accelerator = ({str(k): float(v) for k, v in per_accelerator.items()}
+                       if isinstance(per_accelerator, dict) else None)
     return Policy(
         probe=Probe(path=probe.path, initial_delay=float(probe.initial_delay_seconds) / scale,
                     timeout=float(probe.timeout_seconds), post_data=probe.post_data,
                     headers={str(k): str(v) for k, v in (probe.headers or {}).items()}),
-        scaling=scaling, load_balancing=balancing,
+        scaling=scaling, load_balancing=spec.lb_policy,
+        qps_per_accelerator=per_accelerator,
         port=spec.ports if spec.ports is not None else _port(config, {}),
         probe_period=max(0.05, period), qps_window=max(2.0, QPS_WINDOW_SECONDS / scale),
         mix=mix)
