@@ -106,7 +106,8 @@ def _launch(ctx: JobContext, job: Record, action: JobAction) -> str:
     record, agent = imp.up_cluster_agent(name, ctx.providers)
     head_ips = [n.get("ip", "127.0.0.1") for n in ctx.store.nodes(name)]
     mounts = imp.staged_file_mounts(task, record, ctx.store, ctx.providers.config)
-    request = imp.job_request_for(task, with_setup=True, head_ips=head_ips, file_mounts=mounts)
+    request = imp.job_request_for(task, with_setup=True, head_ips=head_ips,
+                                  file_mounts=mounts, cluster=record)
     env_id = task_env_id(job)
     task_id = {"SKYPILOT_TASK_ID": env_id, "SKYSTATE_TASK_ID": env_id,
                "SKYPILOT_MANAGED_JOB_ID": str(job_id)}

@@ -25,13 +25,14 @@ from skystate.providers.base import (
 from skystate.providers.registry import Providers
 from skystate.reconcile import storage_mounts
 from skystate.reconcile.adopt import ownership_labels
+from skystate.reconcile.fitting import option_on
 from skystate.reconcile.handles import node_records, observation_of
 from skystate.reconcile.job_outcomes import jobs_to_watch, read_job_statuses, record_job_statuses
 from skystate.reconcile.outcomes import Observation
 from skystate.reconcile.plan import Action, ActionType
 from skystate.reconcile.store import Store
 from skystate.reconcile.users import current_user
-from skystate.spec.resources import quantity_bounds
+from skystate.spec.resources import Resources, quantity_bounds
 
 Record = dict[str, Any]
 
@@ -334,7 +335,7 @@ def _submit_job(ctx: HandlerContext, action: Action) -> str:
         task.get("file_mounts"), cluster=cluster, owner=str(owner), store=ctx.store,
         lock=ctx.lock, providers_config=ctx.providers.config)
     job_id = agent.submit(job_request(
-        task, name=spec["name"], username=current_user(),
+        task, name=spec["name"], username=current_user(), cluster=ctx.cluster(cluster),
         submission_id=f"{spec.get('owner')}:{spec['name']}:{spec.get('spec_hash')}"))
     log_path = agent.log_path(job_id)
     ctx.write(lambda s: s.put_job({**spec, "status": "PENDING", "job_id": job_id,
@@ -392,9 +393,15 @@ def _ensure_cluster_running(ctx: HandlerContext, name: str) -> None:
 
 
 def job_request(task: Record, *, name: str | None, username: str,
-                submission_id: str | None = None) -> JobRequest:
-    """A task in its JSON form (a job view's ``task``) as the runtime agent takes it."""
+                submission_id: str | None = None, cluster: Record | None = None) -> JobRequest:
+    """A task in its JSON form (a job view's ``task``) as the runtime agent takes it; of a
+    choice of resources, the one ``cluster`` (its record) serves (``fitting.option_on``)."""
     resources = task.get("resources") or {}
+    if resources.get("any_of") or resources.get("ordered"):
+        record = cluster or {}
+        resources = option_on([Resources.model_validate(resources)], record.get("offer"),
+                              int(record.get("num_nodes", 1)),
+                              int(task.get("num_nodes") or 1)).canonical()
     cpus, _ = quantity_bounds(resources.get("cpus"))
     secrets = {str(k): str(v) for k, v in (task.get("secrets") or {}).items()}
     envs = {k: v for k, v in (task.get("envs") or {}).items() if k not in secrets}

@@ -30,6 +30,7 @@ from skystate.providers.registry import Providers
 from skystate.reconcile import storage_mounts
 from skystate.reconcile.desired_views import MANAGED_BY_SDK
 from skystate.reconcile.executor import apply_action
+from skystate.reconcile.fitting import fits, option_on
 from skystate.reconcile.handlers import job_request
 from skystate.reconcile.handles import ResourceHandle, observation_of
 from skystate.reconcile.plan import Action, ActionType
@@ -43,7 +44,7 @@ from skystate.reconcile.users import (  # noqa: F401 - REQUEST_USER, user_hash: 
 from skystate.spec.desired import address, spec_hash
 from skystate.spec.documents import CLUSTER_NAME
 from skystate.spec.home_config import home_providers_config
-from skystate.spec.resources import Resources, quantity_bounds
+from skystate.spec.resources import Resources
 from skystate.spec.task import Task
 
 Record = dict[str, Any]
@@ -239,18 +240,13 @@ def ensure_cluster(name: str, resources: Resources, num_nodes: int, *, retry_unt
 
 def check_fits(record: Record, resources: Resources, num_nodes: int) -> None:
     """Launching onto an existing cluster: the task must fit what it has."""
-    have = (record.get("offer") or {}).get("accelerators") or {}
+    offer = record.get("offer") or {}
     nodes = int(record.get("num_nodes", 1))
-    for candidate in resources.candidates():
-        wanted = candidate.accelerators or {}
-        cpus, _ = quantity_bounds(candidate.cpus)
-        have_cpus = float((record.get("offer") or {}).get("cpus") or 0)
-        if (num_nodes <= nodes and all(have.get(k, 0) >= v for k, v in wanted.items())
-                and (not cpus or cpus <= have_cpus)):
-            return
+    if any(fits(c, offer, nodes, num_nodes) for c in resources.candidates()):
+        return
     raise ResourcesMismatchError(
-        f"cluster {record['name']!r} has {nodes}x{have or 'CPU'} "
-        f"(cpus {(record.get('offer') or {}).get('cpus')}); the task asks "
+        f"cluster {record['name']!r} has {nodes}x{offer.get('accelerators') or 'CPU'} "
+        f"(cpus {offer.get('cpus')}); the task asks "
         f"{num_nodes}x{resources.canonical()}. Launch it on a new cluster instead.")
 
 
@@ -273,16 +269,21 @@ def autostop_spec(idle_minutes: int | None, down: bool) -> Record | None:
 
 
 def job_request_for(task: Task, *, with_setup: bool, head_ips: Sequence[str],
-                    file_mounts: dict[str, str] | None = None) -> JobRequest:
+                    file_mounts: dict[str, str] | None = None,
+                    cluster: Record | None = None) -> JobRequest:
     """``file_mounts``: the task's, with its storage mounts staged (``submit``); without
-    it, a task with storage mounts is refused (never silently dropped)."""
+    it, a task with storage mounts is refused (never silently dropped). ``cluster``: the
+    record of the cluster it runs on; of a choice of resources the job takes the one that
+    cluster serves (``fitting.option_on``)."""
     run = task.run
     if callable(run):
         if task.num_nodes > 1:
             raise NotSupportedError("a callable run with num_nodes > 1 is not supported yet; "
                                     "use a shell command and $SKYPILOT_NODE_RANK")
         run = run(0, list(head_ips))
-    resources = next(iter(task.resources), Resources())
+    record = cluster or {}
+    resources = option_on(task.resources, record.get("offer"),
+                          int(record.get("num_nodes", 1)), task.num_nodes)
     return job_request({
         "run": run, "setup": task.setup if with_setup else None, "envs": task.envs,
         "secrets": task.secrets, "workdir": task.workdir,
@@ -309,7 +310,7 @@ def submit(name: str, task: Task, *, with_setup: bool) -> int | None:
     head_ips = [n.get("ip", "127.0.0.1") for n in nodes]
     mounts = staged_file_mounts(task, record)
     return agent.submit(job_request_for(task, with_setup=with_setup, head_ips=head_ips,
-                                        file_mounts=mounts))
+                                        file_mounts=mounts, cluster=record))
 
 
 def staged_file_mounts(task: Task, record: Record, store: Store | None = None,

@@ -198,7 +198,8 @@ def _launch(ctx: ServeContext, service: Record, action: ServeAction) -> str:
                                        policy.port or DEFAULT_PORT))
     rec.update_replica(ctx.store, service["name"], rid, port=port)
     head_ips = [n.get("ip", "127.0.0.1") for n in ctx.store.nodes(name)]
-    request = imp.job_request_for(task, with_setup=True, head_ips=head_ips)
+    request = imp.job_request_for(task, with_setup=True, head_ips=head_ips,
+                                  cluster=record)
     envs = {"SKYPILOT_SERVE_PORT": str(port), "PORT": str(port),
             "SKYPILOT_SERVE_REPLICA_ID": str(rid), "SKYSTATE_SERVICE": service["name"],
             "SKYSTATE_SERVICE_VERSION": str(replica["version"])}
