@@ -14,6 +14,7 @@ sshd (``moto_fixture``, ``sshd_fixture``), and every test its own node folders a
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 from helpers import kill_everything_under, processes_under
 
+DURATIONS = Path(__file__).with_name("durations.json")  # written by .ci/durations.py
 NO_METADATA_PROBES = {
     "AWS_EC2_METADATA_DISABLED": "true",
     "NO_GCE_CHECK": "True",
@@ -36,13 +38,34 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     parallel part); a test marked ``spread`` is a group of its own (its file's tests share no
     module fixture, so they may run on different workers at once); every other file is one
     xdist group."""
+    groups = {}
     for item in items:
         if item.get_closest_marker("alone"):
-            item.add_marker(pytest.mark.xdist_group("alone"))
+            groups[item.nodeid] = "alone"
         elif item.get_closest_marker("spread"):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid))
+            groups[item.nodeid] = item.nodeid
         else:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+            groups[item.nodeid] = item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(groups[item.nodeid]))
+    _longest_groups_first(items, groups)
+
+
+def _longest_groups_first(items: list[pytest.Item], groups: dict[str, str]) -> None:
+    """Order the groups by their time in the last measured run (``tests/durations.json``,
+    longest first; .ci/run passes ``--no-loadscope-reorder`` so xdist keeps this order): the
+    slowest files start first instead of ending the run alone on one worker. A group not in
+    the file counts as the median; tests keep their order inside a group."""
+    try:
+        seconds: dict[str, float] = json.loads(DURATIONS.read_text())
+    except (OSError, ValueError):
+        return
+    known = sorted(seconds.values())
+    median = known[len(known) // 2] if known else 0.0
+    first = {}
+    for index, item in enumerate(items):
+        first.setdefault(groups[item.nodeid], index)
+    items.sort(key=lambda item: (-seconds.get(groups[item.nodeid], median),
+                                 first[groups[item.nodeid]]))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -75,22 +75,37 @@ def _start(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError(f"moto_server did not start; log:\n{(folder / 'moto.log').read_text()}")
 
 
+_STARTED: list[tuple[subprocess.Popen[bytes], str]] = []  # this process's server
+_USERS = [0]
+
+
 @pytest.fixture(scope="session")
 def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Test modules bind this fixture under their own name (``moto_url =
+    moto_fixture.moto_url``), which makes one session fixture per module: they all share one
+    server, stopped when the last of them is torn down (at the end of the session)."""
     existing = os.environ.get(URL_ENV)
     if existing and not in_parallel_run():
         yield existing.rstrip("/")
         return
-    proc, url = _start(tmp_path_factory.mktemp("moto"))
+    if not _STARTED:
+        _STARTED.append(_start(tmp_path_factory.mktemp("moto")))
+    _USERS[0] += 1
     try:
-        yield url
+        yield _STARTED[0][1]
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _USERS[0] -= 1
+        if not _USERS[0]:
+            _stop(_STARTED.pop()[0])
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 @pytest.fixture

@@ -57,16 +57,35 @@ def _running(folder: Path) -> bool:
     return True
 
 
+_STARTED: list[SSHD] = []  # this process's sshd, however many test modules bind the fixture
+_USERS = [0]
+
+
 @pytest.fixture(scope="session")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHD]:
+    """Test modules bind this fixture under their own name (``sshd = sshd_fixture.sshd``),
+    which makes one session fixture per module: they all share one sshd, stopped when the
+    last of them is torn down (at the end of the session)."""
     existing = os.environ.get("SKYSTATE_TEST_SSHD_DIR")
     if existing and not in_parallel_run():
         folder = Path(existing)
         yield SSHD(folder, int((folder / "port").read_text().strip()))
         return
+    if not _STARTED:
+        _STARTED.append(_start(tmp_path_factory.mktemp("sshd")))
+    _USERS[0] += 1
+    try:
+        yield _STARTED[0]
+    finally:
+        _USERS[0] -= 1
+        if not _USERS[0]:
+            subprocess.run(["bash", str(SCRIPT), "stop", str(_STARTED.pop().dir)], check=False,
+                           timeout=30)  # fmt: skip
+
+
+def _start(folder: Path) -> SSHD:
     if os.geteuid() != 0:
         pytest.skip("the test sshd needs root (it logs in as the current user via sshd)")
-    folder = tmp_path_factory.mktemp("sshd")
     for _ in range(5):  # another process may take the free port before sshd binds it
         port = _free_port()
         done = subprocess.run(
@@ -74,13 +93,8 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHD]:
             capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=300,
         )  # fmt: skip
         if done.returncode == 0 and _running(folder):
-            break
+            return SSHD(folder, port)
         if not Path("/usr/sbin/sshd").exists():
             pytest.skip(f"openssh-server cannot be installed here: {done.stderr.strip()[-500:]}")
         subprocess.run(["bash", str(SCRIPT), "stop", str(folder)], check=False, timeout=30)
-    else:
-        raise RuntimeError(f".ci/sshd.sh start failed: {done.stdout}\n{done.stderr}")
-    try:
-        yield SSHD(folder, port)
-    finally:
-        subprocess.run(["bash", str(SCRIPT), "stop", str(folder)], check=False, timeout=30)
+    raise RuntimeError(f".ci/sshd.sh start failed: {done.stdout}\n{done.stderr}")
