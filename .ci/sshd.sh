@@ -3,7 +3,9 @@
 #
 #   .ci/sshd.sh start DIR [PORT [ADDRESS]]   install openssh-server if missing, make keys
 #                                            and a config in DIR, start sshd, wait for it
-#   .ci/sshd.sh stop DIR                     stop the sshd whose pid file is in DIR
+#   .ci/sshd.sh stop DIR                     stop the sshd whose pid file is in DIR, and
+#                                            the sessions it still serves
+#   .ci/sshd.sh install                      only install openssh-server if missing
 #
 # DIR gets: ssh_host_ed25519_key (host key), id_ed25519 (+.pub; the client key tests log
 # in with), authorized_keys, sshd_config, sshd.pid, sshd.log, port. PORT defaults to
@@ -13,14 +15,30 @@ set -euo pipefail
 
 cmd=${1:-}
 dir=${2:-}
+install() {
+    if [[ ! -x /usr/sbin/sshd ]]; then
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq && apt-get install -y -qq openssh-server >/dev/null
+    fi
+}
+
+if [[ "$cmd" == install ]]; then
+    install
+    exit 0
+fi
 if [[ -z "$cmd" || -z "$dir" ]]; then
-    echo "usage: $0 start|stop DIR [PORT [ADDRESS]]" >&2
+    echo "usage: $0 start|stop DIR [PORT [ADDRESS]] | install" >&2
     exit 2
 fi
 
 stop() {
-    local pid
+    local pid sessions
     pid=$(cat "$dir/sshd.pid" 2>/dev/null || true)
+    # The sessions it serves (its children) outlive the listener: stop them too.
+    sessions=$([[ -n "$pid" ]] && ps -o pid= --ppid "$pid" 2>/dev/null || true)
+    for session in $sessions; do
+        kill "$session" 2>/dev/null || true
+    done
     if [[ -n "$pid" ]] && kill "$pid" 2>/dev/null; then
         for _ in $(seq 50); do  # gone, or a zombie nobody reaps (no init in containers)
             state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || true)
@@ -45,10 +63,7 @@ esac
 
 port=${3:-2222}
 address=${4:-127.0.0.1}
-if [[ ! -x /usr/sbin/sshd ]]; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq && apt-get install -y -qq openssh-server >/dev/null
-fi
+install
 command -v ssh-keygen >/dev/null
 
 mkdir -p "$dir" /run/sshd

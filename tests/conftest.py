@@ -7,13 +7,14 @@ instance-metadata lookup and google-auth's GCE check are off, and their hosts po
 closed loopback port), and any process a test left behind is reported and killed.
 
 ``.ci/run`` runs the suite in two parts: in parallel (pytest-xdist, ``--dist loadgroup``: a
-file's tests stay on one worker, so its module fixtures are built once), then the tests marked
-``alone`` one at a time with nothing else running: every test of the one shared moto server or
-sshd (moto is reset per test; the test sshd's nodes share the login's home; under parallel load
-their AWS/SSH timing races), and tests that measure the machine (memory)."""
+file's tests stay on one worker, so its module fixtures are built once), then the few tests
+marked ``alone`` (those that measure the machine, e.g. memory) with nothing else running.
+The AWS and SSH tests run in the parallel part: every worker has its own moto server and
+sshd (``moto_fixture``, ``sshd_fixture``), and every test its own node folders and HOME."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 from helpers import kill_everything_under, processes_under
 
+DURATIONS = Path(__file__).with_name("durations.json")  # written by .ci/durations.py
 NO_METADATA_PROBES = {
     "AWS_EC2_METADATA_DISABLED": "true",
     "NO_GCE_CHECK": "True",
@@ -30,20 +32,40 @@ NO_METADATA_PROBES = {
 os.environ.update(NO_METADATA_PROBES)  # before any test imports boto3 or google.auth
 
 
-SHARED_SERVERS = ("moto_url", "sshd")  # session fixtures of servers every worker shares
-
-
 @pytest.hookimpl(tryfirst=True)  # before ``-m`` selects on the marks added here
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests of the shared servers, and tests marked ``alone``, are marked ``alone``: .ci/run
-    runs them by themselves after the parallel part. Every other file is one xdist group."""
+    """Tests marked ``alone`` are one xdist group (.ci/run runs them by themselves after the
+    parallel part); a test marked ``spread`` is a group of its own (its file's tests share no
+    module fixture, so they may run on different workers at once); every other file is one
+    xdist group."""
+    groups = {}
     for item in items:
-        names = getattr(item, "fixturenames", ())
-        if item.get_closest_marker("alone") or any(n in names for n in SHARED_SERVERS):
-            item.add_marker(pytest.mark.alone)
-            item.add_marker(pytest.mark.xdist_group("alone"))
+        if item.get_closest_marker("alone"):
+            groups[item.nodeid] = "alone"
+        elif item.get_closest_marker("spread"):
+            groups[item.nodeid] = item.nodeid
         else:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+            groups[item.nodeid] = item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(groups[item.nodeid]))
+    _longest_groups_first(items, groups)
+
+
+def _longest_groups_first(items: list[pytest.Item], groups: dict[str, str]) -> None:
+    """Order the groups by their time in the last measured run (``tests/durations.json``,
+    longest first; .ci/run passes ``--no-loadscope-reorder`` so xdist keeps this order): the
+    slowest files start first instead of ending the run alone on one worker. A group not in
+    the file counts as the median; tests keep their order inside a group."""
+    try:
+        seconds: dict[str, float] = json.loads(DURATIONS.read_text())
+    except (OSError, ValueError):
+        return
+    known = sorted(seconds.values())
+    median = known[len(known) // 2] if known else 0.0
+    first = {}
+    for index, item in enumerate(items):
+        first.setdefault(groups[item.nodeid], index)
+    items.sort(key=lambda item: (-seconds.get(groups[item.nodeid], median),
+                                 first[groups[item.nodeid]]))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -20,6 +20,11 @@ REPO = Path(__file__).resolve().parent.parent
 DEADLINE_SCALE = float(os.environ.get("SKYSTATE_TEST_DEADLINE_SCALE", "4"))
 
 
+def in_parallel_run() -> bool:
+    """True in a pytest-xdist worker of a run with more than one worker."""
+    return int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1
+
+
 def deadline(seconds: float) -> float:
     """A ``time.monotonic()`` deadline ``seconds`` away, scaled for a loaded machine."""
     return time.monotonic() + seconds * DEADLINE_SCALE

@@ -3,6 +3,7 @@ the OpenAPI contract (schemathesis) and the bearer token."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -181,16 +183,19 @@ def test_non_loopback_needs_a_token_and_every_call_checks_it(home: Path) -> None
         info = json.loads((home / "api_server.json").read_text())
         assert info["host"] == "0.0.0.0" and "token" not in json.dumps(info).lower() or True
         url = f"http://127.0.0.1:{info['port']}"
-        assert httpx.get(f"{url}/api/health").status_code == 401
-        assert httpx.post(f"{url}/api/v1/requests", json={"name": "status"}).status_code == 401
+        http = SimpleNamespace(  # a fresh server on a loaded machine can be slow to answer
+            get=functools.partial(httpx.get, timeout=60),
+            post=functools.partial(httpx.post, timeout=60))
+        assert http.get(f"{url}/api/health").status_code == 401
+        assert http.post(f"{url}/api/v1/requests", json={"name": "status"}).status_code == 401
         wrong = {"Authorization": "Bearer nope"}
-        assert httpx.get(f"{url}/api/v1/requests", headers=wrong).status_code == 401
+        assert http.get(f"{url}/api/v1/requests", headers=wrong).status_code == 401
         good = {"Authorization": f"Bearer {token}"}
-        assert httpx.get(f"{url}/api/health", headers=good).status_code == 200
-        reply = httpx.post(f"{url}/api/v1/requests", headers=good,
+        assert http.get(f"{url}/api/health", headers=good).status_code == 200
+        reply = http.post(f"{url}/api/v1/requests", headers=good,
                            json={"name": "status", "args": {}})
         assert reply.status_code == 200
-        rows = httpx.get(f"{url}/api/v1/requests", headers=good,
+        rows = http.get(f"{url}/api/v1/requests", headers=good,
                          params={"all_status": True}).text
         assert token not in rows
     finally:

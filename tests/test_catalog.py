@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import moto_fixture
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -266,16 +267,7 @@ def test_check_probes_a_configured_aws_endpoint(no_cloud_credentials, moto_url, 
 # --- refresh --------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def moto_url():
-    """moto's EC2 API in server mode (real HTTP), on a free port, for this module."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+moto_url = moto_fixture.moto_url  # moto's EC2 API in server mode (real HTTP), warmed up
 
 
 def test_refresh_aws_from_moto_writes_a_catalog_the_optimizer_uses(moto_url, monkeypatch):
