@@ -296,8 +296,10 @@ def test_autostop_stops_the_cluster(
 ) -> None:
     monkeypatch.setenv("SKYSTATE_TIME_SCALE", "60")  # forwarded to the agents it starts
     agent = provider.agent(_provision(provider, "c1", num_nodes=2))
-    agent.set_autostop(1, False, "jobs_and_ssh")
+    # The job first: a cluster idle for the whole (1 s) window before a job arrives may
+    # rightly stop, which a loaded machine's slow submit made happen (the job CANCELLED).
     job_id = agent.submit(JobRequest(name="work", run="sleep 1"))
+    agent.set_autostop(1, False, "jobs_and_ssh")
     assert wait_job(agent, job_id) is JobStatus.SUCCEEDED
     wait_until(lambda: cluster_state(provider, "c1") is NodeState.STOPPED, timeout=60,
                what="autostop")
