@@ -8,16 +8,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from skystate.exceptions import ClusterDoesNotExist, PlanError
 from skystate.providers.registry import Providers
 from skystate.reconcile.actual import ActualState
-from skystate.reconcile.executor import Progress, apply_action, apply_plan
 from skystate.reconcile.gc_pauses import fewer_gc_passes
-from skystate.reconcile.health import record_outcomes
 from skystate.reconcile.lock import state_lock
-from skystate.reconcile.outcomes import ApplyResult
 from skystate.reconcile.plan import Action, ActionType, Plan
 from skystate.reconcile.planner import make_plan
 from skystate.reconcile.refresh import (
@@ -29,6 +26,10 @@ from skystate.reconcile.refresh import (
 )
 from skystate.reconcile.store import Store, group_nodes, read_snapshot
 from skystate.spec.desired import DesiredState, address
+
+if TYPE_CHECKING:  # the executor is loaded by what applies, not by a plan
+    from skystate.reconcile.executor import Progress
+    from skystate.reconcile.outcomes import ApplyResult
 
 Confirm = Callable[[Plan], bool]
 
@@ -84,6 +85,9 @@ def apply_state_dir(state_dir: str | Path, *, targets: Iterable[str] = (), prune
                     progress: Progress | None = None,
                     lock_timeout: float = 30.0) -> tuple[Plan, ApplyResult | None]:
     """Plan and apply under the lock; ``confirm`` may decline (result None)."""
+    from skystate.reconcile.executor import apply_plan
+    from skystate.reconcile.health import record_outcomes
+
     desired = load_desired(state_dir)
     providers = providers_for(desired)
     with state_lock(timeout=lock_timeout):
@@ -107,6 +111,8 @@ def apply_state_dir(state_dir: str | Path, *, targets: Iterable[str] = (), prune
 
 def apply_saved_plan(plan: Plan, *, progress: Progress | None = None,
                      lock_timeout: float = 30.0) -> ApplyResult:
+    from skystate.reconcile.executor import apply_plan
+
     with state_lock(timeout=lock_timeout):
         return apply_plan(plan, Store(), progress=progress)
 
@@ -117,6 +123,8 @@ def cluster_operation(name: str, operation: ActionType, *, providers_config: dic
 
     No state lock: the API server runs requests on one cluster one at a time.
     """
+    from skystate.reconcile.executor import apply_action
+
     store = Store()
     record = store.cluster(name)
     if record is None:
