@@ -14,7 +14,6 @@ from skystate.exceptions import ClusterDoesNotExist, PlanError
 from skystate.providers.registry import Providers
 from skystate.reconcile.actual import ActualState
 from skystate.reconcile.gc_pauses import fewer_gc_passes
-from skystate.reconcile.lock import state_lock
 from skystate.reconcile.plan import Action, ActionType, Plan
 from skystate.reconcile.planner import make_plan
 from skystate.reconcile.refresh import (
@@ -32,6 +31,12 @@ if TYPE_CHECKING:  # the executor is loaded by what applies, not by a plan
     from skystate.reconcile.outcomes import ApplyResult
 
 Confirm = Callable[[Plan], bool]
+
+
+def _state_lock(timeout: float, purpose: str = "") -> Any:
+    from skystate.reconcile.lock import state_lock  # not loaded by a plain plan
+
+    return state_lock(timeout=timeout, purpose=purpose)
 
 
 def load_desired(state_dir: str | Path) -> DesiredState:
@@ -69,7 +74,7 @@ def plan_state_dir(state_dir: str | Path, *, targets: Iterable[str] = (), prune:
     providers = providers_for(desired)
     report = None
     if refresh:
-        with state_lock(timeout=lock_timeout, purpose="skystate plan --refresh"):
+        with _state_lock(timeout=lock_timeout, purpose="skystate plan --refresh"):
             report = refresh_desired(Store(), providers, desired)
     tables = read_snapshot()
     nodes = group_nodes(tables.get("nodes", []))
@@ -90,7 +95,7 @@ def apply_state_dir(state_dir: str | Path, *, targets: Iterable[str] = (), prune
 
     desired = load_desired(state_dir)
     providers = providers_for(desired)
-    with state_lock(timeout=lock_timeout):
+    with _state_lock(timeout=lock_timeout):
         store = Store()
         report = refresh_desired(store, providers, desired) if refresh else None
         nodes = store.nodes_by_cluster()
@@ -113,7 +118,7 @@ def apply_saved_plan(plan: Plan, *, progress: Progress | None = None,
                      lock_timeout: float = 30.0) -> ApplyResult:
     from skystate.reconcile.executor import apply_plan
 
-    with state_lock(timeout=lock_timeout):
+    with _state_lock(timeout=lock_timeout):
         return apply_plan(plan, Store(), progress=progress)
 
 
@@ -147,7 +152,7 @@ def refresh_state(state_dir: str | Path | None = None, *, rebuild: bool = False,
     home = home_providers_config()
     desired = load_desired(state_dir) if state_dir is not None else None
     purpose = "skystate refresh" + (" --rebuild" if rebuild else "")
-    with state_lock(timeout=lock_timeout, purpose=purpose):
+    with _state_lock(timeout=lock_timeout, purpose=purpose):
         options: dict[str, Any] = dict(owners=[*owners, current_user()], rebuild=rebuild)
         if desired is None:
             return refresh_clusters(Store(), Providers(home), **options)

@@ -52,6 +52,10 @@ class _Loader(_Base):  # type: ignore[misc, valid-type]
                     if len(_SCALAR_TAGS) < 100_000:
                         _SCALAR_TAGS[key] = tag
                 return tag
+        elif kind is MappingNode:
+            return self.DEFAULT_MAPPING_TAG  # type: ignore[no-any-return]
+        elif kind is SequenceNode:
+            return self.DEFAULT_SEQUENCE_TAG  # type: ignore[no-any-return]
         return super().resolve(kind, value, implicit)
 
 Path_ = tuple[Any, ...]
