@@ -66,7 +66,9 @@ _VOLUME_FIELDS = {"disk_tier": str, "path": str, "auto_delete": bool, "storage_t
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # defer_build: a model is built when first used (a plan uses few of them)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True,
+                              defer_build=True)
 
 
 class AutostopSpec(_Strict):
