@@ -33,8 +33,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
-
 from skystate import runtime
 from skystate.exceptions import (
     ClusterDoesNotExist,
@@ -72,6 +70,12 @@ from skystate.runtime.hostctl import machine_memory_gib
 WORKDIR = "~/sky_workdir"
 
 
+
+
+def _provision_lock(root: Path) -> Any:
+    from filelock import FileLock  # loaded to provision, not to plan
+
+    return FileLock(str(root / ".provision.lock"))
 
 
 class LocalProvider:
@@ -168,7 +172,7 @@ class LocalProvider:
         """Create the cluster, or adopt/return the one its tags show; nodes running."""
         cluster_dir = self._cluster_dir(request.cluster_name)
         self.root.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.root / ".provision.lock")):
+        with _provision_lock(self.root):
             existing = {n.rank: n for n in self._owned_nodes(request.cluster_name, request.owner)}
             if len(existing) < request.num_nodes:
                 self._check_inventory(request)
@@ -223,7 +227,7 @@ class LocalProvider:
         """End every process and remove the folders; succeeds if nothing is left."""
         nodes = self._owned_nodes(name, owner)
         stop_nodes(nodes)
-        with FileLock(str(self.root / ".provision.lock")):
+        with _provision_lock(self.root):
             remove_cluster_dir(self._cluster_dir(name))
 
     # --- observation ------------------------------------------------------------------

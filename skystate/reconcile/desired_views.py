@@ -25,20 +25,29 @@ def autostop_view(autostop: AutostopSpec | None) -> dict[str, Any] | None:
             "wait_for": autostop.wait_for}
 
 
-def cluster_view(cluster: Cluster, owner: str) -> dict[str, Any]:
+def cluster_request(cluster: Cluster) -> tuple[dict[str, Any], str]:
+    """(the canonical resources, the hash of the request): what a replace compares."""
     immutable = cluster.immutable_view()
+    return immutable["resources"], spec_hash(immutable)
+
+
+def cluster_view(cluster: Cluster, owner: str,
+                 request: tuple[dict[str, Any], str] | None = None) -> dict[str, Any]:
+    """``request``: ``cluster_request(cluster)`` when the caller has it already (a planner
+    computes it once per distinct request)."""
+    resources, immutable_hash = request or cluster_request(cluster)
     mutable = cluster.mutable_view()
     return {
         "name": cluster.name,
         "owner": owner,
         "managed_by": MANAGED_BY_STATE,
-        "resources": immutable["resources"],
+        "resources": dict(resources),
         "num_nodes": cluster.num_nodes,
         "power": cluster.power,
         "autostop": autostop_view(cluster.autostop),
         "protect": cluster.protect,
         **mutable,
-        "immutable_hash": spec_hash(immutable),
+        "immutable_hash": immutable_hash,
         "mutable_hash": spec_hash(mutable),
     }
 

@@ -8,16 +8,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from skystate.exceptions import ClusterDoesNotExist, PlanError
 from skystate.providers.registry import Providers
 from skystate.reconcile.actual import ActualState
-from skystate.reconcile.executor import Progress, apply_action, apply_plan
 from skystate.reconcile.gc_pauses import fewer_gc_passes
-from skystate.reconcile.health import record_outcomes
-from skystate.reconcile.lock import state_lock
-from skystate.reconcile.outcomes import ApplyResult
 from skystate.reconcile.plan import Action, ActionType, Plan
 from skystate.reconcile.planner import make_plan
 from skystate.reconcile.refresh import (
@@ -30,7 +26,17 @@ from skystate.reconcile.refresh import (
 from skystate.reconcile.store import Store, group_nodes, read_snapshot
 from skystate.spec.desired import DesiredState, address
 
+if TYPE_CHECKING:  # the executor is loaded by what applies, not by a plan
+    from skystate.reconcile.executor import Progress
+    from skystate.reconcile.outcomes import ApplyResult
+
 Confirm = Callable[[Plan], bool]
+
+
+def _state_lock(timeout: float, purpose: str = "") -> Any:
+    from skystate.reconcile.lock import state_lock  # not loaded by a plain plan
+
+    return state_lock(timeout=timeout, purpose=purpose)
 
 
 def load_desired(state_dir: str | Path) -> DesiredState:
@@ -68,7 +74,7 @@ def plan_state_dir(state_dir: str | Path, *, targets: Iterable[str] = (), prune:
     providers = providers_for(desired)
     report = None
     if refresh:
-        with state_lock(timeout=lock_timeout, purpose="skystate plan --refresh"):
+        with _state_lock(timeout=lock_timeout, purpose="skystate plan --refresh"):
             report = refresh_desired(Store(), providers, desired)
     tables = read_snapshot()
     nodes = group_nodes(tables.get("nodes", []))
@@ -96,9 +102,12 @@ def apply_state_dir(state_dir: str | Path, *, targets: Iterable[str] = (), prune
 def _apply_state_dir_locked(state_dir: str | Path, *, targets: Iterable[str], prune: bool,
                             refresh: bool, confirm: Confirm | None, progress: Progress | None,
                             lock_timeout: float) -> tuple[Plan, ApplyResult | None]:
+    from skystate.reconcile.executor import apply_plan
+    from skystate.reconcile.health import record_outcomes
+
     desired = load_desired(state_dir)
     providers = providers_for(desired)
-    with state_lock(timeout=lock_timeout):
+    with _state_lock(timeout=lock_timeout):
         store = Store()
         report = refresh_desired(store, providers, desired) if refresh else None
         nodes = store.nodes_by_cluster()
@@ -119,7 +128,9 @@ def _apply_state_dir_locked(state_dir: str | Path, *, targets: Iterable[str], pr
 
 def apply_saved_plan(plan: Plan, *, progress: Progress | None = None,
                      lock_timeout: float = 30.0) -> ApplyResult:
-    with state_lock(timeout=lock_timeout):
+    from skystate.reconcile.executor import apply_plan
+
+    with _state_lock(timeout=lock_timeout):
         result = apply_plan(plan, Store(), progress=progress)
     observe_after_lock(result, progress)
     return result
@@ -129,6 +140,8 @@ def observe_after_lock(result: ApplyResult, progress: Progress | None = None) ->
     """Run the waits the handlers left, with no lock held (other writers go on): each
     one's outcome gets what it saw, or fails with its error (recorded as an event)."""
     from dataclasses import replace
+
+    from skystate.reconcile.health import record_outcomes
 
     for observation in result.observations:
         index = next((i for i, o in enumerate(result.outcomes)
@@ -162,6 +175,8 @@ def cluster_operation(name: str, operation: ActionType, *, providers_config: dic
 
     No state lock: the API server runs requests on one cluster one at a time.
     """
+    from skystate.reconcile.executor import apply_action
+
     store = Store()
     record = store.cluster(name)
     if record is None:
@@ -184,7 +199,7 @@ def refresh_state(state_dir: str | Path | None = None, *, rebuild: bool = False,
     home = home_providers_config()
     desired = load_desired(state_dir) if state_dir is not None else None
     purpose = "skystate refresh" + (" --rebuild" if rebuild else "")
-    with state_lock(timeout=lock_timeout, purpose=purpose):
+    with _state_lock(timeout=lock_timeout, purpose=purpose):
         options: dict[str, Any] = dict(owners=[*owners, current_user()], rebuild=rebuild)
         if desired is None:
             return refresh_clusters(Store(), Providers(home), **options)

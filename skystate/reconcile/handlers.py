@@ -22,6 +22,7 @@ from skystate.providers.base import (
     Offer,
     ProvisionRequest,
 )
+from skystate.providers.phases import phase
 from skystate.providers.registry import Providers
 from skystate.reconcile import storage_mounts
 from skystate.reconcile.adopt import ownership_labels
@@ -273,12 +274,16 @@ def _run_cluster_setup(ctx: HandlerContext, agent: ClusterAgent, spec: Record) -
         spec.get("file_mounts"), cluster=spec["name"],
         owner=str(spec.get("owner") or current_user()), store=ctx.store, lock=ctx.lock,
         providers_config=ctx.providers.config)
-    code = agent.run_setup(spec.get("setup") or "true", spec.get("envs") or {},
-                           spec.get("workdir"), mounts)
-    if code != 0:
-        ctx.write(lambda s: s.put_cluster({**(s.cluster(spec["name"]) or spec),
-                                           "last_error": f"setup exited with {code}"}))
-        raise ProviderError(f"Cluster/{spec['name']}: setup exited with code {code}")
+    name, nodes = spec["name"], spec.get("num_nodes") or 1
+    what = "setup" if spec.get("setup") else "file sync"
+    with phase(f"Cluster {name}: {what} on {nodes} node(s)",
+               done=lambda: f"Cluster {name}: {what} done"):
+        code = agent.run_setup(spec.get("setup") or "true", spec.get("envs") or {},
+                               spec.get("workdir"), mounts)
+        if code != 0:  # raised inside: no "done" line
+            ctx.write(lambda s: s.put_cluster({**(s.cluster(name) or spec),
+                                               "last_error": f"setup exited with {code}"}))
+            raise ProviderError(f"Cluster/{name}: setup exited with code {code}")
 
 
 def _record_status(ctx: HandlerContext, name: str, status: str,

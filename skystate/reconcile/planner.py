@@ -22,7 +22,12 @@ from skystate.providers.enabled import Enabled
 from skystate.providers.optimizer import without_infra
 from skystate.reconcile import storage_mounts
 from skystate.reconcile.actual import ActualState, job_is_active
-from skystate.reconcile.desired_views import MANAGED_BY_STATE, cluster_view, job_view
+from skystate.reconcile.desired_views import (
+    MANAGED_BY_STATE,
+    cluster_request,
+    cluster_view,
+    job_view,
+)
 from skystate.reconcile.diff import field_changes
 from skystate.reconcile.managed_job_plan import plan_managed_jobs
 from skystate.reconcile.plan import Action, ActionType, Plan
@@ -130,6 +135,9 @@ class _PlanBuilder:
     # the request alone is computed once per distinct request, not once per cluster
     _request_key: dict[str, str] = field(default_factory=dict)
     _flags: dict[str, tuple[bool, bool]] = field(default_factory=dict)
+    # (canonical resources, request hash) per (resources, num_nodes): clusters that wrote
+    # the same resources block share one validated Resources (spec.block_cache)
+    _requests: dict[tuple[int, int], tuple[dict[str, Any], str]] = field(default_factory=dict)
 
     # --- helpers -------------------------------------------------------------------
 
@@ -171,9 +179,16 @@ class _PlanBuilder:
 
     # --- clusters ------------------------------------------------------------------
 
+    def _request(self, cluster: Cluster) -> tuple[dict[str, Any], str]:
+        key = (id(cluster.resources), cluster.num_nodes)  # the clusters outlive the plan
+        found = self._requests.get(key)
+        if found is None:
+            found = self._requests[key] = cluster_request(cluster)
+        return found
+
     def plan_cluster(self, cluster: Cluster) -> None:
         addr = address("Cluster", cluster.name)
-        after = cluster_view(cluster, self.desired.owner)
+        after = cluster_view(cluster, self.desired.owner, self._request(cluster))
         self._request_key[cluster.name] = after["immutable_hash"]
         record = self.actual.clusters.get(cluster.name)
         if record is not None and not self._owned(record):

@@ -54,7 +54,7 @@ class RefreshClass(str, enum.Enum):
 class ClusterRefresh(BaseModel):
     """What a refresh found of one cluster and what it did to its record."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     name: str
     provider: str
@@ -68,7 +68,7 @@ class ClusterRefresh(BaseModel):
 
 
 class RefreshReport(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     at: float = Field(default_factory=time.time)
     rebuild: bool = False

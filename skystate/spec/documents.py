@@ -34,7 +34,9 @@ JOB_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]{0,127}$")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # defer_build: a model is built when first used (a plan uses few of them)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True,
+                              defer_build=True)
 
 
 def _env_values(value: Any) -> Any:

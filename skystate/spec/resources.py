@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic._internal._model_construction import ModelMetaclass
 
 from skystate.spec import limits
+from skystate.spec.block_cache import BlockCache, block_key
 from skystate.spec.issues import located, validate_rest
 from skystate.spec.quantities import (
     TIME_PATTERN,
@@ -59,12 +60,15 @@ _GKE_TPUS = ("tpu-v4-podslice", "tpu-v5-lite-device", "tpu-v5-lite-podslice", "t
              "tpu-v6e-slice")
 _ACCELERATOR_ARGS = {"runtime_version": str, "tpu_name": str, "tpu_vm": bool,
                      "gcp_queued_resource": bool}
+_VALIDATED: BlockCache[Resources] = BlockCache()  # validated blocks, by their written form
 _VOLUME_FIELDS = {"disk_tier": str, "path": str, "auto_delete": bool, "storage_type": str,
                   "name": str, "attach_mode": str}
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # defer_build: a model is built when first used (a plan uses few of them)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True,
+                              defer_build=True)
 
 
 class AutostopSpec(_Strict):
@@ -199,7 +203,8 @@ class _ResourcesMeta(ModelMetaclass):
     """Lets ``Resources(...)`` take SkyPilot's positional arguments.
 
     Only direct calls go through here; validation from dicts (``model_validate``,
-    nested fields) is untouched.
+    nested fields) is untouched. A call is validated as its keyword arguments' dict, so
+    that it may return the model of an identical block validated before.
     """
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
@@ -209,7 +214,7 @@ class _ResourcesMeta(ModelMetaclass):
             if name in kwargs:
                 raise TypeError(f"Resources() got multiple values for argument {name!r}")
             kwargs[name] = value
-        return super().__call__(**{k: v for k, v in kwargs.items() if v is not None})
+        return cls.model_validate({k: v for k, v in kwargs.items() if v is not None})
 
 
 class Resources(_Strict, metaclass=_ResourcesMeta):
@@ -267,11 +272,22 @@ class Resources(_Strict, metaclass=_ResourcesMeta):
     @classmethod
     def _sky_shorthands(cls, value: Any, handler: Any) -> Any:
         """A list of resources is ``any_of``; the rest is SkyPilot's (see resource_options).
-        Problems found here are reported with the rest of the block's, all at once."""
+        Problems found here are reported with the rest of the block's, all at once.
+
+        Each distinct written block is validated once (see block_cache): a Resources is
+        immutable, so clusters and jobs that write the same block share one."""
         if isinstance(value, list):
             value = {"any_of": value}
         if not isinstance(value, dict):
             return handler(value)
+        key = block_key(value)
+        found = _VALIDATED.get(key)
+        if found is not None:
+            return found
+        return _VALIDATED.put(key, cls._checked(value, handler)._consistent())
+
+    @classmethod
+    def _checked(cls, value: dict[str, Any], handler: Any) -> Resources:
         errors = []
         if value.get("infra") is not None:
             errors += [((key,), f"set either infra or {key} (infra names the cloud, region and "
@@ -384,8 +400,11 @@ class Resources(_Strict, metaclass=_ResourcesMeta):
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
 
-    @model_validator(mode="after")
     def _consistent(self) -> Resources:
+        """``cloud``/``region``/``zone`` read back what ``infra`` (or a TPU) implies; once
+        (pydantic runs this model's validator twice when it is nested in another model)."""
+        if "_derived" in self.__dict__:
+            return self
         derived: dict[str, str | None] = {}
         if self.infra:
             provider, region, zone = parse_infra(self.infra)

@@ -65,7 +65,7 @@ Port = Annotated[int, BeforeValidator(_int_port)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class Section(Strict):

@@ -79,7 +79,8 @@ def check_bucket_name(name: str) -> str:
 class StorageSpec(BaseModel):
     """A storage mount as written in a task (SkyPilot's storage schema)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True,
+                              defer_build=True)
 
     name: str | None = None
     source: str | list[str] | None = None

@@ -1,15 +1,16 @@
 """YAML loading that remembers the line of every mapping key.
 
 PyYAML's C parser composes the node tree (fast); one Python walk then builds the
-plain data and, on the side, a table ``path -> line`` where ``path`` is the tuple of
-keys/indices leading to a value, e.g. ``("resources", "accelerators")`` or
-``("resources", "any_of", 0)``. Lines are 1-based. The table also holds ``()`` for
-the document's first line.
+plain data. The table ``path -> line``, where ``path`` is the tuple of keys/indices
+leading to a value, e.g. ``("resources", "accelerators")`` or ``("resources", "any_of",
+0)``, is only needed for messages: it is built when first asked for, by a second walk of
+the file's text that records it (lines are 1-based; ``()`` is the document's first line).
+A file whose first walk finds a problem (a duplicate key, an alias bomb) is walked again
+at once with its lines, so that the problem is reported at its line.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,19 +41,31 @@ class _Loader(_Base):  # type: ignore[misc, valid-type]
         return None
 
     def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
-        if kind is ScalarNode and implicit[0] and len(value) <= 64:
-            key = (value, implicit)
-            tag = _SCALAR_TAGS.get(key)
-            if tag is None:
-                tag = super().resolve(kind, value, implicit)
-                if len(_SCALAR_TAGS) < 100_000:
-                    _SCALAR_TAGS[key] = tag
-            return tag
+        if kind is ScalarNode:
+            if not implicit[0] or (_SHORTCUT and value and value[0] not in _IMPLICIT_FIRST):
+                return _STR  # quoted, or no implicit type starts with this character
+            if len(value) <= 64:
+                key = (value, implicit)
+                tag = _SCALAR_TAGS.get(key)
+                if tag is None:
+                    tag = super().resolve(kind, value, implicit)
+                    if len(_SCALAR_TAGS) < 100_000:
+                        _SCALAR_TAGS[key] = tag
+                return tag
+        elif kind is MappingNode:
+            return self.DEFAULT_MAPPING_TAG  # type: ignore[no-any-return]
+        elif kind is SequenceNode:
+            return self.DEFAULT_SEQUENCE_TAG  # type: ignore[no-any-return]
         return super().resolve(kind, value, implicit)
 
 Path_ = tuple[Any, ...]
+Lines = dict[Path_, int] | None  # None: not recorded
 
 _STR = "tag:yaml.org,2002:str"
+# The first characters of the scalars an implicit resolver may type (int, bool, null...):
+# a plain scalar starting otherwise is a string (unless a resolver takes any character).
+_IMPLICIT_FIRST = frozenset(k for k in _Base.yaml_implicit_resolvers if k)
+_SHORTCUT = None not in _Base.yaml_implicit_resolvers
 _MERGE = "tag:yaml.org,2002:merge"
 _INT = "tag:yaml.org,2002:int"
 _MAX_DEPTH = 200
@@ -64,18 +77,33 @@ ALIAS_EXPANSION_RATIO = 4
 MAX_FILE_BYTES = 16 * 1024 * 1024
 
 
-@dataclass
 class YamlDoc:
-    """One YAML document: its data and where each key was written."""
+    """One YAML document: its data and where each key was written (``lines``, built when
+    first asked for from the file's text)."""
 
-    file: str  # as shown to the user
-    data: Any
-    lines: dict[Path_, int] = field(default_factory=dict)
-    index: int = 0  # position in a multi-document file
+    __slots__ = ("_lines", "_source", "_start", "data", "file", "index")
+
+    def __init__(self, file: str, data: Any, lines: dict[Path_, int] | None = None,
+                 index: int = 0, *, start: int | None = None,
+                 source: _Source | None = None) -> None:
+        self.file = file  # as shown to the user
+        self.data = data
+        self.index = index  # position in a multi-document file
+        self._lines = lines
+        self._start = start
+        self._source = source
+
+    @property
+    def lines(self) -> dict[Path_, int]:
+        if self._lines is None:
+            self._lines = self._source.lines(self.index) if self._source is not None else {}
+        return self._lines
 
     @property
     def start_line(self) -> int:
-        return self.lines.get((), 1)
+        if self._start is None:
+            self._start = self.lines.get((), 1)
+        return self._start
 
     def line_of(self, path: Path_) -> int:
         """The line of ``path``'s key, or of its closest written ancestor."""
@@ -89,6 +117,25 @@ class YamlDoc:
         return self.start_line
 
 
+class _Source:
+    """A file's text, shared by its documents, walked again for their lines on demand."""
+
+    def __init__(self, text: str, file: str) -> None:
+        self.text = text
+        self.file = file
+        self._tables: dict[int, dict[Path_, int]] | None = None
+
+    def lines(self, index: int) -> dict[Path_, int]:
+        if self._tables is None:
+            self._tables = {i: lines or {} for i, _, lines, _ in _walk(self.text, self.file,
+                                                                      record=True)}
+        return self._tables.get(index, {})
+
+
+class _NeedLines(Exception):
+    """The walk without lines met a problem: the file is walked again to report it."""
+
+
 class _Refused(Exception):
     """Input the builder refuses (alias bomb, duplicate key): one issue at ``line``."""
 
@@ -99,7 +146,7 @@ class _Refused(Exception):
 
 
 class _Builder:
-    """Builds Python data from composed nodes, recording key lines.
+    """Builds Python data from composed nodes, recording key lines if ``record``.
 
     Bounded: the composed tree shares one node per anchor, so its size is linear in
     the text; only building it expands aliases. Every node built a second time (an
@@ -109,19 +156,20 @@ class _Builder:
     shares a few anchors many times still loads.
     """
 
-    def __init__(self, loader: Any) -> None:
+    def __init__(self, loader: Any, record: bool) -> None:
         self._loader = loader
         self._constructors = loader.yaml_constructors
+        self._record = record
         self._seen: set[int] = set()
         self._distinct = 0
         self._expanded = 0
 
-    def document(self, node: Node) -> tuple[Any, dict[Path_, int]]:
-        lines: dict[Path_, int] = {(): node.start_mark.line + 1}
+    def document(self, node: Node) -> tuple[Any, dict[Path_, int] | None]:
+        lines = {(): node.start_mark.line + 1} if self._record else None
         self._seen.clear()  # anchors are per document; the budget is per file
         return self._build(node, (), lines, 0), lines
 
-    def _count(self, node: Node, size: int, path: Path_, lines: dict[Path_, int]) -> None:
+    def _count(self, node: Node, size: int, path: Path_, lines: Lines) -> None:
         key = id(node)
         if key not in self._seen:
             self._seen.add(key)
@@ -129,13 +177,15 @@ class _Builder:
             return
         self._expanded += size
         if self._expanded > ALIAS_EXPANSION_LIMIT + ALIAS_EXPANSION_RATIO * self._distinct:
+            if lines is None:
+                raise _NeedLines
             # the top-level key whose value expands (lines inside anchors are the anchor's)
             line = lines.get(path[:1], node.start_mark.line + 1)
             raise _Refused(line, f"YAML aliases expand past the limit ({self._expanded:,} "
                                  f"nodes built from {self._distinct:,} written; an alias "
                                  "bomb?): write the values out or use fewer nested aliases")
 
-    def _build(self, node: Node, path: Path_, lines: dict[Path_, int], depth: int) -> Any:
+    def _build(self, node: Node, path: Path_, lines: Lines, depth: int) -> Any:
         cls = type(node)
         if cls is ScalarNode:
             tag = node.tag
@@ -156,6 +206,8 @@ class _Builder:
         if cls is SequenceNode:
             if node.tag != "tag:yaml.org,2002:seq":
                 return self._loader.construct_object(node, deep=True)
+            if lines is None:
+                return [self._build(item, path, None, depth + 1) for item in node.value]
             items = []
             for i, item in enumerate(node.value):
                 sub = (*path, i)
@@ -164,26 +216,33 @@ class _Builder:
             return items
         return self._loader.construct_object(node, deep=True)  # pragma: no cover
 
-    def _mapping(self, node: MappingNode, path: Path_, lines: dict[Path_, int],
+    def _key(self, key_node: Node, path: Path_, lines: Lines, depth: int) -> Any:
+        key = self._build(key_node, path, lines, depth + 1)
+        try:
+            hash(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(
+                None, None, "found an unhashable mapping key", key_node.start_mark
+            ) from None
+        return key
+
+    def _mapping(self, node: MappingNode, path: Path_, lines: Lines,
                  depth: int) -> dict[Any, Any]:
         out: dict[Any, Any] = {}
         build = self._build
         pairs = node.value
-        if any(k.tag == _MERGE for k, _ in pairs):
+        merged = any(k.tag == _MERGE for k, _ in pairs)
+        if merged:
             out = self._merged(node, path, lines, depth)
             pairs = [(k, v) for k, v in pairs if k.tag != _MERGE]
+        if lines is None:
+            return self._plain_mapping(out, pairs, merged, depth)
         first: dict[Any, int] = {}
         for key_node, value_node in pairs:
             if type(key_node) is ScalarNode and key_node.tag == _STR:
                 key: Any = key_node.value
             else:
-                key = build(key_node, path, lines, depth + 1)
-                try:
-                    hash(key)
-                except TypeError:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, "found an unhashable mapping key", key_node.start_mark
-                    ) from None
+                key = self._key(key_node, path, lines, depth)
             line = key_node.start_mark.line + 1
             if key in first:
                 raise _Refused(line, f"duplicate key {key!r} (first at line {first[key]})")
@@ -196,7 +255,27 @@ class _Builder:
                 out[key] = build(value_node, sub, lines, depth + 1)
         return out
 
-    def _merged(self, node: MappingNode, path: Path_, lines: dict[Path_, int],
+    def _plain_mapping(self, out: dict[Any, Any], pairs: list[tuple[Node, Node]],
+                       merged: bool, depth: int) -> dict[Any, Any]:
+        """``_mapping`` without lines; a repeated key sends the file to a walk with them."""
+        build = self._build
+        keys: list[Any] = []
+        for key_node, value_node in pairs:
+            if type(key_node) is ScalarNode and key_node.tag == _STR:
+                key: Any = key_node.value
+            else:
+                key = self._key(key_node, (), None, depth)
+            if merged:
+                keys.append(key)
+            if type(value_node) is ScalarNode and value_node.tag == _STR:
+                out[key] = value_node.value
+            else:
+                out[key] = build(value_node, (), None, depth + 1)
+        if (len(set(keys)) if merged else len(out)) != len(pairs):
+            raise _NeedLines
+        return out
+
+    def _merged(self, node: MappingNode, path: Path_, lines: Lines,
                 depth: int) -> dict[Any, Any]:
         """The ``<<:`` mappings of ``node`` (earlier ones win), as PyYAML merges them."""
         sources: list[Node] = []
@@ -239,12 +318,14 @@ def yaml_error_issue(file: str, err: yaml.YAMLError) -> SpecIssue:
     return SpecIssue(file, line, "", f"invalid YAML: {text}")
 
 
-def parse_yaml(text: str, file: str) -> list[YamlDoc]:
-    """Every document of ``text``; empty documents are skipped. Raises SpecError."""
+def _walk(text: str, file: str, record: bool
+          ) -> list[tuple[int, Any, dict[Path_, int] | None, int]]:
+    """(index, data, lines or None, first line) of every non-empty document of ``text``.
+    Raises SpecError (and _NeedLines, without ``record``)."""
     loader = _Loader(text)
-    docs: list[YamlDoc] = []
+    found = []
     try:
-        builder = _Builder(loader)
+        builder = _Builder(loader, record)
         index = 0
         while loader.check_node():
             node = loader.get_node()
@@ -252,7 +333,7 @@ def parse_yaml(text: str, file: str) -> list[YamlDoc]:
                 continue
             data, lines = builder.document(node)
             if data is not None:
-                docs.append(YamlDoc(file, data, lines, index))
+                found.append((index, data, lines, node.start_mark.line + 1))
             index += 1
     except yaml.YAMLError as err:
         raise SpecError([yaml_error_issue(file, err)]) from None
@@ -260,7 +341,18 @@ def parse_yaml(text: str, file: str) -> list[YamlDoc]:
         raise SpecError([SpecIssue(file, err.line, "", err.message)]) from None
     finally:
         loader.dispose()
-    return docs
+    return found
+
+
+def parse_yaml(text: str, file: str) -> list[YamlDoc]:
+    """Every document of ``text``; empty documents are skipped. Raises SpecError."""
+    try:
+        found = _walk(text, file, record=False)
+    except _NeedLines:  # a problem: walked again with lines, it is reported at its line
+        found = _walk(text, file, record=True)
+    source = _Source(text, file)
+    return [YamlDoc(file, data, lines, index, start=start, source=source)
+            for index, data, lines, start in found]
 
 
 def load_yaml_file(path: str | Path, display: str | None = None) -> list[YamlDoc]:
