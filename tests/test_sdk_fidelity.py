@@ -69,6 +69,7 @@ def test_resources_signature_is_the_seeds_in_the_seeds_order() -> None:
             "disk_tier", "ports", "labels", "_docker_login_config",
             "_docker_username_for_runpod", "_is_image_managed", "_requires_fuse",
             "_cluster_config_overrides")
+    sky.Resources.model_validate({"cpus": 1})  # builds the deferred model: still the seed's
     params = inspect.signature(sky.Resources).parameters
     assert tuple(params)[: len(seed)] == seed
     assert all(params[n].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for n in seed)
