@@ -90,3 +90,13 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     yield tmp_path / "home"
     stop_server(tmp_path / "home")
     kill_everything_under(tmp_path)
+
+
+@pytest.fixture
+def serve_home(home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``home`` with the local provider configured and a minute lasting two seconds
+    (``SKYSTATE_TIME_SCALE=30``: a service probes every 0.33 s): the services' tests."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.yaml").write_text("providers:\n  local: {}\n")
+    monkeypatch.setenv("SKYSTATE_TIME_SCALE", "30")
+    return home

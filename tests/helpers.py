@@ -83,6 +83,20 @@ def wait_job(agent: Any, job_id: int, timeout: float = 15.0) -> JobStatus:
     return job_status(agent, job_id)
 
 
+def sdk_job_status(cluster: str, job_id: int) -> JobStatus | None:
+    import skystate as sky
+
+    return sky.get(sky.job_status(cluster, [job_id]))[job_id]
+
+
+def wait_sdk_job(cluster: str, job_id: int, timeout: float = 20.0) -> JobStatus:
+    """Wait until a job is finished, asking through the SDK (``sky.job_status``); its final
+    status."""
+    wait_until(lambda: (sdk_job_status(cluster, job_id) or JobStatus.PENDING).is_terminal(),
+               timeout, f"job {job_id} on {cluster}")
+    return sdk_job_status(cluster, job_id)  # type: ignore[return-value]
+
+
 def run_cli(home: Path, *args: str, check: int | None = 0, timeout: float = 60,
             cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "SKYSTATE_HOME": str(home), "COLUMNS": "200"}

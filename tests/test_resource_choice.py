@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import run_cli
+from helpers import run_cli, wait_sdk_job
 
 import skystate as sky
 from skystate.reconcile.fitting import option_on
@@ -35,14 +35,6 @@ def _choice_task() -> sky.Task:
     return task
 
 
-def _wait(cluster: str, job_id: int, timeout: float = 60) -> sky.JobStatus:
-    deadline = time.time() + timeout
-    while True:
-        status = sky.get(sky.job_status(cluster, [job_id]))[job_id]
-        if status is not None and status.is_terminal():
-            return status
-        assert time.time() < deadline, f"job {job_id} still {status}"
-        time.sleep(0.1)
 
 
 def test_the_option_the_cluster_serves_is_chosen() -> None:
@@ -59,9 +51,9 @@ def test_the_option_the_cluster_serves_is_chosen() -> None:
 
 def test_sdk_launch_and_exec_of_a_choice_take_the_clusters_t4(t4_home: Path) -> None:
     job_id, _ = sky.get(sky.launch(_choice_task(), cluster_name="choice"))
-    assert _wait("choice", job_id) == sky.JobStatus.SUCCEEDED
+    assert wait_sdk_job("choice", job_id) == sky.JobStatus.SUCCEEDED
     exec_id, _ = sky.get(sky.exec(_choice_task(), cluster_name="choice"))
-    assert _wait("choice", exec_id) == sky.JobStatus.SUCCEEDED
+    assert wait_sdk_job("choice", exec_id) == sky.JobStatus.SUCCEEDED
     for job in (job_id, exec_id):
         log = next(t4_home.glob(f"local/choice/node-0/logs/jobs/{job}.log")).read_text()
         assert "devices=0" in log or "devices=1" in log, log

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import kill_everything_under, run_cli
+from helpers import kill_everything_under, run_cli, wait_sdk_job
 
 import skystate as sky
 from skystate import exceptions
@@ -26,14 +26,6 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     kill_everything_under(tmp_path)
 
 
-def _wait(cluster: str, job_id: int, timeout: float = 20) -> sky.JobStatus:
-    deadline = time.time() + timeout
-    while True:
-        status = sky.get(sky.job_status(cluster, [job_id]))[job_id]
-        if status is not None and status.is_terminal():
-            return status
-        assert time.time() < deadline, f"job {job_id} still {status}"
-        time.sleep(0.1)
 
 
 def test_seed_example_launch_returns_job_id_and_handle(home: Path) -> None:
@@ -41,7 +33,7 @@ def test_seed_example_launch_returns_job_id_and_handle(home: Path) -> None:
     task.set_resources(sky.Resources(infra="local", accelerators="A100:1"))
     job_id, handle = sky.get(sky.launch(task, cluster_name="my-cluster"))
     assert job_id == 1 and handle.cluster_name == "my-cluster" and handle.head_ip
-    assert _wait("my-cluster", job_id) is sky.JobStatus.SUCCEEDED
+    assert wait_sdk_job("my-cluster", job_id) is sky.JobStatus.SUCCEEDED
     out = io.StringIO()
     assert sky.tail_logs("my-cluster", job_id, follow=True, output_stream=out) == 0
     assert "hello SkyPilot" in out.getvalue()
@@ -57,7 +49,7 @@ def test_seed_example_launch_returns_job_id_and_handle(home: Path) -> None:
 def test_failed_job_tails_100_and_exec_reuses_the_cluster(home: Path) -> None:
     sky.get(sky.launch(sky.Task(run="true"), cluster_name="c1"))
     job_id, _ = sky.get(sky.exec(sky.Task(run="echo boom; exit 3"), cluster_name="c1"))
-    assert _wait("c1", job_id) is sky.JobStatus.FAILED
+    assert wait_sdk_job("c1", job_id) is sky.JobStatus.FAILED
     assert sky.tail_logs("c1", job_id, follow=False) == exceptions.JobExitCode.FAILED
     paths = sky.get(sky.download_logs("c1", [job_id]))
     assert "boom" in Path(paths[str(job_id)]).read_text()
@@ -149,9 +141,9 @@ def test_cli_launch_exec_queue_cancel_autostop(home: Path, tmp_path: Path) -> No
 def test_fast_launch_skips_setup_on_an_up_cluster(home: Path) -> None:
     task = sky.Task(setup="echo SETUP-RAN", run="echo RUN")
     first, _ = sky.get(sky.launch(task, cluster_name="c5", fast=True))
-    assert _wait("c5", first) is sky.JobStatus.SUCCEEDED
+    assert wait_sdk_job("c5", first) is sky.JobStatus.SUCCEEDED
     second, _ = sky.get(sky.launch(task, cluster_name="c5", fast=True))
-    assert _wait("c5", second) is sky.JobStatus.SUCCEEDED
+    assert wait_sdk_job("c5", second) is sky.JobStatus.SUCCEEDED
     logs = sky.get(sky.download_logs("c5", [first, second]))
     assert "SETUP-RAN" in Path(logs[str(first)]).read_text()
     assert "SETUP-RAN" not in Path(logs[str(second)]).read_text()

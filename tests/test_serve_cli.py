@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import REPO, deadline, kill_everything_under, run_cli
+from helpers import REPO, deadline, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -17,19 +17,8 @@ EXAMPLE = REPO / "examples" / "serve-http"
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    from skystate.server.client import stop_server
-
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "config.yaml").write_text("providers:\n  local: {}\n")
-    monkeypatch.setenv("SKYSTATE_HOME", str(home))
-    monkeypatch.setenv("SKYSTATE_TIME_SCALE", "30")
-    monkeypatch.delenv("SKYSTATE_API_TOKEN", raising=False)
-    monkeypatch.delenv("SKYSTATE_API_SERVER_URL", raising=False)
-    yield home
-    stop_server(home)
-    kill_everything_under(tmp_path)
+def home(serve_home: Path) -> Path:
+    return serve_home
 
 
 def test_the_serve_http_example_serves_through_the_cli(home: Path) -> None:

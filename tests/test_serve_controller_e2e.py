@@ -25,23 +25,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """As in test_serve_e2e: a home of its own, a minute lasting two seconds, and nothing
-    left running afterwards."""
-    from helpers import kill_everything_under
-
-    from skystate.server.client import stop_server
-
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "config.yaml").write_text("providers:\n  local: {}\n")
-    monkeypatch.setenv("SKYSTATE_HOME", str(home))
-    monkeypatch.setenv("SKYSTATE_TIME_SCALE", "30")
-    monkeypatch.delenv("SKYSTATE_API_TOKEN", raising=False)
-    monkeypatch.delenv("SKYSTATE_API_SERVER_URL", raising=False)
-    yield home
-    stop_server(home)
-    kill_everything_under(tmp_path)
+def home(serve_home: Path) -> Path:
+    return serve_home
 
 
 def _until(what: str, check: Any, timeout: float = 90) -> Any:

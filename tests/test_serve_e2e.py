@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import REPO, deadline, kill_everything_under, processes_under
+from helpers import REPO, deadline, processes_under
 
 import skystate as sky
 from skystate.serve import ReplicaStatus as R
@@ -32,19 +32,8 @@ REPLICA_KEYS = {"replica_id", "name", "status", "version", "launched_at", "handl
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    from skystate.server.client import stop_server
-
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "config.yaml").write_text("providers:\n  local: {}\n")
-    monkeypatch.setenv("SKYSTATE_HOME", str(home))
-    monkeypatch.setenv("SKYSTATE_TIME_SCALE", "30")  # probes every 0.33 s
-    monkeypatch.delenv("SKYSTATE_API_TOKEN", raising=False)
-    monkeypatch.delenv("SKYSTATE_API_SERVER_URL", raising=False)
-    yield home
-    stop_server(home)
-    kill_everything_under(tmp_path)
+def home(serve_home: Path) -> Path:
+    return serve_home
 
 
 def _task(version: int = 1, replicas: int = 2, probe: str = "/health",

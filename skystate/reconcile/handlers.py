@@ -335,12 +335,13 @@ def _submit_job(ctx: HandlerContext, action: Action) -> str:
                                    "submitted_at": time.time()}))
     agent = ctx.agent(cluster)
     task = {**(spec.get("task") or {}), "secrets": _job_secrets(spec)}
-    owner = (ctx.cluster(cluster) or {}).get("owner") or spec.get("owner") or current_user()
+    record = ctx.cluster(cluster) or {}
+    owner = record.get("owner") or spec.get("owner") or current_user()
     task["file_mounts"] = storage_mounts.stage(
         task.get("file_mounts"), cluster=cluster, owner=str(owner), store=ctx.store,
         lock=ctx.lock, providers_config=ctx.providers.config)
     job_id = agent.submit(job_request(
-        task, name=spec["name"], username=current_user(), cluster=ctx.cluster(cluster),
+        task, name=spec["name"], username=current_user(), cluster=record,
         submission_id=f"{spec.get('owner')}:{spec['name']}:{spec.get('spec_hash')}"))
     log_path = agent.log_path(job_id)
     ctx.write(lambda s: s.put_job({**spec, "status": "PENDING", "job_id": job_id,

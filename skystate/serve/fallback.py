@@ -19,10 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from skystate.serve.rollout import surplus
 from skystate.serve.status import ReplicaStatus as R
-
-# Which replica goes first when there are too many: the least far along, then the newest.
-_DRAIN_ORDER = (R.PENDING, R.PROVISIONING, R.STARTING, R.UNKNOWN, R.NOT_READY, R.READY)
 
 
 @dataclass(frozen=True)
@@ -81,23 +79,14 @@ def wanted(members: Sequence[Member], target: int, count: int,
     return spot, min(ondemand, target)
 
 
-def _pick(members: list[Member], extra: int) -> list[int]:
-    if extra <= 0:
-        return []
-    order = sorted(members, key=lambda m: (_DRAIN_ORDER.index(m.status)
-                                           if m.status in _DRAIN_ORDER else 0,
-                                           -m.replica_id))
-    return [m.replica_id for m in order[:extra]]
-
-
 def split(members: Sequence[Member], target: int, count: int, mix: Mix) -> Split:
     """What to launch and drain so the live replicas of the wanted version (``members``)
     match the mix. ``target`` is the autoscaler's count, ``count`` that plus overprovision."""
     want_spot, want_ondemand = wanted(members, target, count, mix)
     spot = [m for m in members if m.is_spot]
     ondemand = [m for m in members if not m.is_spot]
-    drain = sorted(_pick(spot, len(spot) - want_spot)
-                   + _pick(ondemand, len(ondemand) - want_ondemand))
+    drain = sorted(surplus(spot, len(spot) - want_spot)
+                   + surplus(ondemand, len(ondemand) - want_ondemand))
     ready_spot = sum(1 for m in spot if m.status is R.READY)
     result = Split(launch_spot=max(0, want_spot - len(spot)),
                    launch_ondemand=max(0, want_ondemand - len(ondemand)), drain=tuple(drain))

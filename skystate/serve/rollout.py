@@ -20,11 +20,33 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from skystate.serve.status import ReplicaStatus as R
 from skystate.serve.status import UpdateMode
 
 _GOING = (R.SHUTTING_DOWN,)
+# Which replicas go first when there are too many: the least far along, then the newest.
+DRAIN_ORDER = (R.PENDING, R.PROVISIONING, R.STARTING, R.UNKNOWN, R.NOT_READY, R.READY)
+
+
+class Ranked(Protocol):
+    @property
+    def replica_id(self) -> int: ...
+
+    @property
+    def status(self) -> R: ...
+
+
+def surplus(replicas: Sequence[Ranked], extra: int) -> list[int]:
+    """The ``extra`` replicas to drain first (``DRAIN_ORDER``), sorted by id; scale-down,
+    rollouts and the spot/on-demand split all choose by this one rule."""
+    if extra <= 0:
+        return []
+    order = sorted(replicas, key=lambda r: (DRAIN_ORDER.index(r.status)
+                                            if r.status in DRAIN_ORDER else 0,
+                                            -r.replica_id))
+    return sorted(r.replica_id for r in order[:extra])
 
 
 @dataclass(frozen=True)
@@ -52,13 +74,7 @@ def _scale(new: list[Replica], count: int, version: int) -> Rollout:
                        reason=f"{len(new)} of {count} replica(s): launch "
                               f"{count - len(new)}")
     if len(new) > count:
-        not_ready = [r for r in new if r.status is not R.READY]
-        chosen = not_ready[:len(new) - count]
-        if len(chosen) < len(new) - count:
-            ready = sorted((r for r in new if r.status is R.READY),
-                           key=lambda r: r.replica_id, reverse=True)
-            chosen += ready[:len(new) - count - len(chosen)]
-        extra = sorted(r.replica_id for r in chosen)
+        extra = surplus(new, len(new) - count)
         return Rollout(drain=tuple(extra), serving_version=version,
                        reason=f"{len(new)} replica(s), {count} wanted: drain {extra}")
     return Rollout(serving_version=version, reason=f"{count} replica(s) of version {version}")
