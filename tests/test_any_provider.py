@@ -75,6 +75,32 @@ def test_enabled_is_decided_from_config_environment_and_files(no_clouds: Path) -
     assert "gcp" in endpoint.considered
 
 
+def test_a_provider_whose_extra_is_not_installed_is_skipped_not_an_error(
+        no_clouds: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``pip install -e .`` without extras: the quickstart must still plan (a fresh machine).
+
+    The missing packages are hidden with ``sys.modules[name] = None``, which makes their import
+    fail exactly as when they are not installed; nothing is uninstalled.
+    """
+    import sys
+    hidden = ("google", "boto3", "fabric")
+    for name in [m for m in sys.modules if m.split(".")[0] in hidden] + list(hidden):
+        monkeypatch.setitem(sys.modules, name, None)
+    adc = no_clouds / "adc.json"
+    adc.write_text("{}")
+    env = {"HOME": str(no_clouds), "GOOGLE_APPLICATION_CREDENTIALS": str(adc),
+           "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}
+    config = {"gcp": {"project": "p"}, "ssh": {"pools": {"lab": {"hosts": ["10.0.0.1"]}}}}
+    bare = enabled_providers(config, env)
+    assert bare.considered == ("local",)
+    assert "skystate[gcp]" in bare.skipped["gcp"]
+    assert "skystate[aws]" in bare.skipped["aws"]
+    assert "skystate[ssh]" in bare.skipped["ssh"]
+    endpoint = enabled_providers({"gcp": {"api_endpoint": "http://127.0.0.1:9", "project": "p"}},
+                                 env)
+    assert "gcp" not in endpoint.considered
+
+
 def test_no_infra_is_optimized_over_enabled_providers_only(
         no_clouds: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     gpu = Resources.model_validate({"accelerators": "T4:1"})

@@ -71,12 +71,14 @@ def _local(section: Mapping[str, Any], env: Mapping[str, str]) -> str:
 
 
 def _ssh(section: Mapping[str, Any], env: Mapping[str, str]) -> str:
-    return "" if section.get("pools") else "no pools configured"
+    if not section.get("pools"):
+        return "no pools configured"
+    return "" if _installed("fabric") else "fabric is not installed (pip install 'skystate[ssh]')"
 
 
 def _aws(section: Mapping[str, Any], env: Mapping[str, str]) -> str:
-    if importlib.util.find_spec("boto3") is None:
-        return "boto3 is not installed"
+    if not _installed("boto3"):
+        return "boto3 is not installed (pip install 'skystate[aws]')"
     if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
         return ""
     if env.get("AWS_PROFILE") or env.get("AWS_WEB_IDENTITY_TOKEN_FILE") or env.get(
@@ -94,9 +96,9 @@ def _aws(section: Mapping[str, Any], env: Mapping[str, str]) -> str:
 def _gcp(section: Mapping[str, Any], env: Mapping[str, str]) -> str:
     project = (section.get("project") or env.get("GOOGLE_CLOUD_PROJECT")
                or env.get("CLOUDSDK_CORE_PROJECT"))
+    if not _installed("google.cloud.compute_v1"):
+        return "google-cloud-compute is not installed (pip install 'skystate[gcp]')"
     if not section.get("api_endpoint"):
-        if importlib.util.find_spec("google.auth") is None:
-            return "google-auth is not installed"
         home = Path(env.get("HOME") or Path.home())
         gcloud = Path(env.get("CLOUDSDK_CONFIG") or home / ".config" / "gcloud")
         files = [env.get("GOOGLE_APPLICATION_CREDENTIALS") or "",
@@ -106,6 +108,18 @@ def _gcp(section: Mapping[str, Any], env: Mapping[str, str]) -> str:
     if not project:
         return "no project (providers.gcp.project or GOOGLE_CLOUD_PROJECT)"
     return ""
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it.
+
+    ``find_spec`` of a dotted name imports its parents, and raises (rather than returning
+    None) when a parent such as ``google`` is missing: that is the fresh-machine case.
+    """
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 _WHY_NOT = {"local": _local, "ssh": _ssh, "aws": _aws, "gcp": _gcp}
