@@ -1,7 +1,9 @@
 """A 2-node SSH cluster on two "hosts" with their own addresses (network namespaces).
 
-Two namespaces joined by a bridge (10.200.0.1/24 in the root namespace, veth pairs),
-an sshd in each on 10.200.0.11:22 and 10.200.0.12:22 with the test sshd's keys. The file
+Two namespaces joined by a bridge (10.200.N.1/24 in the root namespace, veth pairs),
+an sshd in each on 10.200.N.11:22 and 10.200.N.12:22 with the test sshd's keys. N is a
+subnet this run claims with a lock file, so two suites on one machine never share a bridge
+or addresses. The file
 system is shared, so the pool's ``remote_dir`` has ``{host}`` (as for NFS homes).
 Everything is torn down in a finalizer; skipped where ``ip netns add`` is not permitted.
 """
@@ -9,6 +11,7 @@ Everything is torn down in a finalizer; skipped where ``ip netns add`` is not pe
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -27,8 +30,25 @@ from skystate.providers.base import JobRequest, NodeState, OfferQuery, Provision
 from skystate.providers.ssh import SSHProvider
 
 sshd = sshd_fixture.sshd
-ADDRESSES = ("10.200.0.11", "10.200.0.12")
-BRIDGE = "sstbr0"
+LOCKS = Path("/run/lock") if Path("/run/lock").is_dir() else Path("/tmp")
+
+
+@contextlib.contextmanager
+def _claimed_subnet() -> Iterator[int]:
+    """A third octet N for 10.200.N.0/24 no other run holds (lock file) or has configured."""
+    configured = _ip("-o", "addr", "show", check=False).stdout
+    links = _ip("-o", "link", "show", check=False).stdout
+    for n in range(0, 250):
+        if f" 10.200.{n}." in configured or f": sst{n}v" in links or f": sstbr{n}:" in links:
+            continue
+        with open(LOCKS / f"skystate-netns-{n}.lock", "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            yield n
+            return
+    pytest.skip("no free 10.200.N.0/24 subnet for the namespaces")
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -39,23 +59,27 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 def two_hosts(sshd: SSHD, tmp_path: Path) -> Iterator[list[str]]:
     if shutil.which("ip") is None:
         pytest.skip("no 'ip' command (iproute2) here")
-    tag = f"{os.getpid() % 10000}"
-    namespaces = [f"sst{tag}a", f"sst{tag}b"]
-    probe = _ip("netns", "add", namespaces[0], check=False)
-    if probe.returncode != 0:
-        pytest.skip(f"'ip netns add' is not permitted here: {probe.stderr.strip()}")
     dirs: list[Path] = []
-    try:
-        _ip("link", "add", BRIDGE, "type", "bridge")
-        _ip("addr", "add", "10.200.0.1/24", "dev", BRIDGE)
-        _ip("link", "set", BRIDGE, "up")
-        for i, (ns, address) in enumerate(zip(namespaces, ADDRESSES, strict=True)):
+    with _claimed_subnet() as n, contextlib.ExitStack() as cleanup:
+        tag, bridge = f"{n}", f"sstbr{n}"  # names are the claimed subnet's: unique too
+        namespaces = [f"sst{tag}a", f"sst{tag}b"]
+        probe = _ip("netns", "add", namespaces[0], check=False)
+        if probe.returncode != 0:
+            pytest.skip(f"'ip netns add' is not permitted here: {probe.stderr.strip()}")
+        cleanup.callback(_ip, "link", "del", bridge, check=False)
+        veths = [f"sst{tag}v{i}" for i in range(len(namespaces))]
+        cleanup.callback(_teardown, namespaces, veths, dirs, tmp_path)
+        _ip("link", "add", bridge, "type", "bridge")
+        _ip("addr", "add", f"10.200.{n}.1/24", "dev", bridge)
+        _ip("link", "set", bridge, "up")
+        addresses = [f"10.200.{n}.11", f"10.200.{n}.12"]
+        for i, (ns, address) in enumerate(zip(namespaces, addresses, strict=True)):
             if i:
                 _ip("netns", "add", ns)
-            outer, inner = f"sst{tag}v{i}", f"sst{tag}p{i}"
+            outer, inner = veths[i], f"sst{tag}p{i}"
             _ip("link", "add", outer, "type", "veth", "peer", "name", inner)
             _ip("link", "set", inner, "netns", ns)
-            _ip("link", "set", outer, "master", BRIDGE)
+            _ip("link", "set", outer, "master", bridge)
             _ip("link", "set", outer, "up")
             _ip("-n", ns, "addr", "add", f"{address}/24", "dev", inner)
             _ip("-n", ns, "link", "set", inner, "up")
@@ -70,17 +94,20 @@ def two_hosts(sshd: SSHD, tmp_path: Path) -> Iterator[list[str]]:
                  address],  # fmt: skip
                 check=True, capture_output=True, timeout=60,
             )  # fmt: skip
-        yield list(ADDRESSES)
-    finally:
-        kill_everything_under(tmp_path)
-        for folder in dirs:
-            subprocess.run(["bash", str(SCRIPT), "stop", str(folder)], check=False)
-        for ns in namespaces:
-            for pid in _ip("netns", "pids", ns, check=False).stdout.split():
-                with contextlib.suppress(ProcessLookupError, ValueError):
-                    os.kill(int(pid), signal.SIGKILL)  # sshd sessions left in the namespace
-            _ip("netns", "del", ns, check=False)  # takes its veth ends (and pairs) along
-        _ip("link", "del", BRIDGE, check=False)
+        yield addresses
+
+
+def _teardown(namespaces: list[str], veths: list[str], dirs: list[Path], tmp_path: Path) -> None:
+    kill_everything_under(tmp_path)
+    for folder in dirs:
+        subprocess.run(["bash", str(SCRIPT), "stop", str(folder)], check=False)
+    for ns in namespaces:
+        for pid in _ip("netns", "pids", ns, check=False).stdout.split():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid), signal.SIGKILL)  # sshd sessions left in the namespace
+        _ip("netns", "del", ns, check=False)
+    for veth in veths:  # a namespace takes its veth pair along only once the kernel frees it
+        _ip("link", "del", veth, check=False)
 
 
 @pytest.mark.slow
@@ -103,8 +130,8 @@ def test_two_node_job_across_namespaced_hosts(
         print(f"2-node provision over the bridge: {time.monotonic() - started:.2f}s")
         assert obs.state is NodeState.RUNNING
         assert [(n.rank, n.ip, n.ssh_port) for n in obs.nodes] == [
-            (0, "10.200.0.11", 22),
-            (1, "10.200.0.12", 22),
+            (0, two_hosts[0], 22),
+            (1, two_hosts[1], 22),
         ]
         agent = provider.agent(obs)
         run = (
@@ -117,8 +144,9 @@ def test_two_node_job_across_namespaced_hosts(
             time.sleep(0.1)
         assert agent.queue([job_id])[0]["status"] is JobStatus.SUCCEEDED
         log = agent.read_log(job_id)
-        assert "(rank 0) rank 0 of 2 ips 10.200.0.11 10.200.0.12" in log
-        assert "(rank 1) rank 1 of 2 ips 10.200.0.11 10.200.0.12" in log
+        ips = " ".join(two_hosts)
+        assert f"(rank 0) rank 0 of 2 ips {ips}" in log
+        assert f"(rank 1) rank 1 of 2 ips {ips}" in log
         provider.terminate("mn", "me")
         assert provider.observe() == []
     finally:
