@@ -225,3 +225,32 @@ def test_plan_time_is_linear():
     large, plan = cpu_seconds(2000)
     assert large / small < 9, (small, large)
     assert not plan.has_changes
+
+
+def _offers_with_failover(resources, num_nodes):
+    return [Offer("local", None, None, f"t{i}", {}, 2, 8, False, float(i)) for i in range(4)]
+
+
+def test_rewritten_actions_keep_their_place_without_comparing_actions(monkeypatch):
+    """A create's failover offers and a start for a job rewrite an action where it was
+    added; finding it must not compare actions (list.index: quadratic in the plan)."""
+    from skystate.reconcile.plan import Action
+
+    compared = []
+    monkeypatch.setattr(Action, "__eq__", lambda self, other: compared.append(1) or
+                        self is other)
+    new = [Cluster(name=f"n{i}", resources={"cpus": 1}) for i in range(30)]
+    asleep = [Cluster(name=f"s{i}", resources={"cpus": 1}) for i in range(30)]
+    jobs = [Job(name="j", cluster=c.name, run="true") for c in new + asleep]
+    records = [_record(c, "STOPPED", stopped_by_autostop=True) for c in asleep]
+    plan = make_plan(_desired(new + asleep, jobs),
+                     ActualState(version=1, clusters={r["name"]: r for r in records}),
+                     rank_offers=_offers_with_failover, now=0.0)
+    assert not compared
+    clusters = [a for a in plan.actions if a.kind == "Cluster"]
+    assert [a.name for a in clusters] == [c.name for c in new + asleep]
+    assert all(len(a.failover_offers) == 3 for a in clusters[:30])
+    assert {a.type for a in clusters[30:]} == {ActionType.START}
+    submits = [a for a in plan.actions if a.kind == "Job"]
+    assert [a.depends_on for a in submits[30:]] == [[f"start Cluster/{c.name}"]
+                                                    for c in asleep]

@@ -138,6 +138,9 @@ class _PlanBuilder:
     # (canonical resources, request hash) per (resources, num_nodes): clusters that wrote
     # the same resources block share one validated Resources (spec.block_cache)
     _requests: dict[tuple[int, int], tuple[dict[str, Any], str]] = field(default_factory=dict)
+    # id(action) -> its index in ``actions``: an action rewritten later (failover offers, a
+    # start for a job) is replaced in place without a scan (list.index compares models)
+    _positions: dict[int, int] = field(default_factory=dict)
 
     # --- helpers -------------------------------------------------------------------
 
@@ -174,8 +177,16 @@ class _PlanBuilder:
         return self._offer_cache[key]
 
     def add(self, action: Action) -> Action:
+        self._positions[id(action)] = len(self.actions)
         self.actions.append(action)
         return action
+
+    def _swap(self, old: Action, new: Action) -> Action:
+        """``new`` where ``old`` was added (same place in the plan's order)."""
+        index = self._positions.pop(id(old))
+        self.actions[index] = new
+        self._positions[id(new)] = index
+        return new
 
     # --- clusters ------------------------------------------------------------------
 
@@ -242,9 +253,7 @@ class _PlanBuilder:
             )
 
     def _with_failover(self, action: Action, failover: list[Record]) -> Action:
-        updated = action.model_copy(update={"failover_offers": failover})
-        self.actions[self.actions.index(action)] = updated
-        return updated
+        return self._swap(action, action.model_copy(update={"failover_offers": failover}))
 
     def _create(self, addr: str, cluster: Cluster, after: Record, offer: Record | None,
                 cost: float, reason: str, record: Record | None = None) -> Action:
@@ -356,7 +365,7 @@ class _PlanBuilder:
             start = cluster_action.model_copy(update={
                 "type": ActionType.START, "reason": "a job needs it (was stopped by autostop)",
                 "hourly_after": _record_price(cluster_action.before or {})})
-            self.actions[self.actions.index(cluster_action)] = start
+            self._swap(cluster_action, start)
             self.cluster_actions[cluster] = start
             return [start.id]
         return []
