@@ -114,6 +114,11 @@ def test_serve_up_with_tls_serves_https_end_to_end(home: Path, tmp_path: Path,
         assert record["endpoint"] == endpoint
         assert all(r["endpoint"].startswith("http://") for r in ready)  # plain behind it
         with httpx.Client(verify=trusting(certfile), timeout=30, trust_env=False) as client:
+            # READY in the controller's record first, then in the load balancer's next sync:
+            # until then it answers 503 (no ready replica), as SkyPilot's does.
+            while client.get(endpoint + "/").status_code != 200:
+                assert time.monotonic() < end, "the load balancer never got a ready replica"
+                time.sleep(0.3)
             codes = collections.Counter(client.get(endpoint + "/").status_code
                                         for _ in range(200))
         assert codes == {200: 200}
