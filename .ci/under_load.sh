@@ -29,7 +29,7 @@ for i in $(seq 1 "$runs"); do
     rc=$?
     [ "$rc" -eq 0 ] || failed=1
     echo "run $i: exit $rc in $(( $(date +%s) - start )) s; load $(cut -d' ' -f1-3 /proc/loadavg);" \
-        "$(grep -E '^[0-9]+ (passed|failed)|passed|failed' "$LOAD_DIR/run-$i.log" | tail -2 | tr '\n' ' ')"
+        "$(grep -E ' (passed|failed)' "$LOAD_DIR/run-$i.log" | tr '\n' ' ')"
 done
 echo "load suite: $(grep -cE ' passed| failed' "$LOAD_DIR/load.log") run(s) finished meanwhile:" \
     "$(grep -E ' passed| failed' "$LOAD_DIR/load.log" | tr '\n' ';')"

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import lb_replicas
 import pytest
-from helpers import REPO, deadline
+from helpers import REPO, deadline, wait_until
 from lb_replicas import Replicas
 from tls_cert import make_certificate, trusting
 
@@ -116,9 +116,8 @@ def test_serve_up_with_tls_serves_https_end_to_end(home: Path, tmp_path: Path,
         with httpx.Client(verify=trusting(certfile), timeout=30, trust_env=False) as client:
             # READY in the controller's record first, then in the load balancer's next sync:
             # until then it answers 503 (no ready replica), as SkyPilot's does.
-            while client.get(endpoint + "/").status_code != 200:
-                assert time.monotonic() < end, "the load balancer never got a ready replica"
-                time.sleep(0.3)
+            wait_until(lambda: client.get(endpoint + "/").status_code == 200, timeout=60,
+                       what="the load balancer's first ready replica")
             codes = collections.Counter(client.get(endpoint + "/").status_code
                                         for _ in range(200))
         assert codes == {200: 200}
