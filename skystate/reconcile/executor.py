@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
@@ -50,26 +51,31 @@ def apply_plan(
     changes = [a for a in plan.actions if a.is_change]
     result = ApplyResult()
     outcomes: dict[str, ActionOutcome] = {}
-    pending = list(changes)
-    planned = {a.id for a in changes}
+    order = _Order(changes)
+    ready: deque[Action] = deque()
     running: dict[Future[str], tuple[Action, float]] = {}
-    with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
-        while pending or running:
-            for action in _ready(pending, outcomes, planned):
-                pending.remove(action)
+    workers = max(1, parallelism)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        while True:
+            ready.extend(order.take_ready())
+            while ready and len(running) < workers:  # wait() below scans what is running
+                action = ready.popleft()
                 if progress:
                     progress(action, None)
                 running[pool.submit(run_action, ctx, action)] = (action, time.monotonic())
-            for action in _blocked(pending, outcomes):
-                pending.remove(action)
-                _finish(outcomes, result, progress, ActionOutcome(
-                    action, "skipped", "skipped: a step it depends on failed", 0.0))
             if not running:
-                continue
+                break
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
                 action, started = running.pop(future)
-                _finish(outcomes, result, progress, _outcome(future, action, started))
+                outcome = _outcome(future, action, started)
+                _finish(outcomes, result, progress, outcome)
+                for skipped in order.settle(action, outcome.status == "succeeded"):
+                    _finish(outcomes, result, progress, ActionOutcome(
+                        skipped, "skipped", "skipped: a step it depends on failed", 0.0))
+    for stuck in order.left():  # only a dependency cycle leaves any (the planner makes none)
+        _finish(outcomes, result, progress, ActionOutcome(
+            stuck, "skipped", "skipped: its dependencies form a cycle", 0.0))
     with ctx.lock:
         result.observations = list(ctx.observations)
         result.state_version = store.version
@@ -103,19 +109,53 @@ def apply_action(action: Action, store: Store, providers: Providers,
     return apply_plan(plan, store, providers=providers, progress=progress)
 
 
-def _ready(pending: list[Action], outcomes: dict[str, ActionOutcome],
-           planned: set[str]) -> list[Action]:
-    """Actions whose in-plan dependencies all succeeded (others count as met)."""
-    return [
-        a for a in pending
-        if all(d not in planned or (d in outcomes and outcomes[d].status == "succeeded")
-               for d in a.depends_on)
-    ]
+class _Order:
+    """Which actions may start: a dependency graph walked as outcomes arrive (Kahn's order).
 
+    Each step costs what it touches, not a rescan of everything pending, so an apply of
+    thousands of actions stays linear. A dependency outside the plan counts as met.
+    """
 
-def _blocked(pending: list[Action], outcomes: dict[str, ActionOutcome]) -> list[Action]:
-    return [a for a in pending
-            if any(d in outcomes and outcomes[d].status != "succeeded" for d in a.depends_on)]
+    def __init__(self, actions: list[Action]) -> None:
+        self._actions = {a.id: a for a in actions}
+        self._waiting_on = {a.id: {d for d in a.depends_on if d in self._actions and d != a.id}
+                            for a in actions}
+        self._dependents: dict[str, list[str]] = {}
+        for action_id, deps in self._waiting_on.items():
+            for dep in deps:
+                self._dependents.setdefault(dep, []).append(action_id)
+        self._ready = [a.id for a in actions if not self._waiting_on[a.id]]
+
+    def take_ready(self) -> list[Action]:
+        """The actions whose in-plan dependencies all succeeded, in plan order at first."""
+        ready, self._ready = self._ready, []
+        for action_id in ready:
+            del self._waiting_on[action_id]
+        return [self._actions[i] for i in ready]
+
+    def settle(self, action: Action, succeeded: bool) -> list[Action]:
+        """Records ``action``'s end; returns what must now be skipped (its dependents, and
+        theirs, when it did not succeed)."""
+        if succeeded:
+            for dependent in self._dependents.get(action.id, ()):
+                deps = self._waiting_on.get(dependent)
+                if deps is not None:
+                    deps.discard(action.id)
+                    if not deps:
+                        self._ready.append(dependent)
+            return []
+        skipped: list[Action] = []
+        stack = list(self._dependents.get(action.id, ()))
+        while stack:
+            dependent = stack.pop()
+            if self._waiting_on.pop(dependent, None) is None:
+                continue  # already skipped through another failed dependency
+            skipped.append(self._actions[dependent])
+            stack.extend(self._dependents.get(dependent, ()))
+        return skipped
+
+    def left(self) -> list[Action]:
+        return [self._actions[i] for i in self._waiting_on]
 
 
 def _outcome(future: Future[str], action: Action, started: float) -> ActionOutcome:
