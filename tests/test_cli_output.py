@@ -222,20 +222,26 @@ def test_ctrl_c_while_following_a_job_names_skystate_cancel(home: Path,
                                                             tmp_path: Path) -> None:
     task = tmp_path / "task.yaml"
     task.write_text("resources: {infra: local}\nrun: echo started; sleep 600\n")
-    env = {**os.environ, "SKYSTATE_HOME": str(home)}
-    proc = subprocess.Popen([sys.executable, "-m", "skystate.cli", "launch", str(task), "-c",
-                             "sleepy"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    seen = []
-    deadline = time.monotonic() + 90
-    for line in proc.stdout:
-        seen.append(line)
-        if line.strip() == "started" or time.monotonic() > deadline:
-            break
-    assert "started\n" in seen, seen
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    # faulthandler: should the CLI not exit, SIGABRT makes it print where it is stuck
+    env = {**os.environ, "SKYSTATE_HOME": str(home), "PYTHONFAULTHANDLER": "1"}
+    with subprocess.Popen([sys.executable, "-m", "skystate.cli", "launch", str(task), "-c",
+                           "sleepy"], env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None
+        seen = []
+        deadline = time.monotonic() + 90
+        for line in proc.stdout:
+            seen.append(line)
+            if line.strip() == "started" or time.monotonic() > deadline:
+                break
+        assert "started\n" in seen, seen
+        proc.send_signal(signal.SIGINT)
+        try:
+            _, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            _, err = proc.communicate(timeout=30)
+            pytest.fail(f"the CLI did not exit within 60 s of Ctrl-C; its stacks:\n{err}")
     assert proc.returncode == 130, err
     assert "`skystate cancel sleepy 1`" in err and "`skystate logs sleepy 1`" in err
     jobs = json.loads(run_cli(home, "queue", "sleepy", "--json").stdout)
