@@ -7,7 +7,6 @@ are still importable from here.
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
@@ -62,24 +61,12 @@ def main() -> None:
         _error(str(exc))
         sys.exit(1)
     except KeyboardInterrupt:
-        _exit_now(130)
+        sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - anything else, e.g. a request's own error
         if _debug():
             raise
         _error(f"{type(exc).__name__}: {exc} (--debug shows the traceback)")
         sys.exit(1)
-
-
-def _exit_now(code: int) -> None:
-    """Exit without the interpreter's teardown: after Ctrl-C nothing is left to do, and
-    an interrupted HTTP stream or a thread must not be able to hold the exit (the hint
-    has been printed; the work goes on on the server)."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(code)
 
 
 def __getattr__(name: str) -> Any:

@@ -4,7 +4,9 @@ no token) define their own ``home``.
 
 Also, for the whole session: no cloud metadata probe may leave the machine (boto3's
 instance-metadata lookup and google-auth's GCE check are off, and their hosts point at a
-closed loopback port), and any process a test left behind is reported and killed.
+closed loopback port), any process a test left behind is reported and killed, and Ctrl-C
+reaches the CLIs the tests start (a shell's background job, e.g. ``.ci/run &``, ignores
+SIGINT, and so would every process it starts: Python then installs no KeyboardInterrupt).
 
 ``.ci/run`` runs the suite in two parts: in parallel (pytest-xdist, ``--dist loadgroup``: a
 file's tests stay on one worker, so its module fixtures are built once), then the few tests
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +33,8 @@ NO_METADATA_PROBES = {
     "GCE_METADATA_IP": "127.0.0.1:9",
 }
 os.environ.update(NO_METADATA_PROBES)  # before any test imports boto3 or google.auth
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # a handler is reset at exec; an
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # ignored signal stays so
 
 
 @pytest.hookimpl(tryfirst=True)  # before ``-m`` selects on the marks added here

@@ -222,7 +222,7 @@ def test_ctrl_c_while_following_a_job_names_skystate_cancel(home: Path,
                                                             tmp_path: Path) -> None:
     task = tmp_path / "task.yaml"
     task.write_text("resources: {infra: local}\nrun: echo started; sleep 600\n")
-    # faulthandler: should the CLI not exit, SIGABRT makes it print where it is stuck
+    # faulthandler: should the CLI not exit, SIGABRT makes it print where it is
     env = {**os.environ, "SKYSTATE_HOME": str(home), "PYTHONFAULTHANDLER": "1"}
     with subprocess.Popen([sys.executable, "-m", "skystate.cli", "launch", str(task), "-c",
                            "sleepy"], env=env, stdout=subprocess.PIPE,
