@@ -93,7 +93,7 @@ def test_lock_of_a_killed_holder_is_broken(home: Path, state: Path,
     started = time.monotonic()
     with caplog.at_level(logging.WARNING, "skystate.lock"), state_lock(timeout=5) as mine:
         assert mine is not None and mine.pid == os.getpid()
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 4.0  # taken over, not waited out (timeout=5)
     assert re.search(rf"took over the state lock from pid {holder.pid} on .*: the process "
                      r"is gone", caplog.text), caplog.text
     assert not holder_path().exists()

@@ -21,11 +21,13 @@ import contextlib
 import ctypes
 import os
 import signal
+import time
 
 TAG = "SKYSTATE_REQUEST_ID"
 SERVER_ONLY_PREFIXES = ("SKYSTATE_API_",)
 SERVER_ONLY = ("SKYSTATE_REQUEST_RETENTION_DAYS",)
 _PR_SET_PDEATHSIG = 1
+KILL_SETTLE_SECONDS = 5.0  # how long a kill waits for the killed to be gone
 
 
 def die_with_parent() -> None:
@@ -67,17 +69,28 @@ def tagged_pids(request_id: str) -> list[int]:
     return pids
 
 
-def kill_request_tree(request_id: str, worker_pid: int | None) -> int:
-    """SIGKILL the worker's session and every process tagged with the request; count."""
-    killed = 0
+def kill_request_tree(request_id: str, worker_pid: int | None,
+                      settle: float = KILL_SETTLE_SECONDS) -> int:
+    """SIGKILL the worker's session and every process tagged with the request; count.
+
+    Returns once no tagged process is left (or ``settle`` seconds passed): SIGKILL takes
+    effect asynchronously, and a process may fork while /proc is read, so the scan is
+    repeated until it finds nothing. A cancel that returned has nothing left running.
+    """
+    killed: set[int] = set()
     if worker_pid:
         try:
             os.killpg(worker_pid, signal.SIGKILL)
-            killed += 1
+            killed.add(worker_pid)
         except (ProcessLookupError, PermissionError):
             pass
-    for pid in tagged_pids(request_id):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
-            killed += 1
-    return killed
+    deadline = time.monotonic() + settle
+    while pids := tagged_pids(request_id):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    return len(killed)
