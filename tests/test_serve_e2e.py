@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import REPO, deadline, processes_under
+from helpers import REPO, deadline, processes_under, wait_until
 
 import skystate as sky
 from skystate.serve import ReplicaStatus as R
@@ -147,6 +147,10 @@ def test_seed_calls_three_replicas_2000_requests_logs_and_down_leaves_nothing(
     assert len({r["endpoint"] for r in record["replica_info"]}) == 3
     from skystate.reconcile.store import Store
 
+    # The ready set the load balancer reads is published one step after the replicas
+    # read READY: only then has the controller converged.
+    wait_until(lambda: Store(home / "state.json").service("svc")["ready_ids"] == [1, 2, 3],
+               30, "the ready set to be published")
     version = Store(home / "state.json").version  # steady state writes nothing, so a
     time.sleep(2.0)  # saved plan (skystate apply) is not made stale by the controller
     assert Store(home / "state.json").version == version
