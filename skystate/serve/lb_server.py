@@ -8,12 +8,14 @@ An aiohttp low-level server; each request goes to one replica of ``DIR/ready_set
 ``ClientSession`` (no proxy lookup, no decompression, no headers of its own). aiohttp and
 not uvicorn + httpx: both HTTP parsers are C, and on a loaded machine the pure-Python pair
 cost several times the CPU per request (docs/serve-load-balancer.md has the figures).
-Bodies are streamed both ways, never buffered; hop-by-hop headers are dropped;
-``X-Forwarded-For/-Proto/-Host`` are set. A connection that fails takes the replica out of
-rotation (lb_state.Rotation) until a connection check to it succeeds again (checked here,
-with the backoff Rotation keeps); the request is retried on another replica if that is
-safe (nothing of its body was sent, and the method is idempotent or the connection never
-opened). No replica: 503.
+Bodies are streamed both ways, except a response of known length up to
+``WHOLE_BODY_LIMIT``, which is read whole before anything reaches the client: a replica
+that dies between its headers and its body then costs a retry, not a cut response.
+Hop-by-hop headers are dropped; ``X-Forwarded-For/-Proto/-Host`` are set. A connection
+that fails takes the replica out of rotation (lb_state.Rotation) until a connection check
+to it succeeds again (checked here, with the backoff Rotation keeps); the request is
+retried on another replica if that is safe (nothing of its body was sent, and the method
+is idempotent or the connection never opened). No replica: 503.
 
 Files: ``lb.pid`` at start, ``lb.port`` once listening (both removed at exit), and
 ``lb_stats.json`` about once a second. SIGTERM: stop accepting, let requests in flight
@@ -55,6 +57,7 @@ CHECK_TIMEOUT = 2.0  # a connection check of a replica out of rotation
 STATS_SECONDS = 1.0
 GRACE = 5.0
 CONNECTIONS_PER_REPLICA = 256
+WHOLE_BODY_LIMIT = 256 * 1024  # bytes: a response this small is read whole, then relayed
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate",
                         "proxy-authorization", "proxy-connection", "te", "trailer",
@@ -93,6 +96,16 @@ def request_headers(raw: Headers, client: str, scheme: str) -> Headers:
 def response_headers(raw: Headers) -> Headers:
     drop = _hop_by_hop(raw)
     return [(k, v) for k, v in raw if k.lower() not in drop]
+
+
+async def _whole_if_small(request: web.BaseRequest,
+                          upstream: aiohttp.ClientResponse) -> bytes | None:
+    """The response body, read whole, when its length is known and small (None: stream
+    it). Reading before the client sees anything keeps a broken-off body retryable."""
+    length = upstream.content_length
+    if request.method == "HEAD" or length is None or length > WHOLE_BODY_LIMIT:
+        return None
+    return await upstream.read()
 
 
 def _describe(exc: BaseException) -> str:
@@ -203,6 +216,7 @@ class LoadBalancer:
         data = body() if request.body_exists else None
         tried: set[int] = set()
         last_error = ""
+        upstream: aiohttp.ClientResponse | None = None
         while True:
             replica = self.rotation.choose(tried)
             if replica is None:
@@ -215,7 +229,11 @@ class LoadBalancer:
                 upstream = await self.session.request(
                     request.method, replica.url.rstrip("/") + request.raw_path,
                     headers=headers, data=data, allow_redirects=False)
+                whole = await _whole_if_small(request, upstream)
             except (aiohttp.ClientError, OSError, ValueError) as exc:
+                if upstream is not None:
+                    upstream.release()
+                    upstream = None
                 self.rotation.release(rid)
                 last_error = _describe(exc)
                 connect = isinstance(exc, aiohttp.ClientConnectorError)
@@ -229,18 +247,25 @@ class LoadBalancer:
                     continue
                 return web.Response(status=502, text=f"the replica failed: {last_error}\n")
             try:
-                return await self._relay(request, upstream, rid)
+                return await self._relay(request, upstream, rid, whole)
             finally:
                 upstream.release()
+                upstream = None
                 self.rotation.release(rid)
 
     async def _relay(self, request: web.BaseRequest, upstream: aiohttp.ClientResponse,
-                     rid: int) -> web.StreamResponse:
-        """Stream the replica's response to the client, chunk by chunk."""
+                     rid: int, whole: bytes | None = None) -> web.StreamResponse:
+        """Send the replica's response to the client: ``whole`` if it was read already,
+        else streamed chunk by chunk."""
         out = web.StreamResponse(status=upstream.status, reason=upstream.reason)
         for key, value in response_headers(_decoded(upstream.raw_headers)):
             out.headers.add(key, value)
         await out.prepare(request)
+        if whole is not None:
+            if whole:
+                await out.write(whole)
+            await out.write_eof()
+            return out
         try:
             async for chunk in upstream.content.iter_any():
                 await out.write(chunk)
