@@ -278,7 +278,9 @@ def test_a_directory_written_in_steps_is_applied_once_complete(
 
     stop = threading.Event()
     loop = threading.Thread(target=watching.watch, args=(state,), kwargs=dict(
-        options=watching.WatchOptions(interval=3600), apply_fn=recording_apply,
+        # a 1 s debounce (100 ms by default): the test's writes 40 ms apart must never
+        # look quiet, even when a loaded machine oversleeps each of them several times over
+        options=watching.WatchOptions(interval=3600, debounce=1.0), apply_fn=recording_apply,
         out=lines.append, stop=stop))
     loop.start()
     try:
@@ -286,7 +288,7 @@ def test_a_directory_written_in_steps_is_applied_once_complete(
         while not any("#1 start: in sync" in line for line in lines):
             assert time.monotonic() < until, lines
             time.sleep(0.02)
-        for i in range(5):  # 200 ms in all, never 100 ms quiet
+        for i in range(5):  # 200 ms in all, never 1 s quiet
             (state / f"c{i}.yaml").write_text(_cluster(f"c{i}"))
             time.sleep(0.04)
         until = deadline(20)
