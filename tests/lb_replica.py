@@ -1,7 +1,9 @@
 """A real HTTP replica for the load-balancer tests (stdlib, HTTP/1.1 keep-alive, threads).
 
-``python tests/lb_replica.py --id N --port-file PATH [--delay S] [--port P]``; it writes
-its port to PATH once listening (``--port``: that one, e.g. to come back where it was).
+``python tests/lb_replica.py --id N --port-file PATH [--delay S] [--port P]
+[--hang-up-after-headers]``; it writes its port to PATH once listening (``--port``: that
+one, e.g. to come back where it was). ``--hang-up-after-headers``: every answer stops
+after its headers and the connection closes, as a replica killed between the two writes.
 Routes:
 
 - ``GET /id``: ``replica N`` (after ``--delay`` seconds), header ``X-Replica: N``;
@@ -31,6 +33,7 @@ class Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed ACK
     replica_id = 0
     delay = 0.0
+    hang_up = False
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         pass
@@ -44,6 +47,9 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.send_header("X-Replica", str(self.replica_id))
         self.end_headers()
+        if self.hang_up:
+            self.close_connection = True
+            return
         self.wfile.write(body)
 
     def do_GET(self) -> None:  # noqa: N802
@@ -119,8 +125,10 @@ def main() -> None:
     parser.add_argument("--port-file", type=Path, required=True)
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--hang-up-after-headers", action="store_true")
     args = parser.parse_args()
     Handler.replica_id, Handler.delay = args.id, args.delay
+    Handler.hang_up = args.hang_up_after_headers
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
     tmp = args.port_file.with_suffix(".tmp")

@@ -25,14 +25,15 @@ class Replicas:
         self.urls: dict[int, str] = {}
 
     def start(self, replica_id: int, delay: float = 0.0, port: int = 0,
-              accelerator: str | None = None) -> ReadyReplica:
+              accelerator: str | None = None, hang_up: bool = False) -> ReadyReplica:
         """Start replica ``replica_id`` (on ``port``, 0: a free one) and wait until it
-        listens."""
+        listens (``hang_up``: it answers with headers only, then closes)."""
         port_file = self.root / f"replica-{replica_id}.port"
         port_file.unlink(missing_ok=True)
         proc = subprocess.Popen([sys.executable, str(REPLICA), "--id", str(replica_id),
                                  "--port-file", str(port_file), "--delay", str(delay),
-                                 "--port", str(port)])
+                                 "--port", str(port)]
+                                + (["--hang-up-after-headers"] if hang_up else []))
         self.procs[replica_id] = proc
         end = deadline(10)
         while not port_file.exists():

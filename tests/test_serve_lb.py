@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import collections
-import contextlib
 import os
 import signal
 import socket
@@ -95,46 +94,15 @@ def test_least_load_avoids_a_busy_replica(service: Path, replicas: Replicas,
         assert {_which(client.get("/id")) for _ in range(30)} == {1, 2, 3}
 
 
-class _HeadersThenHangUp:
-    """A replica that answers every request with its status line and headers
-    (``Content-Length: 9``), then closes the connection before the body: as one killed
-    between the two writes. A real socket server on loopback, in a thread."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.answered = 0
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                with contextlib.suppress(OSError):
-                    conn.recv(65536)
-                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n"
-                                 b"Content-Type: text/plain\r\n\r\n")
-                    self.answered += 1
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 def test_a_replica_that_breaks_off_before_its_body_costs_a_retry_not_the_request(
         service: Path, replicas: Replicas) -> None:
-    broken = _HeadersThenHangUp()
-    try:
-        url = _lb(service, "round_robin", [
-            ReadyReplica(replica_id=2, url=broken.url, version=1), replicas.start(1)])
-        with httpx.Client(base_url=url, timeout=30) as client:
-            answered = [_which(client.get("/id")) for _ in range(20)]
-        assert answered == [1] * 20  # every one answered whole, by the good replica
-        assert broken.answered >= 1  # the broken one was tried (round robin)
-    finally:
-        broken.close()
+    """Replica 2 sends its headers (``Content-Length: 9``) and hangs up before its body."""
+    url = _lb(service, "round_robin", [replicas.start(2, hang_up=True), replicas.start(1)])
+    with httpx.Client(base_url=url, timeout=30) as client:
+        answered = [_which(client.get("/id")) for _ in range(20)]
+    assert answered == [1] * 20  # every one answered whole, by the good replica
+    _wait_for(lambda: (s := read_stats(service)) is not None and
+              any(f.replica_id == 2 for f in s.failed))  # the broken one was tried
 
 
 def test_killed_replica_costs_no_client_request(service: Path, replicas: Replicas) -> None:

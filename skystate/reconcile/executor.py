@@ -48,19 +48,14 @@ def apply_plan(
     check_applicable(plan, store)
     ctx = HandlerContext(store=store, providers=providers or Providers(plan.providers),
                          lock=threading.Lock())
-    changes = [a for a in plan.actions if a.is_change]
     result = ApplyResult()
-    outcomes: dict[str, ActionOutcome] = {}
-    order = _Order(changes)
-    ready: deque[Action] = deque()
+    order = _Order([a for a in plan.actions if a.is_change])
     running: dict[Future[str], tuple[Action, float]] = {}
     workers = max(1, parallelism)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         while True:
-            ready.extend(order.take_ready())
-            while ready and len(running) < workers:  # wait() below scans what is running
-                action = ready.popleft()
-                if progress:
+            while len(running) < workers and (action := order.next_ready()) is not None:
+                if progress:  # at most ``workers`` submitted: wait() scans what is running
                     progress(action, None)
                 running[pool.submit(run_action, ctx, action)] = (action, time.monotonic())
             if not running:
@@ -69,12 +64,12 @@ def apply_plan(
             for future in done:
                 action, started = running.pop(future)
                 outcome = _outcome(future, action, started)
-                _finish(outcomes, result, progress, outcome)
+                _finish(result, progress, outcome)
                 for skipped in order.settle(action, outcome.status == "succeeded"):
-                    _finish(outcomes, result, progress, ActionOutcome(
+                    _finish(result, progress, ActionOutcome(
                         skipped, "skipped", "skipped: a step it depends on failed", 0.0))
     for stuck in order.left():  # only a dependency cycle leaves any (the planner makes none)
-        _finish(outcomes, result, progress, ActionOutcome(
+        _finish(result, progress, ActionOutcome(
             stuck, "skipped", "skipped: its dependencies form a cycle", 0.0))
     with ctx.lock:
         result.observations = list(ctx.observations)
@@ -118,20 +113,21 @@ class _Order:
 
     def __init__(self, actions: list[Action]) -> None:
         self._actions = {a.id: a for a in actions}
-        self._waiting_on = {a.id: {d for d in a.depends_on if d in self._actions and d != a.id}
+        self._waiting_on = {a.id: {d for d in a.depends_on if d in self._actions}
                             for a in actions}
         self._dependents: dict[str, list[str]] = {}
         for action_id, deps in self._waiting_on.items():
             for dep in deps:
                 self._dependents.setdefault(dep, []).append(action_id)
-        self._ready = [a.id for a in actions if not self._waiting_on[a.id]]
+        self._ready = deque(a.id for a in actions if not self._waiting_on[a.id])
 
-    def take_ready(self) -> list[Action]:
-        """The actions whose in-plan dependencies all succeeded, in plan order at first."""
-        ready, self._ready = self._ready, []
-        for action_id in ready:
-            del self._waiting_on[action_id]
-        return [self._actions[i] for i in ready]
+    def next_ready(self) -> Action | None:
+        """An action whose in-plan dependencies all succeeded (plan order at first)."""
+        if not self._ready:
+            return None
+        action_id = self._ready.popleft()
+        del self._waiting_on[action_id]
+        return self._actions[action_id]
 
     def settle(self, action: Action, succeeded: bool) -> list[Action]:
         """Records ``action``'s end; returns what must now be skipped (its dependents, and
@@ -166,9 +162,7 @@ def _outcome(future: Future[str], action: Action, started: float) -> ActionOutco
         return ActionOutcome(action, "failed", f"{type(exc).__name__}: {exc}", seconds, exc)
 
 
-def _finish(outcomes: dict[str, ActionOutcome], result: ApplyResult,
-            progress: Progress | None, outcome: ActionOutcome) -> None:
-    outcomes[outcome.action.id] = outcome
+def _finish(result: ApplyResult, progress: Progress | None, outcome: ActionOutcome) -> None:
     result.outcomes.append(outcome)
     if progress:
         progress(outcome.action, outcome)

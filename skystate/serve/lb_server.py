@@ -216,8 +216,8 @@ class LoadBalancer:
         data = body() if request.body_exists else None
         tried: set[int] = set()
         last_error = ""
-        upstream: aiohttp.ClientResponse | None = None
         while True:
+            upstream: aiohttp.ClientResponse | None = None
             replica = self.rotation.choose(tried)
             if replica is None:
                 reason = (f"no replica could take the request ({last_error})" if tried
@@ -231,9 +231,8 @@ class LoadBalancer:
                     headers=headers, data=data, allow_redirects=False)
                 whole = await _whole_if_small(request, upstream)
             except (aiohttp.ClientError, OSError, ValueError) as exc:
-                if upstream is not None:
+                if upstream is not None:  # it broke off a body read whole (see above)
                     upstream.release()
-                    upstream = None
                 self.rotation.release(rid)
                 last_error = _describe(exc)
                 connect = isinstance(exc, aiohttp.ClientConnectorError)
@@ -250,7 +249,6 @@ class LoadBalancer:
                 return await self._relay(request, upstream, rid, whole)
             finally:
                 upstream.release()
-                upstream = None
                 self.rotation.release(rid)
 
     async def _relay(self, request: web.BaseRequest, upstream: aiohttp.ClientResponse,
@@ -262,9 +260,7 @@ class LoadBalancer:
             out.headers.add(key, value)
         await out.prepare(request)
         if whole is not None:
-            if whole:
-                await out.write(whole)
-            await out.write_eof()
+            await out.write_eof(whole)
             return out
         try:
             async for chunk in upstream.content.iter_any():
